@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The server's keyring: the PASERK public keys ("k4.public.…") that may
+ * verify tokens, read from a text file with one key a line; blank lines and
+ * lines starting with '#' are ignored (so are surrounding spaces). Keys are
+ * looked up by their PASERK id (kid). bu_keyring_reload re-reads the file
+ * and swaps the key set atomically, so keys rotate without a restart.
+ *
+ * Thread-safe: lookups and reloads may run from any thread (a mutex guards
+ * the key set; a lookup copies the key out).
+ */
+#ifndef BU_AUTH_KEYRING_H
+#define BU_AUTH_KEYRING_H
+
+#include <stddef.h>
+
+#include "auth/paseto.h"
+
+struct bu_keyring;
+
+// bu_keyring_open reads path into a new keyring *krp (release with
+// bu_keyring_close). Returns BU_EIO (cannot read the file), BU_EPARSE (a line
+// that is not a v4 public PASERK: the log names the line number; a secret key
+// in the file is refused), BU_ENOMEM.
+int bu_keyring_open(struct bu_keyring **krp, const char *path);
+
+// bu_keyring_close releases kr; NULL is ignored.
+void bu_keyring_close(struct bu_keyring *kr);
+
+// bu_keyring_reload re-reads the file given to open. On any error the old
+// key set stays in force and the error is returned (as for open).
+int bu_keyring_reload(struct bu_keyring *kr);
+
+// bu_keyring_count returns the number of keys now loaded.
+size_t bu_keyring_count(struct bu_keyring *kr);
+
+// bu_keyring_find copies the public key whose PASERK id is kid into *keyp.
+// Returns BU_ENOENT when there is none.
+int bu_keyring_find(
+    struct bu_keyring *kr, const char *kid, struct bu_paseto_key *keyp);
+
+#endif // BU_AUTH_KEYRING_H

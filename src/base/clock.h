@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Time helpers: wall-clock milliseconds and RFC 3339 conversion (UTC, "Z"
+ * form, as PASETO claims use). Thread-safe.
+ */
+#ifndef BU_BASE_CLOCK_H
+#define BU_BASE_CLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// bu_now_ms returns the Unix time in milliseconds.
+int64_t bu_now_ms(void);
+
+// bu_mono_ms returns a monotonic clock in milliseconds (for timeouts).
+int64_t bu_mono_ms(void);
+
+// bu_rfc3339_format writes secs as "YYYY-MM-DDTHH:MM:SSZ" into buf (at
+// least 21 bytes). Returns BU_EINVAL when buf is too small.
+int bu_rfc3339_format(int64_t secs, char *buf, size_t len);
+
+// bu_rfc3339_parse reads an RFC 3339 §5.6 date-time ("T" and "Z"
+// uppercase, optional fraction, "Z" or "+hh:mm"/"-hh:mm" offset) into Unix
+// seconds (fractions are dropped). Returns BU_EPARSE on anything else,
+// including impossible dates; *secsp is written only on success.
+int bu_rfc3339_parse(const char *s, int64_t *secsp);
+
+#endif // BU_BASE_CLOCK_H
