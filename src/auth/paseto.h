@@ -39,7 +39,8 @@ struct bu_paseto_key {
 void bu_paseto_key_wipe(struct bu_paseto_key *key);
 
 // bu_paseto_key_from_bytes builds a typed key from raw bytes: kind SECRET
-// needs 64 bytes, PUBLIC and LOCAL 32. Returns BU_EINVAL on a wrong length.
+// needs 64 bytes, PUBLIC and LOCAL 32. Returns BU_EINVAL on a wrong length,
+// or for SECRET when the last 32 bytes are not the seed's public key.
 int bu_paseto_key_from_bytes(struct bu_paseto_key *keyp, enum bu_key_kind kind,
     const uint8_t *bytes, size_t len);
 
@@ -81,7 +82,8 @@ int bu_paseto_v4_sign(const struct bu_paseto_key *secret,
 // assertion i (empty when NULL). On success returns BU_OK with the message in
 // *mp/*mlenp and the token's footer in *fp/*flenp (each NUL-terminated, so
 // text can be read directly; release both with bu_free; fp may be NULL when
-// the caller does not want the footer). Nothing is written on failure.
+// the caller does not want the footer; an absent footer gives an empty
+// string). Nothing is written on failure.
 // Returns BU_EKEY (key is not a v4 public key), BU_EPARSE (header, layout or
 // base64url), BU_ESIG (signature), BU_ENOMEM.
 int bu_paseto_v4_verify(const struct bu_paseto_key *pub,

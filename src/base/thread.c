@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: MIT
+// Named threads with explicit stacks (Linux: pthread_setname_np).
+#define _GNU_SOURCE
+#include "base/thread.h"
+
+#include "base/err.h"
+
+#include <stdio.h>
+
+int
+bu_thread_start(pthread_t *threadp, const char *name, size_t stack_size,
+    void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0) {
+        return BU_ENOMEM;
+    }
+    pthread_attr_setstacksize(&attr, stack_size ? stack_size : BU_THREAD_STACK);
+    pthread_t t;
+    int rc = pthread_create(&t, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        return BU_ENOMEM;
+    }
+    char buf[16];
+    snprintf(buf, sizeof(buf), "%s", name);
+    (void) pthread_setname_np(t, buf);
+    *threadp = t;
+    return BU_OK;
+}

@@ -1,0 +1,353 @@
+// SPDX-License-Identifier: MIT
+/*
+ * bulkupsertd: parses flags, initialises the libraries before any thread
+ * exists, starts the subsystems in dependency order (journal, workers,
+ * recovery, handlers, transport), then waits for signals on the main thread:
+ * SIGHUP re-reads the keyring, SIGINT/SIGTERM stop the server in the reverse
+ * order, with every accepted job either applied or still queued on disk.
+ */
+#define _DEFAULT_SOURCE // getopt_long
+#include "auth/keyring.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "queue/journal.h"
+#include "rpc/server.h"
+#include "rpc/service.h"
+#include "work/pool.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <nng/nng.h>
+#include <signal.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAIN_MAX_URLS 16
+#define MAIN_VERSION "0.1.0"
+
+struct main_opts {
+    const char *urls[MAIN_MAX_URLS];
+    size_t nurls;
+    const char *data_dir;
+    const char *keyring;
+    char keyring_default[4096];
+    int workers;
+    int handlers;
+    int contexts;
+    long max_queued_jobs;
+    long max_message_bytes;
+};
+
+static void
+main_usage(FILE *f)
+{
+    fprintf(f,
+        "Usage: bulkupsertd [OPTIONS]\n"
+        "\n"
+        "Serves bulkupsert.v1.BulkUpsert (SubmitBulkUpsert, GetJob) over nng\n"
+        "req/rep. Accepted jobs are durable in DATA/queue.db before the 202\n"
+        "reply and are applied to DATA/tenants/<tenant>.db by worker threads.\n"
+        "\n"
+        "Options:\n"
+        "  --listen URL            address to serve (repeatable; tcp:// or\n"
+        "                          ipc://), default tcp://127.0.0.1:7450\n"
+        "  --data-dir DIR          data folder, created if missing\n"
+        "                          (default ./bulkupsert-data)\n"
+        "  --keyring FILE          public keys allowed to sign tokens, one\n"
+        "                          k4.public PASERK a line (default\n"
+        "                          DATA/keyring); re-read on SIGHUP\n"
+        "  --workers N             worker threads applying jobs (default 2)\n"
+        "  --handlers N            request handler threads (default 2)\n"
+        "  --contexts N            requests received at once (default 64)\n"
+        "  --max-queued-jobs N     accepted, unfinished jobs before 429\n"
+        "                          (default 4096)\n"
+        "  --max-message-bytes N   largest request frame; larger frames drop\n"
+        "                          the connection (default 67108864)\n"
+        "  --log-level LEVEL       debug, info, warn or error (default info)\n"
+        "  -h, --help              this text\n"
+        "  --version               the version\n"
+        "\n"
+        "Signals: SIGHUP re-reads the keyring; SIGINT and SIGTERM stop.\n"
+        "Example:\n"
+        "  bulkupsertd --listen tcp://127.0.0.1:7450 --data-dir /var/lib/bu\n");
+}
+
+static int
+main_int(const char *name, const char *s, long min, long max, long *outp)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || end == s || v < min || v > max) {
+        fprintf(stderr, "bulkupsertd: %s must be a number from %ld to %ld, "
+                        "not \"%s\"\n", name, min, max, s);
+        return 0;
+    }
+    *outp = v;
+    return 1;
+}
+
+// main_parse returns 0 to run, or an exit status + 1.
+static int
+main_parse(int argc, char **argv, struct main_opts *o)
+{
+    enum {
+        OPT_LISTEN = 256,
+        OPT_DATA,
+        OPT_KEYRING,
+        OPT_WORKERS,
+        OPT_HANDLERS,
+        OPT_CONTEXTS,
+        OPT_MAXQ,
+        OPT_MAXMSG,
+        OPT_LOG,
+        OPT_VERSION,
+    };
+    static const struct option longopts[] = {
+        { "listen", required_argument, NULL, OPT_LISTEN },
+        { "data-dir", required_argument, NULL, OPT_DATA },
+        { "keyring", required_argument, NULL, OPT_KEYRING },
+        { "workers", required_argument, NULL, OPT_WORKERS },
+        { "handlers", required_argument, NULL, OPT_HANDLERS },
+        { "contexts", required_argument, NULL, OPT_CONTEXTS },
+        { "max-queued-jobs", required_argument, NULL, OPT_MAXQ },
+        { "max-message-bytes", required_argument, NULL, OPT_MAXMSG },
+        { "log-level", required_argument, NULL, OPT_LOG },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, OPT_VERSION },
+        { NULL, 0, NULL, 0 },
+    };
+    long v;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_LISTEN:
+            if (o->nurls == MAIN_MAX_URLS) {
+                fprintf(stderr, "bulkupsertd: at most %d --listen\n",
+                    MAIN_MAX_URLS);
+                return 3;
+            }
+            o->urls[o->nurls++] = optarg;
+            break;
+        case OPT_DATA:
+            o->data_dir = optarg;
+            break;
+        case OPT_KEYRING:
+            o->keyring = optarg;
+            break;
+        case OPT_WORKERS:
+            if (!main_int("--workers", optarg, 1, 64, &v)) {
+                return 3;
+            }
+            o->workers = (int) v;
+            break;
+        case OPT_HANDLERS:
+            if (!main_int("--handlers", optarg, 1, 64, &v)) {
+                return 3;
+            }
+            o->handlers = (int) v;
+            break;
+        case OPT_CONTEXTS:
+            if (!main_int("--contexts", optarg, 1, 4096, &v)) {
+                return 3;
+            }
+            o->contexts = (int) v;
+            break;
+        case OPT_MAXQ:
+            if (!main_int("--max-queued-jobs", optarg, 1, 10000000,
+                    &o->max_queued_jobs)) {
+                return 3;
+            }
+            break;
+        case OPT_MAXMSG:
+            if (!main_int("--max-message-bytes", optarg, 4096,
+                    1024L * 1024 * 1024, &o->max_message_bytes)) {
+                return 3;
+            }
+            break;
+        case OPT_LOG:
+            if (strcmp(optarg, "debug") == 0) {
+                bu_log_set_level(BU_LOG_DEBUG);
+            } else if (strcmp(optarg, "info") == 0) {
+                bu_log_set_level(BU_LOG_INFO);
+            } else if (strcmp(optarg, "warn") == 0) {
+                bu_log_set_level(BU_LOG_WARN);
+            } else if (strcmp(optarg, "error") == 0) {
+                bu_log_set_level(BU_LOG_ERROR);
+            } else {
+                fprintf(stderr, "bulkupsertd: --log-level is debug, info, "
+                                "warn or error, not \"%s\"\n", optarg);
+                return 3;
+            }
+            break;
+        case 'h':
+            main_usage(stdout);
+            return 1;
+        case OPT_VERSION:
+            printf("bulkupsertd %s\n", MAIN_VERSION);
+            return 1;
+        default:
+            main_usage(stderr);
+            return 3;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "bulkupsertd: unexpected argument \"%s\"\n",
+            argv[optind]);
+        main_usage(stderr);
+        return 3;
+    }
+    if (o->nurls == 0) {
+        o->urls[o->nurls++] = "tcp://127.0.0.1:7450";
+    }
+    if (o->keyring == NULL) {
+        snprintf(o->keyring_default, sizeof(o->keyring_default),
+            "%s/keyring", o->data_dir);
+        o->keyring = o->keyring_default;
+    }
+    return 0;
+}
+
+// main_wait blocks in sigwait until SIGINT or SIGTERM, serving SIGHUP.
+static void
+main_wait(const sigset_t *set, struct bu_keyring *keyring)
+{
+    for (;;) {
+        int sig;
+        if (sigwait(set, &sig) != 0) {
+            continue;
+        }
+        if (sig == SIGHUP) {
+            int rv = bu_keyring_reload(keyring);
+            if (rv == BU_OK) {
+                BU_INFO("keyring reloaded: %zu keys",
+                    bu_keyring_count(keyring));
+            } else {
+                BU_ERROR("keyring reload failed, old keys stay: %s",
+                    bu_strerror(rv));
+            }
+            continue;
+        }
+        BU_INFO("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        return;
+    }
+}
+
+int
+main(int argc, char **argv)
+{
+    struct main_opts o = {
+        .data_dir = "bulkupsert-data",
+        .workers = 2,
+        .handlers = 2,
+        .contexts = 64,
+        .max_queued_jobs = 4096,
+        .max_message_bytes = 64L * 1024 * 1024,
+    };
+    int prv = main_parse(argc, argv, &o);
+    if (prv != 0) {
+        return prv - 1;
+    }
+
+    // Signals are blocked before any thread exists, so only sigwait sees
+    // them; SIGPIPE is ignored (a client that goes away is not fatal).
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (sodium_init() < 0 || sqlite3_initialize() != SQLITE_OK) {
+        BU_ERROR("library initialisation failed");
+        return 1;
+    }
+    if (mkdir(o.data_dir, 0750) != 0 && errno != EEXIST) {
+        BU_ERROR("data folder %s: %s", o.data_dir, strerror(errno));
+        return 1;
+    }
+
+    struct bu_keyring *keyring = NULL;
+    struct bu_journal *journal = NULL;
+    struct bu_pool *pool = NULL;
+    struct bu_service *svc = NULL;
+    struct bu_rpc_server *srv = NULL;
+    size_t recovered = 0;
+    int status = 1;
+    int rv = bu_keyring_open(&keyring, o.keyring);
+    if (rv != BU_OK) {
+        BU_ERROR("keyring %s: %s", o.keyring, bu_strerror(rv));
+        goto out;
+    }
+    if ((rv = bu_journal_open(&journal, o.data_dir)) != BU_OK) {
+        BU_ERROR("queue %s/queue.db: %s", o.data_dir, bu_strerror(rv));
+        goto out;
+    }
+    struct bu_pool_config pc = {
+        .data_dir = o.data_dir,
+        .nworkers = o.workers,
+        .max_open_tenants = 64,
+        .on_event = bu_journal_job_event,
+        .event_arg = journal,
+    };
+    if ((rv = bu_pool_start(&pool, &pc)) != BU_OK) {
+        BU_ERROR("workers: %s", bu_strerror(rv));
+        goto out;
+    }
+    if ((rv = bu_journal_recover(journal, pool, &recovered)) != BU_OK ||
+        (rv = bu_journal_start(journal, pool)) != BU_OK) {
+        BU_ERROR("queue recovery: %s", bu_strerror(rv));
+        goto out;
+    }
+    struct bu_service_config sc = {
+        .data_dir = o.data_dir,
+        .keyring = keyring,
+        .journal = journal,
+        .nhandlers = o.handlers,
+        .max_queued_jobs = (size_t) o.max_queued_jobs,
+    };
+    if ((rv = bu_service_start(&svc, &sc)) != BU_OK) {
+        BU_ERROR("handlers: %s", bu_strerror(rv));
+        goto out;
+    }
+    struct bu_rpc_server_config rc = {
+        .urls = o.urls,
+        .nurls = o.nurls,
+        .ncontexts = o.contexts,
+        .max_msg_bytes = (size_t) o.max_message_bytes,
+        .handler = bu_service_handle,
+        .arg = svc,
+    };
+    if ((rv = bu_rpc_server_start(&srv, &rc)) != BU_OK) {
+        BU_ERROR("transport: %s", bu_strerror(rv));
+        goto out;
+    }
+    BU_INFO("bulkupsertd %s ready: data %s, %zu keys, %d workers, "
+            "%zu jobs resumed",
+        MAIN_VERSION, o.data_dir, bu_keyring_count(keyring), o.workers,
+        recovered);
+    main_wait(&set, keyring);
+    status = 0;
+
+out:
+    // Reverse order: no new calls, no handlers, workers finish their job,
+    // the journal writes what it holds, then the transport's aios go.
+    bu_service_drain(svc);
+    bu_rpc_server_close(srv);
+    bu_service_stop(svc);
+    bu_pool_stop(pool);
+    bu_journal_stop(journal);
+    bu_pool_free(pool);
+    bu_rpc_server_free(srv);
+    bu_keyring_close(keyring);
+    sqlite3_shutdown();
+    if (status == 0) {
+        BU_INFO("stopped");
+    }
+    return status;
+}

@@ -1,0 +1,734 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The service's handlers. One svc_call lives from the moment a handler
+ * thread takes a transport call until its reply is sent:
+ *
+ *   svc_serve: envelope -> method -> token -> permission -> payload
+ *     -> service.base.invoke(method)  (generated dispatch)
+ *        -> svc_submit_bulk_upsert -> journal ... svc_submit_done -> closure
+ *        -> svc_get_job -> closure
+ *   closure = svc_finish: RpcResponse{status, payload} -> reply -> free
+ *
+ * Every error path ends in svc_fail + svc_finish, so each call is answered
+ * exactly once.
+ */
+#include "rpc/service.h"
+
+#include "auth/token.h"
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/thread.h"
+#include "base/utf8.h"
+#include "base/uuid.h"
+#include "bulkupsert/v1/bulkupsert.pb-c.h"
+#include "store/jobs.h"
+#include "store/schema.h"
+#include "store/tenant.h"
+#include "valid/validate.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SVC_MAX_THREADS 64
+#define SVC_MAX_PAGE 1000
+#define SVC_IDEM_MAX 128
+#define SVC_RETRY_AFTER_MS 1000
+
+// Vendor API ResponseCodes.
+enum svc_response_code {
+    SVC_RC_NONE = 0,
+    SVC_RC_FIELD_ERROR = 1,
+    SVC_RC_FORBIDDEN = 10,
+    SVC_RC_VALIDATION_FAILS = 11,
+    SVC_RC_UNEXPECTED = 999,
+};
+
+struct svc_thread {
+    struct bu_service *svc;
+    pthread_t thread;
+    bool started;
+    struct bu_jobs *jobs; // reader; this thread's
+};
+
+struct bu_service {
+    // First member: the generated service, so invoke finds its handlers.
+    Bulkupsert__V1__BulkUpsert_Service service;
+    struct bu_service_config cfg;
+    struct bu_queue calls; // of bu_rpc_call, via their qnode
+    atomic_bool draining;
+    int nthreads;
+    struct svc_thread threads[SVC_MAX_THREADS];
+    // TODO(columns): validate against each tenant's own columns.
+    struct bu_schema standard;
+};
+
+struct svc_call {
+    struct bu_service *svc;
+    struct svc_thread *thread;
+    struct bu_rpc_call *call;
+    Bulkupsert__V1__RpcRequest *env;
+    const ProtobufCMethodDescriptor *method;
+    ProtobufCMessage *input;
+    struct bu_claims claims;
+    // The answer's status.
+    Bulkupsert__V1__Code code;
+    unsigned response_code;
+    unsigned retry_after_ms;
+    char message[512];
+    struct bu_verdict verdict; // field errors of a 400
+    // SubmitBulkUpsert in flight.
+    struct bu_journal_submit submit;
+    Bulkupsert__V1__SubmitBulkUpsertResponse_Closure submit_closure;
+    // GetJob scratch, freed with the call.
+    Bulkupsert__V1__JobRecords *records;
+    Bulkupsert__V1__RecordResult **page;
+    char next_page_token[24];
+};
+
+static unsigned
+svc_http_status(Bulkupsert__V1__Code code, const ProtobufCMethodDescriptor *m)
+{
+    switch (code) {
+    case BULKUPSERT__V1__CODE__OK:
+        return m != NULL && strcmp(m->name, "SubmitBulkUpsert") == 0 ? 202
+                                                                     : 200;
+    case BULKUPSERT__V1__CODE__INVALID_ARGUMENT:
+    case BULKUPSERT__V1__CODE__FAILED_PRECONDITION:
+        return 400;
+    case BULKUPSERT__V1__CODE__UNAUTHENTICATED:
+        return 401;
+    case BULKUPSERT__V1__CODE__PERMISSION_DENIED:
+        return 403;
+    case BULKUPSERT__V1__CODE__NOT_FOUND:
+        return 404;
+    case BULKUPSERT__V1__CODE__RESOURCE_EXHAUSTED:
+        return 429;
+    case BULKUPSERT__V1__CODE__UNIMPLEMENTED:
+        return 501;
+    case BULKUPSERT__V1__CODE__UNAVAILABLE:
+        return 503;
+    default:
+        return 500;
+    }
+}
+
+static void
+svc_fail(struct svc_call *sc, Bulkupsert__V1__Code code, unsigned rc,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+// svc_fail sets the error status of the answer.
+static void
+svc_fail(struct svc_call *sc, Bulkupsert__V1__Code code, unsigned rc,
+    const char *fmt, ...)
+{
+    sc->code = code;
+    sc->response_code = rc;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sc->message, sizeof(sc->message), fmt, ap);
+    va_end(ap);
+}
+
+// A client-supplied string fit to quote in a message: valid UTF-8 and
+// short, else a placeholder.
+static const char *
+svc_quote(const char *s)
+{
+    size_t chars;
+    if (s == NULL || strlen(s) > 200 || !bu_utf8_count(s, strlen(s), &chars)) {
+        return "(unprintable)";
+    }
+    return s;
+}
+
+static void
+svc_call_free(struct svc_call *sc)
+{
+    bu_verdict_fini(&sc->verdict);
+    if (sc->input != NULL) {
+        protobuf_c_message_free_unpacked(sc->input, NULL);
+    }
+    if (sc->env != NULL) {
+        bulkupsert__v1__rpc_request__free_unpacked(sc->env, NULL);
+    }
+    if (sc->records != NULL) {
+        bulkupsert__v1__job_records__free_unpacked(sc->records, NULL);
+    }
+    bu_free(sc->page);
+    bu_free(sc);
+}
+
+// svc_finish is the closure of every method: it answers the call with the
+// status in sc and, when OK, output as the payload; then frees sc.
+static void
+svc_finish(const ProtobufCMessage *output, void *closure_data)
+{
+    struct svc_call *sc = closure_data;
+    Bulkupsert__V1__Status st = BULKUPSERT__V1__STATUS__INIT;
+    Bulkupsert__V1__RpcResponse resp = BULKUPSERT__V1__RPC_RESPONSE__INIT;
+    Bulkupsert__V1__FieldError *fe = NULL;
+    Bulkupsert__V1__FieldError **pfe = NULL;
+    uint8_t *payload = NULL;
+    uint8_t *buf = NULL;
+
+    if (output == NULL && sc->code == BULKUPSERT__V1__CODE__OK) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INTERNAL, SVC_RC_UNEXPECTED,
+            "the method gave no answer");
+    }
+    if (output != NULL && sc->code == BULKUPSERT__V1__CODE__OK) {
+        size_t n = protobuf_c_message_get_packed_size(output);
+        payload = bu_alloc(n);
+        if (payload == NULL) {
+            svc_fail(sc, BULKUPSERT__V1__CODE__INTERNAL, SVC_RC_UNEXPECTED,
+                "out of memory");
+        } else {
+            protobuf_c_message_pack(output, payload);
+            resp.has_payload = 1;
+            resp.payload.data = payload;
+            resp.payload.len = n;
+        }
+    }
+    st.has_code = 1;
+    st.code = sc->code;
+    st.has_http_status = 1;
+    st.http_status = svc_http_status(sc->code, sc->method);
+    if (sc->response_code != SVC_RC_NONE) {
+        st.has_response_code = 1;
+        st.response_code = sc->response_code;
+    }
+    if (sc->retry_after_ms > 0) {
+        st.has_retry_after_ms = 1;
+        st.retry_after_ms = sc->retry_after_ms;
+    }
+    st.message = sc->code == BULKUPSERT__V1__CODE__OK && sc->message[0] == '\0'
+        ? (char *) "ok"
+        : sc->message;
+    size_t nerr = sc->code == BULKUPSERT__V1__CODE__OK ? 0 : sc->verdict.nerrors;
+    if (nerr > 0) {
+        fe = bu_calloc(nerr, sizeof(*fe));
+        pfe = bu_calloc(nerr, sizeof(*pfe));
+        if (fe == NULL || pfe == NULL) {
+            nerr = 0; // the message still says what failed
+        }
+    }
+    for (size_t i = 0; i < nerr; i++) {
+        const struct bu_field_error *e = &sc->verdict.errors[i];
+        bulkupsert__v1__field_error__init(&fe[i]);
+        if (e->record_index >= 0) {
+            fe[i].has_record_index = 1;
+            fe[i].record_index = (uint32_t) e->record_index;
+        }
+        fe[i].contact_key = (char *) e->contact_key;
+        fe[i].column = (char *) e->column;
+        fe[i].reason = (char *) e->reason;
+        pfe[i] = &fe[i];
+    }
+    st.n_errors = nerr;
+    st.errors = pfe;
+    resp.status = &st;
+
+    size_t len = bulkupsert__v1__rpc_response__get_packed_size(&resp);
+    buf = bu_alloc(len);
+    if (buf != NULL) {
+        bulkupsert__v1__rpc_response__pack(&resp, buf);
+        bu_rpc_call_reply(sc->call, buf, len);
+    } else {
+        BU_ERROR("reply of %zu bytes: out of memory", len);
+        bu_rpc_call_drop(sc->call);
+    }
+    if (sc->code != BULKUPSERT__V1__CODE__OK) {
+        BU_DEBUG("%s: %s", sc->method != NULL ? sc->method->name : "?",
+            sc->message);
+    }
+    bu_free(buf);
+    bu_free(payload);
+    bu_free(fe);
+    bu_free(pfe);
+    svc_call_free(sc);
+}
+
+// ---------------------------------------------------------------------------
+// SubmitBulkUpsert
+
+static void
+svc_submit_done(struct bu_journal_submit *s)
+{
+    struct svc_call *sc = s->arg;
+    if (s->rv != BU_OK) {
+        BU_ERROR("submit (tenant %s): %s", s->tenant, bu_strerror(s->rv));
+        svc_fail(sc, BULKUPSERT__V1__CODE__INTERNAL, SVC_RC_UNEXPECTED,
+            "the job could not be recorded: %s", bu_strerror(s->rv));
+        sc->submit_closure(NULL, sc);
+        return;
+    }
+    Bulkupsert__V1__SubmitBulkUpsertResponse resp =
+        BULKUPSERT__V1__SUBMIT_BULK_UPSERT_RESPONSE__INIT;
+    resp.job_id = s->existing.job_id;
+    resp.has_total = 1;
+    resp.total = s->existing.counts.total;
+    resp.has_duplicate = 1;
+    resp.duplicate = s->duplicate;
+    snprintf(sc->message, sizeof(sc->message), "%s",
+        s->duplicate ? "accepted earlier under this idempotency key"
+                     : "accepted");
+    sc->submit_closure(&resp, sc);
+}
+
+static void
+svc_submit_bulk_upsert(Bulkupsert__V1__BulkUpsert_Service *service,
+    const Bulkupsert__V1__SubmitBulkUpsertRequest *input,
+    Bulkupsert__V1__SubmitBulkUpsertResponse_Closure closure,
+    void *closure_data)
+{
+    struct bu_service *svc = (struct bu_service *) service;
+    struct svc_call *sc = closure_data;
+    // The call owns its decoded input; validation normalises it in place.
+    Bulkupsert__V1__SubmitBulkUpsertRequest *req =
+        (Bulkupsert__V1__SubmitBulkUpsertRequest *) input;
+    sc->submit_closure = closure;
+
+    int rv = bu_validate(&svc->standard, req, &sc->verdict);
+    if (rv != BU_OK) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INTERNAL, SVC_RC_UNEXPECTED,
+            "validation: %s", bu_strerror(rv));
+        closure(NULL, sc);
+        return;
+    }
+    if (sc->verdict.shape_failed) {
+        const struct bu_field_error *e = &sc->verdict.errors[0];
+        svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
+            SVC_RC_FIELD_ERROR, "invalid request: %s", e->reason);
+        closure(NULL, sc);
+        return;
+    }
+    bool fail_on_error = !req->has_fail_on_error || req->fail_on_error;
+    if (sc->verdict.nbad > 0 && fail_on_error) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
+            SVC_RC_VALIDATION_FAILS,
+            "%zu of %zu records are invalid; nothing was queued (set "
+            "fail_on_error=false to apply the valid ones)",
+            sc->verdict.nbad, req->n_contact_datas);
+        closure(NULL, sc);
+        return;
+    }
+    // Errors of skipped records are reported in the job, not here.
+    bu_verdict_fini(&sc->verdict);
+    const char *idem = req->idempotency_key;
+    size_t chars;
+    if (idem != NULL && idem[0] == '\0') {
+        idem = NULL;
+    }
+    if (idem != NULL &&
+        (!bu_utf8_count(idem, strlen(idem), &chars) || chars > SVC_IDEM_MAX)) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
+            SVC_RC_FIELD_ERROR,
+            "idempotency_key: at most %d characters of valid UTF-8",
+            SVC_IDEM_MAX);
+        closure(NULL, sc);
+        return;
+    }
+    size_t pending = bu_journal_pending(svc->cfg.journal);
+    if (pending >= svc->cfg.max_queued_jobs) {
+        sc->retry_after_ms = SVC_RETRY_AFTER_MS;
+        svc_fail(sc, BULKUPSERT__V1__CODE__RESOURCE_EXHAUSTED, SVC_RC_NONE,
+            "%zu jobs are queued, the limit is %zu; retry later", pending,
+            svc->cfg.max_queued_jobs);
+        closure(NULL, sc);
+        return;
+    }
+
+    struct bu_journal_submit *s = &sc->submit;
+    if (bu_uuid7(s->job_id) != BU_OK) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INTERNAL, SVC_RC_UNEXPECTED,
+            "no random source for the job id");
+        closure(NULL, sc);
+        return;
+    }
+    snprintf(s->tenant, sizeof(s->tenant), "%s", sc->claims.tenant);
+    s->idem = idem;
+    s->payload = sc->env->payload.data;
+    s->len = sc->env->payload.len;
+    s->total = (uint32_t) req->n_contact_datas;
+    s->done = svc_submit_done;
+    s->arg = sc;
+    rv = bu_journal_submit(svc->cfg.journal, s);
+    if (rv != BU_OK) {
+        svc_fail(sc,
+            rv == BU_ECLOSED ? BULKUPSERT__V1__CODE__UNAVAILABLE
+                             : BULKUPSERT__V1__CODE__INTERNAL,
+            rv == BU_ECLOSED ? SVC_RC_NONE : SVC_RC_UNEXPECTED,
+            "the job could not be queued: %s", bu_strerror(rv));
+        closure(NULL, sc);
+    }
+    // Otherwise svc_submit_done answers, on the journal thread.
+}
+
+// ---------------------------------------------------------------------------
+// GetJob
+
+// svc_job_records fills job->records with one page of the job's results.
+static int
+svc_job_records(struct svc_call *sc, const Bulkupsert__V1__GetJobRequest *req,
+    Bulkupsert__V1__Job *job)
+{
+    uint32_t start = 0;
+    if (req->page_token != NULL && req->page_token[0] != '\0') {
+        char *end;
+        unsigned long v = strtoul(req->page_token, &end, 10);
+        if (*end != '\0' || req->page_token[0] < '0' ||
+            req->page_token[0] > '9' || v > UINT32_MAX) {
+            svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
+                SVC_RC_FIELD_ERROR,
+                "page_token: not a token from a previous page");
+            return BU_EINVAL;
+        }
+        start = (uint32_t) v;
+    }
+    struct bu_tenant_db *db = NULL;
+    uint8_t *blob = NULL;
+    size_t n = 0;
+    int rv = bu_tenant_db_open(
+        &db, sc->svc->cfg.data_dir, sc->claims.tenant, BU_SQL_READER);
+    if (rv == BU_OK) {
+        rv = bu_tenant_db_results(db, job->job_id, &blob, &n);
+    }
+    bu_tenant_db_close(db);
+    if (rv == BU_ENOENT) {
+        return BU_OK; // not applied yet: no records to show
+    }
+    if (rv == BU_OK) {
+        sc->records = bulkupsert__v1__job_records__unpack(NULL, n, blob);
+        rv = sc->records == NULL ? BU_ECORRUPT : BU_OK;
+    }
+    bu_free(blob);
+    if (rv != BU_OK) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INTERNAL, SVC_RC_UNEXPECTED,
+            "job results unreadable: %s", bu_strerror(rv));
+        return rv;
+    }
+    uint32_t size = req->page_size > SVC_MAX_PAGE ? SVC_MAX_PAGE
+                                                  : req->page_size;
+    sc->page = bu_calloc(size, sizeof(*sc->page));
+    if (sc->page == NULL) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INTERNAL, SVC_RC_UNEXPECTED,
+            "out of memory");
+        return BU_ENOMEM;
+    }
+    size_t k = 0;
+    size_t i = start;
+    for (; i < sc->records->n_records && k < size; i++) {
+        Bulkupsert__V1__RecordResult *r = sc->records->records[i];
+        if (req->errors_only && r->n_errors == 0 && r->n_warnings == 0 &&
+            r->outcome != BULKUPSERT__V1__RECORD_OUTCOME__OUTCOME_NOT_FOUND) {
+            continue;
+        }
+        sc->page[k++] = r;
+    }
+    job->n_records = k;
+    job->records = sc->page;
+    if (i < sc->records->n_records) {
+        snprintf(sc->next_page_token, sizeof(sc->next_page_token), "%zu", i);
+        job->next_page_token = sc->next_page_token;
+    }
+    return BU_OK;
+}
+
+static void
+svc_get_job(Bulkupsert__V1__BulkUpsert_Service *service,
+    const Bulkupsert__V1__GetJobRequest *input,
+    Bulkupsert__V1__Job_Closure closure, void *closure_data)
+{
+    (void) service;
+    struct svc_call *sc = closure_data;
+    const char *id = input->job_id != NULL ? input->job_id : "";
+    struct bu_job_info info;
+    int rv = bu_uuid_valid(id) ? bu_jobs_get(sc->thread->jobs, id, &info)
+                               : BU_ENOENT;
+    // Another tenant's job is not found either: never say it exists (inv 4).
+    if (rv == BU_ENOENT ||
+        (rv == BU_OK && strcmp(info.tenant, sc->claims.tenant) != 0)) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__NOT_FOUND, SVC_RC_NONE,
+            "job \"%s\" not found", svc_quote(id));
+        closure(NULL, sc);
+        return;
+    }
+    if (rv != BU_OK) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INTERNAL, SVC_RC_UNEXPECTED,
+            "job lookup: %s", bu_strerror(rv));
+        closure(NULL, sc);
+        return;
+    }
+    Bulkupsert__V1__Job job = BULKUPSERT__V1__JOB__INIT;
+    Bulkupsert__V1__JobCounts counts = BULKUPSERT__V1__JOB_COUNTS__INIT;
+    job.job_id = info.job_id;
+    job.has_state = 1;
+    job.state = (Bulkupsert__V1__JobState) info.state;
+    job.has_accepted_at_ms = 1;
+    job.accepted_at_ms = info.accepted_at_ms;
+    job.has_started_at_ms = info.started_at_ms != 0;
+    job.started_at_ms = info.started_at_ms;
+    job.has_finished_at_ms = info.finished_at_ms != 0;
+    job.finished_at_ms = info.finished_at_ms;
+    counts.has_total = counts.has_inserted = counts.has_updated = 1;
+    counts.has_unchanged = counts.has_superseded = 1;
+    counts.has_not_found = counts.has_failed = 1;
+    counts.total = info.counts.total;
+    counts.inserted = info.counts.inserted;
+    counts.updated = info.counts.updated;
+    counts.unchanged = info.counts.unchanged;
+    counts.superseded = info.counts.superseded;
+    counts.not_found = info.counts.not_found;
+    counts.failed = info.counts.failed;
+    job.counts = &counts;
+    if (info.error[0] != '\0') {
+        job.error = info.error;
+    }
+    if (input->page_size > 0 && bu_job_state_final(info.state) &&
+        svc_job_records(sc, input, &job) != BU_OK) {
+        closure(NULL, sc);
+        return;
+    }
+    closure(&job, sc);
+}
+
+// ---------------------------------------------------------------------------
+// Envelope, token, dispatch
+
+struct svc_method_perm {
+    const char *name;
+    uint32_t perm;
+};
+
+// The permission each method needs; a method missing here is refused.
+static const struct svc_method_perm svc_perms[] = {
+    { "SubmitBulkUpsert", BU_PERM_MANAGE },
+    { "GetJob", BU_PERM_READ },
+};
+
+static const char *
+svc_perm_name(uint32_t perm)
+{
+    return perm == BU_PERM_MANAGE ? "DataSpace.Manage" : "DataSpace.Read";
+}
+
+// svc_resolve finds the method of "bulkupsert.v1.BulkUpsert/<Method>".
+static const ProtobufCMethodDescriptor *
+svc_resolve(const char *path)
+{
+    const ProtobufCServiceDescriptor *d = &bulkupsert__v1__bulk_upsert__descriptor;
+    size_t n = strlen(d->name);
+    if (path == NULL || strncmp(path, d->name, n) != 0 || path[n] != '/') {
+        return NULL;
+    }
+    return protobuf_c_service_descriptor_get_method_by_name(d, path + n + 1);
+}
+
+static int
+svc_authenticate(struct svc_call *sc)
+{
+    const char *token = sc->env->token;
+    if (token == NULL || token[0] == '\0') {
+        svc_fail(sc, BULKUPSERT__V1__CODE__UNAUTHENTICATED, SVC_RC_NONE,
+            "missing token: send a v4.public token in RpcRequest.token");
+        return BU_EAUTH;
+    }
+    int rv = bu_token_verify(
+        sc->svc->cfg.keyring, token, bu_now_ms() / 1000, &sc->claims);
+    switch (rv) {
+    case BU_OK:
+        return BU_OK;
+    case BU_EEXPIRED:
+        svc_fail(sc, BULKUPSERT__V1__CODE__UNAUTHENTICATED, SVC_RC_NONE,
+            "token expired");
+        break;
+    case BU_ESIG:
+        svc_fail(sc, BULKUPSERT__V1__CODE__UNAUTHENTICATED, SVC_RC_NONE,
+            "token signature does not verify");
+        break;
+    case BU_ENOMEM:
+        svc_fail(sc, BULKUPSERT__V1__CODE__INTERNAL, SVC_RC_UNEXPECTED,
+            "out of memory");
+        break;
+    default:
+        svc_fail(sc, BULKUPSERT__V1__CODE__UNAUTHENTICATED, SVC_RC_NONE,
+            "token rejected: malformed, unknown key id, or invalid claims");
+        break;
+    }
+    return rv;
+}
+
+static int
+svc_authorize(struct svc_call *sc)
+{
+    for (size_t i = 0; i < sizeof(svc_perms) / sizeof(svc_perms[0]); i++) {
+        if (strcmp(svc_perms[i].name, sc->method->name) == 0) {
+            if ((sc->claims.perms & svc_perms[i].perm) != 0) {
+                return BU_OK;
+            }
+            svc_fail(sc, BULKUPSERT__V1__CODE__PERMISSION_DENIED,
+                SVC_RC_FORBIDDEN, "%s needs the %s permission",
+                sc->method->name, svc_perm_name(svc_perms[i].perm));
+            return BU_EPERM;
+        }
+    }
+    svc_fail(sc, BULKUPSERT__V1__CODE__PERMISSION_DENIED, SVC_RC_FORBIDDEN,
+        "%s is not open to tokens", sc->method->name);
+    return BU_EPERM;
+}
+
+// svc_serve takes one call from envelope to invoke; whatever happens, the
+// call is answered once (by svc_finish, now or later).
+static void
+svc_serve(struct svc_thread *t, struct bu_rpc_call *call)
+{
+    struct bu_service *svc = t->svc;
+    struct svc_call *sc;
+    if (BU_ALLOC_STRUCT(sc) == NULL) {
+        bu_rpc_call_drop(call);
+        return;
+    }
+    sc->svc = svc;
+    sc->thread = t;
+    sc->call = call;
+    sc->code = BULKUPSERT__V1__CODE__OK;
+
+    size_t len;
+    const void *body = bu_rpc_call_body(call, &len);
+    if (atomic_load(&svc->draining)) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__UNAVAILABLE, SVC_RC_NONE,
+            "the server is shutting down; retry on another instance or "
+            "later");
+        svc_finish(NULL, sc);
+        return;
+    }
+    sc->env = bulkupsert__v1__rpc_request__unpack(NULL, len, body);
+    if (sc->env == NULL) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
+            SVC_RC_FIELD_ERROR,
+            "malformed request: %zu bytes that are not an RpcRequest", len);
+        svc_finish(NULL, sc);
+        return;
+    }
+    sc->method = svc_resolve(sc->env->method);
+    if (sc->method == NULL) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__UNIMPLEMENTED, SVC_RC_NONE,
+            "unknown method \"%s\"; expected %s/<Method>",
+            svc_quote(sc->env->method),
+            bulkupsert__v1__bulk_upsert__descriptor.name);
+        svc_finish(NULL, sc);
+        return;
+    }
+    if (svc_authenticate(sc) != BU_OK || svc_authorize(sc) != BU_OK) {
+        svc_finish(NULL, sc);
+        return;
+    }
+    sc->input = protobuf_c_message_unpack(sc->method->input, NULL,
+        sc->env->payload.len, sc->env->payload.data);
+    if (sc->input == NULL) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
+            SVC_RC_FIELD_ERROR, "payload is not a valid %s",
+            sc->method->input->name);
+        svc_finish(NULL, sc);
+        return;
+    }
+    unsigned index = (unsigned) (sc->method -
+        bulkupsert__v1__bulk_upsert__descriptor.methods);
+    svc->service.base.invoke(
+        &svc->service.base, index, sc->input, svc_finish, sc);
+}
+
+void
+bu_service_handle(void *arg, struct bu_rpc_call *call)
+{
+    struct bu_service *svc = arg;
+    if (bu_queue_put(&svc->calls, bu_rpc_call_qnode(call)) != BU_OK) {
+        bu_rpc_call_drop(call);
+    }
+}
+
+static void *
+svc_thread_main(void *arg)
+{
+    struct svc_thread *t = arg;
+    struct bu_qnode *n;
+    while ((n = bu_queue_get(&t->svc->calls)) != NULL) {
+        svc_serve(t, bu_rpc_call_of(n));
+    }
+    return NULL;
+}
+
+int
+bu_service_start(struct bu_service **svcp, const struct bu_service_config *cfg)
+{
+    if (cfg->nhandlers < 1 || cfg->nhandlers > SVC_MAX_THREADS ||
+        cfg->keyring == NULL || cfg->journal == NULL) {
+        return BU_EINVAL;
+    }
+    struct bu_service *svc;
+    if (BU_ALLOC_STRUCT(svc) == NULL) {
+        return BU_ENOMEM;
+    }
+    Bulkupsert__V1__BulkUpsert_Service init =
+        BULKUPSERT__V1__BULK_UPSERT__INIT(svc_);
+    svc->service = init;
+    svc->cfg = *cfg;
+    atomic_init(&svc->draining, false);
+    bu_schema_standard(&svc->standard);
+    int rv = bu_queue_init(&svc->calls);
+    if (rv != BU_OK) {
+        bu_free(svc);
+        return rv;
+    }
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/queue.db", cfg->data_dir);
+    for (int i = 0; rv == BU_OK && i < cfg->nhandlers; i++) {
+        struct svc_thread *t = &svc->threads[i];
+        t->svc = svc;
+        svc->nthreads = i + 1;
+        rv = bu_jobs_open(&t->jobs, path, BU_SQL_READER);
+        if (rv == BU_OK) {
+            char name[32];
+            snprintf(name, sizeof(name), "bu-handler-%d", i);
+            rv = bu_thread_start(&t->thread, name, 0, svc_thread_main, t);
+            t->started = rv == BU_OK;
+        }
+    }
+    if (rv != BU_OK) {
+        bu_service_stop(svc);
+        return rv;
+    }
+    *svcp = svc;
+    return BU_OK;
+}
+
+void
+bu_service_drain(struct bu_service *svc)
+{
+    if (svc == NULL) {
+        return;
+    }
+    atomic_store(&svc->draining, true);
+}
+
+void
+bu_service_stop(struct bu_service *svc)
+{
+    if (svc == NULL) {
+        return;
+    }
+    bu_service_drain(svc);
+    bu_queue_close(&svc->calls);
+    for (int i = 0; i < svc->nthreads; i++) {
+        if (svc->threads[i].started) {
+            pthread_join(svc->threads[i].thread, NULL);
+        }
+        bu_jobs_close(svc->threads[i].jobs);
+    }
+    bu_queue_fini(&svc->calls);
+    bu_free(svc);
+}

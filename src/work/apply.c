@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Job application. Records are sorted by (contact_key, index): the last of
+ * each key wins and the earlier ones are reported as superseded by it, and
+ * the winners are written in key order, which keeps B-tree page writes
+ * local. Results are kept per input index and stored as one JobRecords
+ * blob, which GetJob pages through.
+ */
+#include "work/apply.h"
+
+#include "base/alloc.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "valid/validate.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct apply_rec {
+    const char *key; // NULL for an invalid record
+    size_t index;
+};
+
+static int
+apply_rec_cmp(const void *a, const void *b)
+{
+    const struct apply_rec *x = a;
+    const struct apply_rec *y = b;
+    int c = strcmp(x->key, y->key);
+    if (c != 0) {
+        return c;
+    }
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+enum bu_job_state
+bu_apply_state(const struct bu_job_counts *c)
+{
+    return c->failed > 0 || c->not_found > 0 ? BU_JOB_COMPLETED_WITH_ERRORS
+                                             : BU_JOB_COMPLETED;
+}
+
+// Per-job working memory, freed in one place.
+struct apply_ctx {
+    Bulkupsert__V1__SubmitBulkUpsertRequest *req;
+    struct bu_verdict verdict;
+    Bulkupsert__V1__RecordResult *results;   // one per record
+    Bulkupsert__V1__RecordResult **presults; // pointers for JobRecords
+    Bulkupsert__V1__FieldError *errors;      // from the verdict
+    Bulkupsert__V1__FieldError **perrors;
+    char **warnings; // per record: at most one static warning
+    struct apply_rec *order;
+    struct bu_cell *cells;
+    uint8_t *blob;
+};
+
+static void
+apply_ctx_fini(struct apply_ctx *a)
+{
+    bu_verdict_fini(&a->verdict);
+    bu_free(a->results);
+    bu_free(a->presults);
+    bu_free(a->errors);
+    bu_free(a->perrors);
+    bu_free(a->warnings);
+    bu_free(a->order);
+    bu_free(a->cells);
+    bu_free(a->blob);
+    if (a->req != NULL) {
+        bulkupsert__v1__submit_bulk_upsert_request__free_unpacked(a->req, NULL);
+    }
+}
+
+static const char *apply_warn_lowercased = "email stored lowercased";
+static const char *apply_warn_plus = "leading + removed from gsm";
+
+// apply_results_attach hands each verdict error to its record's result.
+static int
+apply_results_attach(struct apply_ctx *a)
+{
+    struct bu_verdict *v = &a->verdict;
+    if (v->nerrors == 0) {
+        return BU_OK;
+    }
+    a->errors = bu_calloc(v->nerrors, sizeof(*a->errors));
+    a->perrors = bu_calloc(v->nerrors, sizeof(*a->perrors));
+    if (a->errors == NULL || a->perrors == NULL) {
+        return BU_ENOMEM;
+    }
+    // Errors are in record order, so each record's run is contiguous.
+    for (size_t e = 0; e < v->nerrors; e++) {
+        const struct bu_field_error *fe = &v->errors[e];
+        Bulkupsert__V1__FieldError *pe = &a->errors[e];
+        bulkupsert__v1__field_error__init(pe);
+        pe->has_record_index = 1;
+        pe->record_index = (uint32_t) fe->record_index;
+        pe->column = (char *) fe->column;
+        pe->reason = (char *) fe->reason;
+        a->perrors[e] = pe;
+        Bulkupsert__V1__RecordResult *rr = &a->results[fe->record_index];
+        if (rr->n_errors == 0) {
+            rr->errors = &a->perrors[e];
+        }
+        rr->n_errors++;
+    }
+    return BU_OK;
+}
+
+static int
+apply_records(struct bu_tenant_db *db, const struct bu_schema *schema,
+    struct apply_ctx *a, struct bu_job_counts *c)
+{
+    Bulkupsert__V1__SubmitBulkUpsertRequest *req = a->req;
+    size_t nrec = req->n_contact_datas;
+    size_t ncol = req->n_columns;
+    int insert_missing =
+        !req->has_insert_if_not_exists || req->insert_if_not_exists;
+    int key_col = -1;
+    for (size_t i = 0; i < ncol; i++) {
+        if (strcmp(req->columns[i], BU_COL_CONTACT_KEY) == 0) {
+            key_col = (int) i;
+        }
+    }
+    size_t nvalid = 0;
+    for (size_t r = 0; r < nrec; r++) {
+        if (!a->verdict.bad[r]) {
+            a->order[nvalid].key =
+                req->contact_datas[r]->values[key_col]->string_value;
+            a->order[nvalid].index = r;
+            nvalid++;
+        }
+    }
+    qsort(a->order, nvalid, sizeof(*a->order), apply_rec_cmp);
+
+    char reason[160];
+    int rv = BU_OK;
+    for (size_t k = 0; rv == BU_OK && k < nvalid; k++) {
+        size_t r = a->order[k].index;
+        Bulkupsert__V1__RecordResult *rr = &a->results[r];
+        if (k + 1 < nvalid &&
+            strcmp(a->order[k].key, a->order[k + 1].key) == 0) {
+            // The last record of a key wins: find it for superseded_by.
+            size_t w = k + 1;
+            while (w + 1 < nvalid &&
+                strcmp(a->order[w].key, a->order[w + 1].key) == 0) {
+                w++;
+            }
+            rr->outcome = BULKUPSERT__V1__RECORD_OUTCOME__OUTCOME_SUPERSEDED;
+            rr->has_superseded_by = 1;
+            rr->superseded_by = (uint32_t) a->order[w].index;
+            c->superseded++;
+            continue;
+        }
+        Bulkupsert__V1__ContactData *rec = req->contact_datas[r];
+        unsigned all_notes = 0;
+        for (size_t i = 0; i < ncol; i++) {
+            unsigned notes = 0;
+            // Validated already; this converts to the stored cell.
+            (void) bu_validate_cell(&schema->cols[a->verdict.colmap[i]],
+                rec->values[i], &a->cells[i], &notes, reason, sizeof(reason));
+            all_notes |= notes;
+        }
+        enum bu_upsert_outcome out;
+        rv = bu_tenant_db_upsert(db, schema, a->verdict.colmap, ncol, a->cells,
+            insert_missing, &out);
+        if (rv != BU_OK) {
+            break;
+        }
+        rr->outcome = (Bulkupsert__V1__RecordOutcome) out;
+        switch (out) {
+        case BU_UPSERT_INSERTED:
+            c->inserted++;
+            break;
+        case BU_UPSERT_UPDATED:
+            c->updated++;
+            break;
+        case BU_UPSERT_UNCHANGED:
+            c->unchanged++;
+            break;
+        case BU_UPSERT_NOT_FOUND:
+            c->not_found++;
+            break;
+        }
+        if (out != BU_UPSERT_NOT_FOUND && all_notes != 0) {
+            a->warnings[r] = (char *) (all_notes & BU_CELL_NOTE_LOWERCASED
+                    ? apply_warn_lowercased
+                    : apply_warn_plus);
+            rr->n_warnings = 1;
+            rr->warnings = &a->warnings[r];
+        }
+    }
+    return rv;
+}
+
+int
+bu_apply_job(struct bu_tenant_db *db, const struct bu_schema *schema,
+    const char *job_id, int64_t seq, const uint8_t *payload, size_t n,
+    struct bu_job_counts *countsp)
+{
+    struct apply_ctx a = { 0 };
+    struct bu_job_counts c = { 0 };
+    int rv = bu_tenant_db_applied(db, job_id, &c);
+    if (rv == BU_OK) {
+        *countsp = c; // a replay: inv 2, nothing is written twice
+        return BU_OK;
+    }
+    if (rv != BU_ENOENT) {
+        return rv;
+    }
+    a.req = bulkupsert__v1__submit_bulk_upsert_request__unpack(NULL, n, payload);
+    if (a.req == NULL) {
+        return BU_EPARSE;
+    }
+    rv = bu_validate(schema, a.req, &a.verdict);
+    if (rv == BU_OK && a.verdict.shape_failed) {
+        // The columns changed since the job was accepted; every record
+        // fails with the shape error.
+        rv = BU_OK;
+    }
+    size_t nrec = a.req->n_contact_datas;
+    if (rv == BU_OK) {
+        a.results = bu_calloc(nrec, sizeof(*a.results));
+        a.presults = bu_calloc(nrec, sizeof(*a.presults));
+        a.warnings = bu_calloc(nrec, sizeof(*a.warnings));
+        a.order = bu_calloc(nrec, sizeof(*a.order));
+        a.cells = bu_calloc(a.req->n_columns, sizeof(*a.cells));
+        if (a.verdict.bad == NULL) {
+            a.verdict.bad = bu_alloc(nrec);
+        }
+        if (a.results == NULL || a.presults == NULL || a.warnings == NULL ||
+            a.order == NULL || a.cells == NULL || a.verdict.bad == NULL) {
+            rv = BU_ENOMEM;
+        }
+    }
+    if (rv == BU_OK && a.verdict.shape_failed) {
+        memset(a.verdict.bad, 1, nrec);
+    }
+    for (size_t r = 0; rv == BU_OK && r < nrec; r++) {
+        Bulkupsert__V1__RecordResult *rr = &a.results[r];
+        bulkupsert__v1__record_result__init(rr);
+        rr->has_index = 1;
+        rr->index = (uint32_t) r;
+        rr->has_outcome = 1;
+        a.presults[r] = rr;
+        if (a.verdict.bad[r]) {
+            rr->outcome = BULKUPSERT__V1__RECORD_OUTCOME__OUTCOME_FAILED;
+            c.failed++;
+        }
+    }
+    if (rv == BU_OK && !a.verdict.shape_failed) {
+        rv = apply_results_attach(&a);
+    }
+    // Record keys for the results (valid UTF-8 only: results are sent to
+    // clients as protobuf strings).
+    for (size_t r = 0; rv == BU_OK && r < nrec; r++) {
+        for (size_t i = 0; i < a.req->n_columns && i < a.req->contact_datas[r]->n_values; i++) {
+            Bulkupsert__V1__Value *val = a.req->contact_datas[r]->values[i];
+            if (strcmp(a.req->columns[i], BU_COL_CONTACT_KEY) == 0 &&
+                val->kind_case == BULKUPSERT__V1__VALUE__KIND_STRING_VALUE &&
+                !(a.verdict.bad[r] && a.verdict.shape_failed)) {
+                a.results[r].contact_key = val->string_value;
+            }
+        }
+    }
+    c.total = (uint32_t) nrec;
+    if (rv == BU_OK) {
+        rv = bu_tenant_db_begin(db);
+    }
+    if (rv == BU_OK && !a.verdict.shape_failed) {
+        rv = apply_records(db, schema, &a, &c);
+    }
+    if (rv == BU_OK) {
+        Bulkupsert__V1__JobRecords jr = BULKUPSERT__V1__JOB_RECORDS__INIT;
+        jr.n_records = nrec;
+        jr.records = a.presults;
+        size_t len = bulkupsert__v1__job_records__get_packed_size(&jr);
+        a.blob = bu_alloc(len);
+        if (a.blob == NULL) {
+            rv = BU_ENOMEM;
+        } else {
+            bulkupsert__v1__job_records__pack(&jr, a.blob);
+            rv = bu_tenant_db_mark_applied(db, job_id, seq, &c, a.blob, len);
+        }
+    }
+    if (rv == BU_OK) {
+        rv = bu_tenant_db_commit(db);
+    }
+    if (rv != BU_OK) {
+        bu_tenant_db_rollback(db);
+    } else {
+        *countsp = c;
+    }
+    apply_ctx_fini(&a);
+    return rv;
+}

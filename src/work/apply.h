@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Applying one accepted job to its tenant's database: decode the stored
+ * request, check every record again against the tenant's current columns,
+ * let the last record of each contact_key win, upsert the winners in key
+ * order, and commit the upserts together with the job's applied-marker,
+ * counts and per-record results (DESIGN inv 2). A job found already applied
+ * (a replay after a crash) changes nothing and reports the stored counts.
+ *
+ * Called by the worker thread that owns the tenant; blocks on disk I/O.
+ */
+#ifndef BU_WORK_APPLY_H
+#define BU_WORK_APPLY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/jobs.h"
+#include "store/schema.h"
+#include "store/tenant.h"
+
+// bu_apply_job applies the job (payload = serialized
+// SubmitBulkUpsertRequest) and fills *countsp. Returns BU_OK, BU_EPARSE (the
+// payload does not decode: the job cannot ever succeed), or a storage error
+// (nothing of the job was committed).
+int bu_apply_job(struct bu_tenant_db *db,
+    const struct bu_schema *schema,
+    const char *job_id,
+    int64_t seq,
+    const uint8_t *payload, size_t n,
+    struct bu_job_counts *countsp); // OUT
+
+// bu_apply_state returns the final state that counts imply: COMPLETED when
+// nothing failed or went unfound, else COMPLETED_WITH_ERRORS.
+enum bu_job_state bu_apply_state(const struct bu_job_counts *counts);
+
+#endif // BU_WORK_APPLY_H

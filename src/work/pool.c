@@ -1,0 +1,302 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Worker threads. Each worker owns one pull socket and a small cache of
+ * open tenant databases (writer handles) with their column metadata. The
+ * message format is text: "<seq> <job_id> <tenant>".
+ *
+ * Stop: closing the pull sockets makes nng_recvmsg return NNG_ECLOSED in
+ * each worker, which then exits after the job it is applying.
+ */
+#include "work/pool.h"
+
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/thread.h"
+#include "store/tenant.h"
+#include "work/apply.h"
+
+#include <nng/nng.h>
+#include <nng/protocol/pipeline0/pull.h>
+#include <nng/protocol/pipeline0/push.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#define POOL_MAX_WORKERS 64
+
+struct pool_tenant {
+    char name[64];
+    struct bu_tenant_db *db;
+    struct bu_schema *schema;
+    uint64_t last_used;
+};
+
+struct pool_worker {
+    struct bu_pool *pool;
+    int index;
+    pthread_t thread;
+    int started;
+    nng_socket push; // used by the dispatcher
+    nng_socket pull; // used by the worker thread
+    struct bu_jobs *jobs; // reader; owned by the worker thread
+    struct pool_tenant *tenants; // max_open_tenants; worker thread only
+    uint64_t clock;              // LRU tick; worker thread only
+};
+
+struct bu_pool {
+    struct bu_pool_config cfg;
+    char queue_path[4096];
+    int nworkers;
+    struct pool_worker workers[POOL_MAX_WORKERS];
+};
+
+// FNV-1a: a stable tenant -> worker map.
+static uint32_t
+pool_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s != '\0'; s++) {
+        h = (h ^ (uint8_t) *s) * 16777619u;
+    }
+    return h;
+}
+
+static void
+pool_tenant_close(struct pool_tenant *t)
+{
+    bu_tenant_db_close(t->db);
+    bu_free(t->schema);
+    memset(t, 0, sizeof(*t));
+}
+
+// pool_tenant_get returns the worker's open handle for tenant, opening it
+// (and closing the least recently used one) when needed.
+static int
+pool_tenant_get(struct pool_worker *w, const char *tenant,
+    struct pool_tenant **tp)
+{
+    int max = w->pool->cfg.max_open_tenants;
+    struct pool_tenant *victim = &w->tenants[0];
+    for (int i = 0; i < max; i++) {
+        struct pool_tenant *t = &w->tenants[i];
+        if (t->db != NULL && strcmp(t->name, tenant) == 0) {
+            t->last_used = ++w->clock;
+            *tp = t;
+            return BU_OK;
+        }
+        if (t->last_used < victim->last_used) {
+            victim = t;
+        }
+    }
+    pool_tenant_close(victim);
+    int rv = bu_tenant_db_open(
+        &victim->db, w->pool->cfg.data_dir, tenant, BU_SQL_WRITER);
+    if (rv == BU_OK && (victim->schema = bu_alloc(sizeof(struct bu_schema))) == NULL) {
+        rv = BU_ENOMEM;
+    }
+    if (rv == BU_OK) {
+        rv = bu_tenant_db_schema(victim->db, victim->schema);
+    }
+    if (rv != BU_OK) {
+        pool_tenant_close(victim);
+        return rv;
+    }
+    snprintf(victim->name, sizeof(victim->name), "%s", tenant);
+    victim->last_used = ++w->clock;
+    *tp = victim;
+    return BU_OK;
+}
+
+static void
+pool_emit(struct bu_pool *pool, struct bu_job_event *ev)
+{
+    ev->at_ms = bu_now_ms();
+    pool->cfg.on_event(pool->cfg.event_arg, ev);
+}
+
+// pool_run_job applies one job and reports its events.
+static void
+pool_run_job(struct pool_worker *w, int64_t seq, const char *job_id,
+    const char *tenant)
+{
+    struct bu_job_event ev = { .kind = BU_JOB_EVENT_RUNNING };
+    snprintf(ev.job_id, sizeof(ev.job_id), "%s", job_id);
+    pool_emit(w->pool, &ev);
+
+    ev.kind = BU_JOB_EVENT_FINISHED;
+    uint8_t *payload = NULL;
+    size_t n = 0;
+    struct pool_tenant *t = NULL;
+    int rv = bu_jobs_payload(w->jobs, job_id, &payload, &n);
+    if (rv == BU_OK) {
+        rv = pool_tenant_get(w, tenant, &t);
+    }
+    if (rv == BU_OK) {
+        rv = bu_apply_job(t->db, t->schema, job_id, seq, payload, n,
+            &ev.counts);
+    }
+    bu_free(payload);
+    if (rv == BU_OK) {
+        ev.state = bu_apply_state(&ev.counts);
+    } else if (rv == BU_ENOENT) {
+        // Finished or purged meanwhile (a replayed dispatch): nothing to do.
+        return;
+    } else {
+        // Storage trouble leaves the job QUEUED for the next start; a
+        // payload that cannot decode fails for good.
+        BU_ERROR("job %s (tenant %s): %s", job_id, tenant, bu_strerror(rv));
+        if (rv != BU_EPARSE) {
+            return;
+        }
+        ev.state = BU_JOB_FAILED;
+        snprintf(ev.error, sizeof(ev.error), "stored request unreadable: %s",
+            bu_strerror(rv));
+    }
+    pool_emit(w->pool, &ev);
+}
+
+static void *
+pool_worker_main(void *arg)
+{
+    struct pool_worker *w = arg;
+    for (;;) {
+        nng_msg *msg;
+        int rv = nng_recvmsg(w->pull, &msg, 0);
+        if (rv != 0) {
+            if (rv != NNG_ECLOSED) {
+                BU_ERROR("worker %d: recv: %s", w->index, nng_strerror(rv));
+            }
+            break;
+        }
+        char text[256];
+        size_t len = nng_msg_len(msg);
+        if (len >= sizeof(text)) {
+            len = sizeof(text) - 1;
+        }
+        memcpy(text, nng_msg_body(msg), len);
+        text[len] = '\0';
+        nng_msg_free(msg);
+        long long seq;
+        char job_id[BU_JOB_ID_SIZE];
+        char tenant[64];
+        if (sscanf(text, "%lld %36s %63s", &seq, job_id, tenant) != 3) {
+            BU_ERROR("worker %d: bad dispatch \"%s\"", w->index, text);
+            continue;
+        }
+        pool_run_job(w, seq, job_id, tenant);
+    }
+    for (int i = 0; i < w->pool->cfg.max_open_tenants; i++) {
+        pool_tenant_close(&w->tenants[i]);
+    }
+    return NULL;
+}
+
+static int
+pool_worker_open(struct bu_pool *pool, struct pool_worker *w)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "inproc://bulkupsert-work-%p-%d", (void *) pool,
+        w->index);
+    int rv;
+    if ((rv = nng_pull0_open(&w->pull)) != 0 ||
+        (rv = nng_listen(w->pull, url, NULL, 0)) != 0 ||
+        (rv = nng_push0_open(&w->push)) != 0 ||
+        (rv = nng_setopt_int(w->push, NNG_OPT_SENDBUF, 1024)) != 0 ||
+        (rv = nng_dial(w->push, url, NULL, 0)) != 0) {
+        BU_ERROR("worker %d pipe: %s", w->index, nng_strerror(rv));
+        return BU_ECONNECT;
+    }
+    w->tenants = bu_calloc(
+        (size_t) pool->cfg.max_open_tenants, sizeof(*w->tenants));
+    if (w->tenants == NULL) {
+        return BU_ENOMEM;
+    }
+    return bu_jobs_open(&w->jobs, pool->queue_path, BU_SQL_READER);
+}
+
+int
+bu_pool_start(struct bu_pool **poolp, const struct bu_pool_config *cfg)
+{
+    if (cfg->nworkers < 1 || cfg->nworkers > POOL_MAX_WORKERS ||
+        cfg->max_open_tenants < 1 || cfg->on_event == NULL) {
+        return BU_EINVAL;
+    }
+    struct bu_pool *pool;
+    if (BU_ALLOC_STRUCT(pool) == NULL) {
+        return BU_ENOMEM;
+    }
+    pool->cfg = *cfg;
+    snprintf(pool->queue_path, sizeof(pool->queue_path), "%s/queue.db",
+        cfg->data_dir);
+    int rv = BU_OK;
+    for (int i = 0; rv == BU_OK && i < cfg->nworkers; i++) {
+        struct pool_worker *w = &pool->workers[i];
+        w->pool = pool;
+        w->index = i;
+        pool->nworkers = i + 1;
+        rv = pool_worker_open(pool, w);
+        if (rv == BU_OK) {
+            char name[32];
+            snprintf(name, sizeof(name), "bu-worker-%d", i);
+            rv = bu_thread_start(&w->thread, name, 0, pool_worker_main, w);
+            w->started = rv == BU_OK;
+        }
+    }
+    if (rv != BU_OK) {
+        bu_pool_free(pool);
+        return rv;
+    }
+    *poolp = pool;
+    return BU_OK;
+}
+
+int
+bu_pool_dispatch(
+    struct bu_pool *pool, const char *tenant, int64_t seq, const char *job_id)
+{
+    struct pool_worker *w =
+        &pool->workers[pool_hash(tenant) % (uint32_t) pool->nworkers];
+    char text[160];
+    int n = snprintf(text, sizeof(text), "%lld %s %s", (long long) seq,
+        job_id, tenant);
+    int rv = nng_send(w->push, text, (size_t) n, 0);
+    if (rv != 0) {
+        return rv == NNG_ECLOSED ? BU_ECLOSED : BU_ECONNECT;
+    }
+    return BU_OK;
+}
+
+void
+bu_pool_stop(struct bu_pool *pool)
+{
+    if (pool == NULL) {
+        return;
+    }
+    for (int i = 0; i < pool->nworkers; i++) {
+        nng_close(pool->workers[i].pull);
+    }
+    for (int i = 0; i < pool->nworkers; i++) {
+        struct pool_worker *w = &pool->workers[i];
+        if (w->started) {
+            pthread_join(w->thread, NULL);
+            w->started = 0;
+        }
+        nng_close(w->push);
+    }
+}
+
+void
+bu_pool_free(struct bu_pool *pool)
+{
+    if (pool == NULL) {
+        return;
+    }
+    bu_pool_stop(pool);
+    for (int i = 0; i < pool->nworkers; i++) {
+        bu_jobs_close(pool->workers[i].jobs);
+        bu_free(pool->workers[i].tenants);
+    }
+    bu_free(pool);
+}

@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The worker pool: N worker threads, each fed by its own nng push/pull pair
+ * (inproc). A tenant always maps to the same worker (a hash of its id), so
+ * one thread is the only writer of a tenant's database and the tenant's jobs
+ * apply in the order they were dispatched, which is acceptance order
+ * (DESIGN inv 3), while different tenants proceed in parallel.
+ *
+ * A message carries only the job's identity; the worker reads the request
+ * payload from queue.db, so queued work costs disk, not memory.
+ *
+ * Threads: bu_pool_dispatch may be called from any one thread at a time (the
+ * journal thread, or main during recovery); it blocks when the worker's
+ * pipe is full (back-pressure). Job events are reported through the
+ * callback, from worker threads.
+ */
+#ifndef BU_WORK_POOL_H
+#define BU_WORK_POOL_H
+
+#include <stdint.h>
+
+#include "store/jobs.h"
+
+enum bu_job_event_kind {
+    BU_JOB_EVENT_RUNNING,
+    BU_JOB_EVENT_FINISHED,
+};
+
+struct bu_job_event {
+    enum bu_job_event_kind kind;
+    char job_id[BU_JOB_ID_SIZE];
+    enum bu_job_state state; // FINISHED: the final state
+    struct bu_job_counts counts;
+    char error[256];
+    int64_t at_ms;
+};
+
+// Called from a worker thread for each job event; must not block for long.
+// ev is only valid during the call.
+typedef void (*bu_job_event_fn)(void *arg, const struct bu_job_event *ev);
+
+struct bu_pool_config {
+    const char *data_dir;   // holds queue.db and tenants/
+    int nworkers;           // 1..64
+    int max_open_tenants;   // per worker; least recently used closes first
+    bu_job_event_fn on_event;
+    void *event_arg;
+};
+
+struct bu_pool;
+
+// bu_pool_start opens the pipes and starts the workers. queue.db must exist.
+// Returns BU_EINVAL (bad config), BU_ENOMEM, BU_ECONNECT (nng), BU_ESTORE.
+int bu_pool_start(struct bu_pool **poolp, const struct bu_pool_config *cfg);
+
+// bu_pool_dispatch sends a job to the worker that owns tenant. Returns
+// BU_ECLOSED once the pool is stopping.
+int bu_pool_dispatch(struct bu_pool *pool, const char *tenant, int64_t seq,
+    const char *job_id);
+
+// bu_pool_stop stops the workers after the job each is applying (jobs still
+// in the pipes stay QUEUED in queue.db and are resumed at the next start)
+// and joins them; later dispatches return BU_ECLOSED. NULL is ignored.
+void bu_pool_stop(struct bu_pool *pool);
+
+// bu_pool_free frees a stopped pool, once no thread can dispatch to it.
+void bu_pool_free(struct bu_pool *pool);
+
+#endif // BU_WORK_POOL_H

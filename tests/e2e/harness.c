@@ -1,0 +1,467 @@
+// SPDX-License-Identifier: MIT
+// Runs and stops the real daemon for end-to-end tests; see harness.h.
+#define _DEFAULT_SOURCE // mkdtemp, kill
+#include "harness.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "auth/paseto.h"
+#include "auth/token.h"
+#include "base/alloc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct harness *harness_live; // for the atexit hook
+
+static void
+harness_sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+static void
+harness_atexit(void)
+{
+    if (harness_live != NULL && harness_live->pid > 0) {
+        kill(harness_live->pid, SIGKILL);
+        waitpid(harness_live->pid, NULL, 0);
+        harness_live->pid = 0;
+    }
+}
+
+static void
+harness_dump_log(struct harness *h)
+{
+    FILE *f = fopen(h->log, "r");
+    if (f == NULL) {
+        return;
+    }
+    char line[512];
+    fprintf(stderr, "---- %s\n", h->log);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        fputs(line, stderr);
+    }
+    fclose(f);
+}
+
+static void
+harness_keys(struct harness *h)
+{
+    struct bu_paseto_key sk, pk;
+    char *s = NULL, *p = NULL;
+    assert_int_equal(bu_paseto_keypair(&sk, &pk), 0);
+    assert_int_equal(bu_paserk_format(&sk, &s), 0);
+    assert_int_equal(bu_paserk_format(&pk, &p), 0);
+    FILE *f = fopen(h->secret, "w");
+    assert_non_null(f);
+    fprintf(f, "%s\n", s);
+    fclose(f);
+    f = fopen(h->keyring, "w");
+    assert_non_null(f);
+    fprintf(f, "# test keyring\n%s\n", p);
+    fclose(f);
+    sodium_memzero(s, strlen(s));
+    bu_free(s);
+    bu_free(p);
+    bu_paseto_key_wipe(&sk);
+}
+
+static void
+harness_spawn(struct harness *h, const char *const *extra)
+{
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = BU_DAEMON_PATH;
+    argv[n++] = "--listen";
+    argv[n++] = h->url;
+    argv[n++] = "--data-dir";
+    argv[n++] = h->data;
+    argv[n++] = "--keyring";
+    argv[n++] = h->keyring;
+    for (int i = 0; extra != NULL && extra[i] != NULL && n < 62; i++) {
+        argv[n++] = extra[i];
+    }
+    argv[n] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(h->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            close(fd);
+        }
+        execv(argv[0], (char *const *) argv);
+        _exit(127);
+    }
+    h->pid = pid;
+    harness_live = h;
+
+    // Ready when a call gets any answer from the service itself.
+    bulkupsert_client *c = harness_client(h, NULL);
+    bulkupsert_client_set_timeout(c, 500);
+    Bulkupsert__V1__GetJobRequest req = BULKUPSERT__V1__GET_JOB_REQUEST__INIT;
+    req.job_id = "ready?";
+    for (int i = 0; i < 200; i++) {
+        struct bulkupsert_status st = { 0 };
+        Bulkupsert__V1__Job *job = NULL;
+        int code = bulkupsert_get_job(c, &req, &job, &st);
+        bulkupsert_status_clear(&st);
+        if (job != NULL) {
+            bulkupsert__v1__job__free_unpacked(job, NULL);
+        }
+        if (code == BULKUPSERT_UNAUTHENTICATED) {
+            bulkupsert_client_close(c);
+            return;
+        }
+        int status;
+        if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
+            h->pid = 0;
+            harness_dump_log(h);
+            bulkupsert_client_close(c);
+            fail_msg("bulkupsertd exited during start-up");
+        }
+        harness_sleep_ms(50);
+    }
+    bulkupsert_client_close(c);
+    harness_dump_log(h);
+    fail_msg("bulkupsertd did not answer within 10 s");
+}
+
+void
+harness_start(struct harness *h, const char *const *extra)
+{
+    static int hooked;
+    if (!hooked) {
+        atexit(harness_atexit);
+        hooked = 1;
+    }
+    assert_true(sodium_init() >= 0);
+    memset(h, 0, sizeof(*h));
+    const char *tmp = getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp";
+    snprintf(h->dir, sizeof(h->dir), "%s/bu-e2e-XXXXXX", tmp);
+    assert_non_null(mkdtemp(h->dir));
+    snprintf(h->data, sizeof(h->data), "%s/data", h->dir);
+    snprintf(h->keyring, sizeof(h->keyring), "%s/keyring", h->dir);
+    snprintf(h->secret, sizeof(h->secret), "%s/secret.key", h->dir);
+    snprintf(h->url, sizeof(h->url), "ipc://%s/bu.sock", h->dir);
+    snprintf(h->log, sizeof(h->log), "%s/daemon.log", h->dir);
+    harness_keys(h);
+    harness_spawn(h, extra);
+}
+
+void
+harness_restart(struct harness *h, const char *const *extra)
+{
+    assert_int_equal(h->pid, 0);
+    harness_spawn(h, extra);
+}
+
+int
+harness_signal(struct harness *h, int sig)
+{
+    if (h->pid <= 0) {
+        return -1;
+    }
+    kill(h->pid, sig);
+    if (sig != SIGTERM && sig != SIGINT && sig != SIGKILL) {
+        return 0;
+    }
+    for (int i = 0; i < 600; i++) {
+        int status;
+        if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
+            h->pid = 0;
+            return WIFEXITED(status) ? WEXITSTATUS(status)
+                                     : 128 + WTERMSIG(status);
+        }
+        harness_sleep_ms(50);
+    }
+    kill(h->pid, SIGKILL);
+    waitpid(h->pid, NULL, 0);
+    h->pid = 0;
+    return -1;
+}
+
+static void
+harness_rmrf(const char *dir)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        execlp("rm", "rm", "-rf", dir, (char *) NULL);
+        _exit(127);
+    }
+    if (pid > 0) {
+        waitpid(pid, NULL, 0);
+    }
+}
+
+int
+harness_stop(struct harness *h)
+{
+    int status = harness_signal(h, SIGTERM);
+    if (status != 0) {
+        harness_dump_log(h);
+    }
+    harness_live = NULL;
+    harness_rmrf(h->dir);
+    return status;
+}
+
+char *
+harness_token(struct harness *h, const char *tenant, uint32_t perms,
+    int64_t ttl_s)
+{
+    struct bu_paseto_key sk;
+    char line[256] = { 0 };
+    FILE *f = fopen(h->secret, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(line, sizeof(line), f));
+    fclose(f);
+    line[strcspn(line, "\n")] = '\0';
+    assert_int_equal(bu_paserk_parse(line, &sk), 0);
+    sodium_memzero(line, sizeof(line));
+    struct bu_claims cl = { 0 };
+    snprintf(cl.sub, sizeof(cl.sub), "e2e");
+    snprintf(cl.tenant, sizeof(cl.tenant), "%s", tenant);
+    cl.perms = perms;
+    int64_t now = (int64_t) time(NULL);
+    cl.iat = ttl_s < 0 ? now + 2 * ttl_s : now;
+    cl.exp = now + ttl_s;
+    char *tok = NULL;
+    assert_int_equal(bu_token_issue(&sk, &cl, &tok), 0);
+    bu_paseto_key_wipe(&sk);
+    char *copy = strdup(tok);
+    bu_free(tok);
+    return copy;
+}
+
+bulkupsert_client *
+harness_client(struct harness *h, const char *token)
+{
+    bulkupsert_client *c = NULL;
+    assert_int_equal(bulkupsert_client_open(&c, h->url, token), 0);
+    bulkupsert_client_set_timeout(c, 10000);
+    return c;
+}
+
+Bulkupsert__V1__Job *
+harness_wait_job(bulkupsert_client *c, const char *id)
+{
+    Bulkupsert__V1__GetJobRequest req = BULKUPSERT__V1__GET_JOB_REQUEST__INIT;
+    req.job_id = (char *) id;
+    for (int i = 0; i < 3000; i++) {
+        struct bulkupsert_status st = { 0 };
+        Bulkupsert__V1__Job *job = NULL;
+        int code = bulkupsert_get_job(c, &req, &job, &st);
+        if (code != BULKUPSERT_OK) {
+            fail_msg("GetJob %s: %s: %s", id, bulkupsert_code_name(code),
+                st.message);
+        }
+        bulkupsert_status_clear(&st);
+        if (job->state >= BULKUPSERT__V1__JOB_STATE__JOB_STATE_COMPLETED) {
+            return job;
+        }
+        bulkupsert__v1__job__free_unpacked(job, NULL);
+        harness_sleep_ms(10);
+    }
+    fail_msg("job %s did not finish within 30 s", id);
+    return NULL;
+}
+
+static void
+harness_slurp(int fd, char *buf, size_t len)
+{
+    size_t n = 0;
+    for (;;) {
+        char tmp[4096];
+        ssize_t r = read(fd, tmp, sizeof(tmp));
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            break;
+        }
+        for (ssize_t i = 0; i < r; i++) {
+            if (buf != NULL && n + 1 < len) {
+                buf[n++] = tmp[i];
+            }
+        }
+    }
+    if (buf != NULL && len > 0) {
+        buf[n] = '\0';
+    }
+}
+
+int
+harness_cli(struct harness *h, const char *token, const char *const *args,
+    char *out, size_t outlen, char *err, size_t errlen)
+{
+    char errpath[320];
+    snprintf(errpath, sizeof(errpath), "%s/cli.err", h->dir);
+    int pout[2];
+    assert_int_equal(pipe(pout), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        const char *argv[64];
+        int n = 0;
+        argv[n++] = BU_CLI_PATH;
+        for (int i = 0; args[i] != NULL && n < 63; i++) {
+            argv[n++] = args[i];
+        }
+        argv[n] = NULL;
+        dup2(pout[1], 1);
+        close(pout[0]);
+        close(pout[1]);
+        int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            close(fd);
+        }
+        setenv("BULKUPSERT_URL", h->url, 1);
+        if (token != NULL) {
+            setenv("BULKUPSERT_TOKEN", token, 1);
+        } else {
+            unsetenv("BULKUPSERT_TOKEN");
+        }
+        execv(argv[0], (char *const *) argv);
+        _exit(127);
+    }
+    close(pout[1]);
+    harness_slurp(pout[0], out, outlen);
+    close(pout[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    int fd = open(errpath, O_RDONLY);
+    if (fd >= 0) {
+        harness_slurp(fd, err, errlen);
+        close(fd);
+    } else if (err != NULL && errlen > 0) {
+        err[0] = '\0';
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static sqlite3_stmt *
+harness_query(struct harness *h, const char *tenant, const char *sql,
+    sqlite3 **dbp)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/tenants/%s.db", h->data, tenant);
+    if (sqlite3_open_v2(path, dbp, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        sqlite3_close(*dbp);
+        *dbp = NULL;
+        return NULL;
+    }
+    sqlite3_busy_timeout(*dbp, 5000);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(*dbp, sql, -1, &st, NULL) != SQLITE_OK) {
+        fail_msg("%s: %s", sql, sqlite3_errmsg(*dbp));
+    }
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    return st;
+}
+
+long long
+harness_count(struct harness *h, const char *tenant, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = harness_query(h, tenant, sql, &db);
+    long long v = st != NULL ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+int
+harness_text(struct harness *h, const char *tenant, const char *sql,
+    char *buf, size_t len)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = harness_query(h, tenant, sql, &db);
+    int rv = -1;
+    if (st != NULL) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        snprintf(buf, len, "%s", t != NULL ? (const char *) t : "(null)");
+        rv = 0;
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return rv;
+}
+
+void
+req_init(struct req_builder *b, const char *const *cols, size_t ncols)
+{
+    memset(b, 0, sizeof(*b));
+    bulkupsert__v1__submit_bulk_upsert_request__init(&b->req);
+    b->req.n_columns = ncols;
+    b->req.columns = calloc(ncols, sizeof(char *));
+    for (size_t i = 0; i < ncols; i++) {
+        b->req.columns[i] = strdup(cols[i]);
+    }
+}
+
+void
+req_row(struct req_builder *b, const char *const *vals)
+{
+    if (b->req.n_contact_datas == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 16;
+        b->req.contact_datas = realloc(
+            b->req.contact_datas, b->cap * sizeof(*b->req.contact_datas));
+    }
+    Bulkupsert__V1__ContactData *cd = calloc(1, sizeof(*cd));
+    bulkupsert__v1__contact_data__init(cd);
+    cd->n_values = b->req.n_columns;
+    cd->values = calloc(cd->n_values, sizeof(*cd->values));
+    for (size_t i = 0; i < cd->n_values; i++) {
+        Bulkupsert__V1__Value *v = calloc(1, sizeof(*v));
+        bulkupsert__v1__value__init(v);
+        if (vals[i] != NULL) {
+            v->kind_case = BULKUPSERT__V1__VALUE__KIND_STRING_VALUE;
+            v->string_value = strdup(vals[i]);
+        }
+        cd->values[i] = v;
+    }
+    b->req.contact_datas[b->req.n_contact_datas++] = cd;
+}
+
+void
+req_fini(struct req_builder *b)
+{
+    for (size_t r = 0; r < b->req.n_contact_datas; r++) {
+        Bulkupsert__V1__ContactData *cd = b->req.contact_datas[r];
+        for (size_t i = 0; i < cd->n_values; i++) {
+            if (cd->values[i]->kind_case ==
+                BULKUPSERT__V1__VALUE__KIND_STRING_VALUE) {
+                free(cd->values[i]->string_value);
+            }
+            free(cd->values[i]);
+        }
+        free(cd->values);
+        free(cd);
+    }
+    free(b->req.contact_datas);
+    for (size_t i = 0; i < b->req.n_columns; i++) {
+        free(b->req.columns[i]);
+    }
+    free(b->req.columns);
+    memset(b, 0, sizeof(*b));
+}

@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: MIT
+/*
+ * End-to-end test harness: runs the real bulkupsertd on a private ipc://
+ * path with its own temporary data folder and key pair, issues tokens,
+ * runs rpc-cli, reads tenant databases, and stops (or kills) what it
+ * started. Every test process cleans up its daemon, even on a failed
+ * assertion (an atexit hook).
+ */
+#ifndef BU_TESTS_HARNESS_H
+#define BU_TESTS_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "bulkupsert.h"
+
+struct harness {
+    char dir[256];     // temp folder, removed by harness_stop
+    char data[300];    // DATA
+    char keyring[300]; // DATA/../keyring
+    char secret[300];  // the secret key (PASERK)
+    char url[320];     // ipc://DIR/bu.sock
+    char log[300];     // daemon stderr
+    pid_t pid;
+};
+
+// harness_start makes the folder and keys and starts the daemon with
+// extra arguments (NULL-terminated list, may be NULL); waits until it
+// answers. Fails the test on error.
+void harness_start(struct harness *h, const char *const *extra);
+
+// harness_restart starts the daemon again on the same folder.
+void harness_restart(struct harness *h, const char *const *extra);
+
+// harness_signal sends sig and, for SIGTERM/SIGINT/SIGKILL, waits for the
+// exit; returns the exit status (128+signal when killed), -1 on timeout.
+int harness_signal(struct harness *h, int sig);
+
+// harness_stop stops the daemon (SIGTERM) and removes the folder; returns
+// the daemon's exit status.
+int harness_stop(struct harness *h);
+
+// harness_token issues a token for tenant with perms (bu_perm bits), valid
+// for ttl_s seconds (negative: already expired). Release with free().
+char *harness_token(struct harness *h, const char *tenant, uint32_t perms,
+    int64_t ttl_s);
+
+// harness_client opens a client on the daemon with token.
+bulkupsert_client *harness_client(struct harness *h, const char *token);
+
+// harness_wait_job polls GetJob until the job is final (or 30 s pass) and
+// returns it (free with bulkupsert__v1__job__free_unpacked).
+Bulkupsert__V1__Job *harness_wait_job(bulkupsert_client *c, const char *id);
+
+// harness_cli runs rpc-cli with args (NULL-terminated) and env
+// BULKUPSERT_URL=h->url plus BULKUPSERT_TOKEN=token (when not NULL);
+// captures stdout into out (NUL-terminated, truncated to outlen) and stderr
+// into err. Returns the exit status.
+int harness_cli(struct harness *h, const char *token, const char *const *args,
+    char *out, size_t outlen, char *err, size_t errlen);
+
+// harness_count runs a SQL query returning one integer against the
+// tenant's database; -1 when the database or row is missing.
+long long harness_count(struct harness *h, const char *tenant,
+    const char *sql);
+
+// harness_text runs a SQL query returning one text value into buf.
+// Returns 0, or -1 when missing.
+int harness_text(struct harness *h, const char *tenant, const char *sql,
+    char *buf, size_t len);
+
+// A request builder: columns, then rows of string values ("" = not
+// provided is written as NULL pointer in the row array).
+struct req_builder {
+    Bulkupsert__V1__SubmitBulkUpsertRequest req;
+    size_t cap;
+};
+
+// req_new starts a request with ncols columns.
+void req_init(struct req_builder *b, const char *const *cols, size_t ncols);
+
+// req_row appends a record; vals[i] NULL leaves the Value unset.
+void req_row(struct req_builder *b, const char *const *vals);
+
+// req_fini frees the builder's memory.
+void req_fini(struct req_builder *b);
+
+#endif // BU_TESTS_HARNESS_H
