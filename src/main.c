@@ -13,6 +13,7 @@
 #include "queue/journal.h"
 #include "rpc/server.h"
 #include "rpc/service.h"
+#include "store/schema.h"
 #include "work/pool.h"
 
 #include <errno.h>
@@ -48,7 +49,8 @@ main_usage(FILE *f)
     fprintf(f,
         "Usage: bulkupsertd [OPTIONS]\n"
         "\n"
-        "Serves bulkupsert.v1.BulkUpsert (SubmitBulkUpsert, GetJob) over nng\n"
+        "Serves bulkupsert.v1.BulkUpsert (SubmitBulkUpsert, GetJob, DescribeTable,\n"
+        "AddColumn, SetImportEnabled) over nng\n"
         "req/rep. Accepted jobs are durable in DATA/queue.db before the 202\n"
         "reply and are applied to DATA/tenants/<tenant>.db by worker threads.\n"
         "\n"
@@ -66,7 +68,8 @@ main_usage(FILE *f)
         "  --max-queued-jobs N     accepted, unfinished jobs before 429\n"
         "                          (default 4096)\n"
         "  --max-message-bytes N   largest request frame; larger frames drop\n"
-        "                          the connection (default 67108864)\n"
+        "                          the connection (default 41943040: the\n"
+        "                          largest valid request fits)\n"
         "  --log-level LEVEL       debug, info, warn or error (default info)\n"
         "  -h, --help              this text\n"
         "  --version               the version\n"
@@ -246,7 +249,7 @@ main(int argc, char **argv)
         .handlers = 2,
         .contexts = 64,
         .max_queued_jobs = 4096,
-        .max_message_bytes = 64L * 1024 * 1024,
+        .max_message_bytes = BU_MAX_FRAME_BYTES,
     };
     int prv = main_parse(argc, argv, &o);
     if (prv != 0) {

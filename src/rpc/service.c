@@ -48,11 +48,24 @@ enum svc_response_code {
     SVC_RC_UNEXPECTED = 999,
 };
 
+#define SVC_TENANT_CACHE 8
+
+// A tenant database opened for reading by one handler thread.
+struct svc_tenant {
+    char name[64];
+    struct bu_tenant_db *db;
+    uint64_t used;
+};
+
+// Everything here belongs to the one handler thread.
 struct svc_thread {
     struct bu_service *svc;
     pthread_t thread;
     bool started;
-    struct bu_jobs *jobs; // reader; this thread's
+    struct bu_jobs *jobs; // reader
+    struct svc_tenant tenants[SVC_TENANT_CACHE];
+    uint64_t tick;
+    struct bu_schema schema; // the current call's tenant columns
 };
 
 struct bu_service {
@@ -62,9 +75,7 @@ struct bu_service {
     struct bu_queue calls; // of bu_rpc_call, via their qnode
     atomic_bool draining;
     int nthreads;
-    struct svc_thread threads[SVC_MAX_THREADS];
-    // TODO(columns): validate against each tenant's own columns.
-    struct bu_schema standard;
+    struct svc_thread *threads; // nthreads
 };
 
 struct svc_call {
@@ -253,6 +264,63 @@ svc_finish(const ProtobufCMessage *output, void *closure_data)
 }
 
 // ---------------------------------------------------------------------------
+// Tenant columns
+
+// svc_tenant_reader returns this thread's read handle on the caller's
+// tenant database, or BU_ENOENT while the tenant has none.
+static int
+svc_tenant_reader(struct svc_call *sc, struct bu_tenant_db **dbp)
+{
+    struct svc_thread *t = sc->thread;
+    struct svc_tenant *victim = &t->tenants[0];
+    for (int i = 0; i < SVC_TENANT_CACHE; i++) {
+        struct svc_tenant *e = &t->tenants[i];
+        if (e->db != NULL && strcmp(e->name, sc->claims.tenant) == 0) {
+            e->used = ++t->tick;
+            *dbp = e->db;
+            return BU_OK;
+        }
+        if (e->used < victim->used) {
+            victim = e;
+        }
+    }
+    bu_tenant_db_close(victim->db);
+    memset(victim, 0, sizeof(*victim));
+    int rv = bu_tenant_db_open(
+        &victim->db, sc->svc->cfg.data_dir, sc->claims.tenant, BU_SQL_READER);
+    if (rv != BU_OK) {
+        return rv;
+    }
+    snprintf(victim->name, sizeof(victim->name), "%s", sc->claims.tenant);
+    victim->used = ++t->tick;
+    *dbp = victim->db;
+    return BU_OK;
+}
+
+// svc_tenant_schema reads the caller's tenant columns into the thread's
+// schema: the standard columns while the tenant has no database yet.
+static int
+svc_tenant_schema(struct svc_call *sc, struct bu_schema **schemap)
+{
+    struct bu_schema *schema = &sc->thread->schema;
+    struct bu_tenant_db *db;
+    int rv = svc_tenant_reader(sc, &db);
+    if (rv == BU_ENOENT) {
+        bu_schema_standard(schema);
+        rv = BU_OK;
+    } else if (rv == BU_OK) {
+        rv = bu_tenant_db_schema(db, schema);
+    }
+    if (rv != BU_OK) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INTERNAL, SVC_RC_UNEXPECTED,
+            "reading the table's columns: %s", bu_strerror(rv));
+        return rv;
+    }
+    *schemap = schema;
+    return BU_OK;
+}
+
+// ---------------------------------------------------------------------------
 // SubmitBulkUpsert
 
 static void
@@ -292,7 +360,12 @@ svc_submit_bulk_upsert(Bulkupsert__V1__BulkUpsert_Service *service,
         (Bulkupsert__V1__SubmitBulkUpsertRequest *) input;
     sc->submit_closure = closure;
 
-    int rv = bu_validate(&svc->standard, req, &sc->verdict);
+    struct bu_schema *schema;
+    if (svc_tenant_schema(sc, &schema) != BU_OK) {
+        closure(NULL, sc);
+        return;
+    }
+    int rv = bu_validate(schema, req, &sc->verdict);
     if (rv != BU_OK) {
         svc_fail(sc, BULKUPSERT__V1__CODE__INTERNAL, SVC_RC_UNEXPECTED,
             "validation: %s", bu_strerror(rv));
@@ -497,6 +570,205 @@ svc_get_job(Bulkupsert__V1__BulkUpsert_Service *service,
 }
 
 // ---------------------------------------------------------------------------
+// DescribeTable, AddColumn, SetImportEnabled
+
+// Storage for one ColumnInfo and its allowed values.
+struct svc_column_info {
+    Bulkupsert__V1__ColumnInfo info;
+    char allowed[16][2];
+    char *pallowed[16];
+};
+
+static void
+svc_column_info(const struct bu_column *c, struct svc_column_info *ci)
+{
+    Bulkupsert__V1__ColumnInfo *info = &ci->info;
+    bulkupsert__v1__column_info__init(info);
+    info->name = (char *) c->name;
+    info->type = (char *) bu_col_type_name(c->type);
+    info->has_max_length = 1;
+    info->max_length = c->max_len;
+    size_t n = 0;
+    for (const char *a = c->allowed; *a != '\0' && n < 16; a++, n++) {
+        ci->allowed[n][0] = *a;
+        ci->allowed[n][1] = '\0';
+        ci->pallowed[n] = ci->allowed[n];
+    }
+    info->n_allowed_values = n;
+    info->allowed_values = ci->pallowed;
+    info->has_nullable = 1;
+    info->nullable = c->nullable;
+    if (c->has_default) {
+        info->default_value = (char *) (c->type == BU_COL_BOOL
+                ? (strcmp(c->default_value, "1") == 0 ? "true" : "false")
+                : c->default_value);
+    }
+    info->has_custom = 1;
+    info->custom = c->custom;
+    info->has_import_enabled = 1;
+    info->import_enabled = c->import_enabled;
+}
+
+static void
+svc_describe_table(Bulkupsert__V1__BulkUpsert_Service *service,
+    const Bulkupsert__V1__DescribeTableRequest *input,
+    Bulkupsert__V1__DescribeTableResponse_Closure closure, void *closure_data)
+{
+    (void) service;
+    (void) input;
+    struct svc_call *sc = closure_data;
+    struct bu_schema *schema;
+    if (svc_tenant_schema(sc, &schema) != BU_OK) {
+        closure(NULL, sc);
+        return;
+    }
+    struct svc_column_info *cis = bu_calloc(schema->ncols, sizeof(*cis));
+    Bulkupsert__V1__ColumnInfo **pcis =
+        bu_calloc(schema->ncols, sizeof(*pcis));
+    if (cis == NULL || pcis == NULL) {
+        bu_free(cis);
+        bu_free(pcis);
+        svc_fail(sc, BULKUPSERT__V1__CODE__INTERNAL, SVC_RC_UNEXPECTED,
+            "out of memory");
+        closure(NULL, sc);
+        return;
+    }
+    for (size_t i = 0; i < schema->ncols; i++) {
+        svc_column_info(&schema->cols[i], &cis[i]);
+        pcis[i] = &cis[i].info;
+    }
+    Bulkupsert__V1__DescribeTableResponse resp =
+        BULKUPSERT__V1__DESCRIBE_TABLE_RESPONSE__INIT;
+    resp.n_columns = schema->ncols;
+    resp.columns = pcis;
+    resp.has_row_width = 1;
+    resp.row_width = bu_schema_row_width(schema);
+    resp.has_max_row_width = 1;
+    resp.max_row_width = BU_ROW_WIDTH_MAX;
+    closure(&resp, sc);
+    bu_free(cis);
+    bu_free(pcis);
+}
+
+// svc_schema_error turns a schema change's error into the answer.
+static void
+svc_schema_error(struct svc_call *sc, int rv, const char *name)
+{
+    switch (rv) {
+    case BU_EBUSY:
+        sc->retry_after_ms = SVC_RETRY_AFTER_MS;
+        svc_fail(sc, BULKUPSERT__V1__CODE__UNAVAILABLE, SVC_RC_NONE,
+            "the table is busy; retry");
+        break;
+    case BU_ENOENT:
+        svc_fail(sc, BULKUPSERT__V1__CODE__NOT_FOUND, SVC_RC_FIELD_ERROR,
+            "column \"%s\" does not exist", svc_quote(name));
+        break;
+    default:
+        svc_fail(sc, BULKUPSERT__V1__CODE__INTERNAL, SVC_RC_UNEXPECTED,
+            "schema change: %s", bu_strerror(rv));
+        break;
+    }
+}
+
+static void
+svc_add_column(Bulkupsert__V1__BulkUpsert_Service *service,
+    const Bulkupsert__V1__AddColumnRequest *input,
+    Bulkupsert__V1__AddColumnResponse_Closure closure, void *closure_data)
+{
+    (void) service;
+    struct svc_call *sc = closure_data;
+    const char *name = input->name != NULL ? input->name : "";
+    unsigned max_len = input->has_max_length ? input->max_length
+                                             : BU_CUSTOM_DEFAULT_LEN;
+    char reason[128];
+    if (!bu_column_name_check(name, reason, sizeof(reason))) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
+            SVC_RC_FIELD_ERROR, "name: %s", reason);
+        closure(NULL, sc);
+        return;
+    }
+    if (max_len < 1 || max_len > BU_CUSTOM_MAX_LEN) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
+            SVC_RC_FIELD_ERROR, "max_length: %u; a custom column has 1 to %d "
+            "characters", max_len, BU_CUSTOM_MAX_LEN);
+        closure(NULL, sc);
+        return;
+    }
+    struct bu_tenant_db *db = NULL;
+    struct bu_column col;
+    int rv = bu_tenant_db_open(
+        &db, sc->svc->cfg.data_dir, sc->claims.tenant, BU_SQL_WRITER);
+    if (rv == BU_OK) {
+        rv = bu_tenant_db_add_column(db, name, max_len,
+            !input->has_import_enabled || input->import_enabled, &col);
+    }
+    bu_tenant_db_close(db);
+    if (rv == BU_EEXIST) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__ALREADY_EXISTS,
+            SVC_RC_FIELD_ERROR, "column \"%s\" already exists", name);
+    } else if (rv == BU_EFULL) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__FAILED_PRECONDITION,
+            SVC_RC_FIELD_ERROR,
+            "a row may be at most %d characters wide (sum of max lengths) "
+            "with at most %d columns; %u more does not fit",
+            BU_ROW_WIDTH_MAX, BU_SCHEMA_MAX_COLUMNS, max_len);
+    } else if (rv != BU_OK) {
+        svc_schema_error(sc, rv, name);
+    }
+    if (rv != BU_OK) {
+        closure(NULL, sc);
+        return;
+    }
+    BU_INFO("tenant %s: column %s added (max %u) by %s", sc->claims.tenant,
+        name, max_len, sc->claims.sub);
+    struct svc_column_info ci;
+    svc_column_info(&col, &ci);
+    Bulkupsert__V1__AddColumnResponse resp =
+        BULKUPSERT__V1__ADD_COLUMN_RESPONSE__INIT;
+    resp.column = &ci.info;
+    closure(&resp, sc);
+}
+
+static void
+svc_set_import_enabled(Bulkupsert__V1__BulkUpsert_Service *service,
+    const Bulkupsert__V1__SetImportEnabledRequest *input,
+    Bulkupsert__V1__SetImportEnabledResponse_Closure closure,
+    void *closure_data)
+{
+    (void) service;
+    struct svc_call *sc = closure_data;
+    const char *name = input->column != NULL ? input->column : "";
+    bool enabled = input->has_enabled && input->enabled;
+    struct bu_tenant_db *db = NULL;
+    struct bu_column col;
+    int rv = bu_tenant_db_open(
+        &db, sc->svc->cfg.data_dir, sc->claims.tenant, BU_SQL_WRITER);
+    if (rv == BU_OK) {
+        rv = bu_tenant_db_set_import(db, name, enabled, &col);
+    }
+    bu_tenant_db_close(db);
+    if (rv == BU_EINVAL) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
+            SVC_RC_FIELD_ERROR, "contact_key is always import-enabled");
+    } else if (rv != BU_OK) {
+        svc_schema_error(sc, rv, name);
+    }
+    if (rv != BU_OK) {
+        closure(NULL, sc);
+        return;
+    }
+    BU_INFO("tenant %s: column %s import %s by %s", sc->claims.tenant, name,
+        enabled ? "enabled" : "disabled", sc->claims.sub);
+    struct svc_column_info ci;
+    svc_column_info(&col, &ci);
+    Bulkupsert__V1__SetImportEnabledResponse resp =
+        BULKUPSERT__V1__SET_IMPORT_ENABLED_RESPONSE__INIT;
+    resp.column = &ci.info;
+    closure(&resp, sc);
+}
+
+// ---------------------------------------------------------------------------
 // Envelope, token, dispatch
 
 struct svc_method_perm {
@@ -508,6 +780,9 @@ struct svc_method_perm {
 static const struct svc_method_perm svc_perms[] = {
     { "SubmitBulkUpsert", BU_PERM_MANAGE },
     { "GetJob", BU_PERM_READ },
+    { "DescribeTable", BU_PERM_READ },
+    { "AddColumn", BU_PERM_MANAGE },
+    { "SetImportEnabled", BU_PERM_MANAGE },
 };
 
 static const char *
@@ -678,9 +953,10 @@ bu_service_start(struct bu_service **svcp, const struct bu_service_config *cfg)
     svc->service = init;
     svc->cfg = *cfg;
     atomic_init(&svc->draining, false);
-    bu_schema_standard(&svc->standard);
-    int rv = bu_queue_init(&svc->calls);
+    svc->threads = bu_calloc((size_t) cfg->nhandlers, sizeof(*svc->threads));
+    int rv = svc->threads == NULL ? BU_ENOMEM : bu_queue_init(&svc->calls);
     if (rv != BU_OK) {
+        bu_free(svc->threads);
         bu_free(svc);
         return rv;
     }
@@ -724,11 +1000,16 @@ bu_service_stop(struct bu_service *svc)
     bu_service_drain(svc);
     bu_queue_close(&svc->calls);
     for (int i = 0; i < svc->nthreads; i++) {
-        if (svc->threads[i].started) {
-            pthread_join(svc->threads[i].thread, NULL);
+        struct svc_thread *t = &svc->threads[i];
+        if (t->started) {
+            pthread_join(t->thread, NULL);
         }
-        bu_jobs_close(svc->threads[i].jobs);
+        bu_jobs_close(t->jobs);
+        for (int k = 0; k < SVC_TENANT_CACHE; k++) {
+            bu_tenant_db_close(t->tenants[k].db);
+        }
     }
     bu_queue_fini(&svc->calls);
+    bu_free(svc->threads);
     bu_free(svc);
 }

@@ -2,6 +2,8 @@
 // The standard master_contact columns, as the vendor's docs define them.
 #include "store/schema.h"
 
+#include <sqlite3.h>
+#include <stdio.h>
 #include <string.h>
 
 static const struct bu_column schema_standard_cols[] = {
@@ -62,4 +64,49 @@ bu_col_type_name(enum bu_col_type type)
         return "email";
     }
     return "text";
+}
+
+unsigned
+bu_schema_row_width(const struct bu_schema *schema)
+{
+    unsigned w = 0;
+    for (size_t i = 0; i < schema->ncols; i++) {
+        w += schema->cols[i].max_len;
+    }
+    return w;
+}
+
+int
+bu_column_name_check(const char *name, char *reason, size_t len)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > BU_COLUMN_NAME_MAX) {
+        snprintf(reason, len, "a column name has 1 to %d characters",
+            BU_COLUMN_NAME_MAX);
+        return 0;
+    }
+    if (name[0] < 'a' || name[0] > 'z') {
+        snprintf(reason, len, "a column name starts with a letter a-z");
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) {
+            snprintf(reason, len,
+                "a column name has only a-z, 0-9 and '_' (position %zu)",
+                i + 1);
+            return 0;
+        }
+    }
+    if (sqlite3_keyword_check(name, (int) n)) {
+        snprintf(reason, len, "\"%s\" is an SQL keyword", name);
+        return 0;
+    }
+    struct bu_schema std;
+    bu_schema_standard(&std);
+    if (bu_schema_find(&std, name) >= 0) {
+        snprintf(reason, len, "\"%s\" is a standard column", name);
+        return 0;
+    }
+    return 1;
 }

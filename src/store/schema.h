@@ -43,6 +43,19 @@ struct bu_schema {
     struct bu_column cols[BU_SCHEMA_MAX_COLUMNS];
 };
 
+// Custom columns: text, 1..4000 characters (255 unless said otherwise).
+#define BU_CUSTOM_MAX_LEN 4000
+#define BU_CUSTOM_DEFAULT_LEN 255
+// A row's declared width, the sum of its columns' max lengths, is bounded so
+// that the largest valid request has a known size (see BU_MAX_FRAME_BYTES).
+#define BU_ROW_WIDTH_MAX 8000
+// The largest valid request frame: 1000 records of BU_ROW_WIDTH_MAX
+// characters of 4 UTF-8 bytes, plus per-value protobuf overhead (at most 8
+// bytes for each of BU_SCHEMA_MAX_COLUMNS values), plus the envelope (token
+// up to 8 KiB, column names, method). 32 000 000 + 2 048 000 + 8 192 + ...
+// rounds up to 40 MiB, the default --max-message-bytes.
+#define BU_MAX_FRAME_BYTES (40u * 1024u * 1024u)
+
 // Name of the one column every request must carry.
 #define BU_COL_CONTACT_KEY "contact_key"
 // Longest contact_key, in characters.
@@ -70,6 +83,14 @@ void bu_schema_standard(struct bu_schema *schemap);
 
 // bu_schema_find returns the index of the column called name, or -1.
 int bu_schema_find(const struct bu_schema *schema, const char *name);
+
+// bu_schema_row_width returns the sum of the columns' max lengths.
+unsigned bu_schema_row_width(const struct bu_schema *schema);
+
+// bu_column_name_check returns 1 when name may name a new custom column:
+// [a-z][a-z0-9_]{0,62}, not an SQL keyword, not a standard column. Else 0
+// with the reason in reason (len bytes).
+int bu_column_name_check(const char *name, char *reason, size_t len);
 
 // bu_col_type_name returns "text", "date", "boolean", "enum", "phone",
 // "email".

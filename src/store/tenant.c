@@ -28,7 +28,10 @@ struct tenant_colset {
     int cols[BU_SCHEMA_MAX_COLUMNS];
     sqlite3_stmt *select; // ?1 = key; columns in cols order
     sqlite3_stmt *insert; // ?j+1 = cell j
-    sqlite3_stmt *update; // ?2j+1 = cell j, ?2j+2 = "provided"; key last
+    sqlite3_stmt *update; // ?2j+1 = cell j, ?2j+2 = "provided"; then key,
+                          // email changed, gsm changed
+    // Positions in cols of the columns with status rules, or -1.
+    int email_j, email_status_j, gsm_j, gsm_status_j;
 };
 
 struct bu_tenant_db {
@@ -313,17 +316,53 @@ tenant_colset_build(struct bu_tenant_db *db, const struct bu_schema *schema,
         && tenant_sql_append(upd, sizeof(upd), &pu,
             "UPDATE master_contact SET ");
     int nset = 0;
-    for (size_t j = 0; ok && j < cs->ncols; j++) {
+    size_t n = cs->ncols;
+    cs->email_j = cs->email_status_j = cs->gsm_j = cs->gsm_status_j = -1;
+    for (size_t j = 0; j < n; j++) {
+        const char *name = schema->cols[cs->cols[j]].name;
+        int *slot = strcmp(name, "email") == 0 ? &cs->email_j
+            : strcmp(name, "email_status") == 0 ? &cs->email_status_j
+            : strcmp(name, "gsm") == 0          ? &cs->gsm_j
+            : strcmp(name, "gsm_status") == 0   ? &cs->gsm_status_j
+                                                : NULL;
+        if (slot != NULL) {
+            *slot = (int) j;
+        }
+    }
+    for (size_t j = 0; ok && j < n; j++) {
         const char *name = schema->cols[cs->cols[j]].name;
         const char *sep = j > 0 ? ", " : "";
         ok = tenant_sql_append(sel, sizeof(sel), &ps, "%s\"%s\"", sep, name) &&
             tenant_sql_append(ins, sizeof(ins), &pi, "%s\"%s\"", sep, name) &&
             tenant_sql_append(vals, sizeof(vals), &pv, "%s?%zu", sep, j + 1);
-        if (ok && strcmp(name, BU_COL_CONTACT_KEY) != 0) {
-            ok = tenant_sql_append(upd, sizeof(upd), &pu,
-                "%s\"%s\" = CASE WHEN ?%zu THEN ?%zu ELSE \"%s\" END",
-                nset++ > 0 ? ", " : "", name, 2 * j + 2, 2 * j + 1, name);
+        if (!ok || strcmp(name, BU_COL_CONTACT_KEY) == 0) {
+            continue;
         }
+        // A changed email (gsm) makes its status A again unless the same
+        // record sets the status: "WHEN ?changed THEN 'A'".
+        size_t chg = 0;
+        if ((int) j == cs->email_status_j && cs->email_j >= 0) {
+            chg = 2 * n + 2;
+        } else if ((int) j == cs->gsm_status_j && cs->gsm_j >= 0) {
+            chg = 2 * n + 3;
+        }
+        ok = tenant_sql_append(upd, sizeof(upd), &pu,
+                 "%s\"%s\" = CASE WHEN ?%zu THEN ?%zu", nset++ > 0 ? ", " : "",
+                 name, 2 * j + 2, 2 * j + 1) &&
+            (chg == 0 ||
+                tenant_sql_append(upd, sizeof(upd), &pu, " WHEN ?%zu THEN 'A'",
+                    chg)) &&
+            tenant_sql_append(upd, sizeof(upd), &pu, " ELSE \"%s\" END", name);
+    }
+    if (ok && cs->email_j >= 0 && cs->email_status_j < 0) {
+        ok = tenant_sql_append(upd, sizeof(upd), &pu,
+            ", \"email_status\" = CASE WHEN ?%zu THEN 'A' ELSE"
+            " \"email_status\" END", 2 * n + 2);
+    }
+    if (ok && cs->gsm_j >= 0 && cs->gsm_status_j < 0) {
+        ok = tenant_sql_append(upd, sizeof(upd), &pu,
+            ", \"gsm_status\" = CASE WHEN ?%zu THEN 'A' ELSE"
+            " \"gsm_status\" END", 2 * n + 3);
     }
     ok = ok &&
         tenant_sql_append(sel, sizeof(sel), &ps,
@@ -469,6 +508,10 @@ bu_tenant_db_upsert(struct bu_tenant_db *db, const struct bu_schema *schema,
     for (size_t j = 0; same && j < ncols; j++) {
         same = tenant_cell_equal(cs->select, (int) j, &cells[j]);
     }
+    int email_changed = found && cs->email_j >= 0 &&
+        !tenant_cell_equal(cs->select, cs->email_j, &cells[cs->email_j]);
+    int gsm_changed = found && cs->gsm_j >= 0 &&
+        !tenant_cell_equal(cs->select, cs->gsm_j, &cells[cs->gsm_j]);
     sqlite3_reset(cs->select);
 
     enum bu_upsert_outcome outcome;
@@ -494,6 +537,8 @@ bu_tenant_db_upsert(struct bu_tenant_db *db, const struct bu_schema *schema,
                 cells[j].kind != BU_CELL_UNSET);
         }
         tenant_bind_cell(cs->update, (int) (2 * ncols + 1), key);
+        sqlite3_bind_int(cs->update, (int) (2 * ncols + 2), email_changed);
+        sqlite3_bind_int(cs->update, (int) (2 * ncols + 3), gsm_changed);
         rv = tenant_step_done(db, cs->update, "update");
         outcome = BU_UPSERT_UPDATED;
     }
@@ -596,5 +641,114 @@ bu_tenant_db_results(
         }
     }
     sqlite3_reset(st);
+    return rv;
+}
+
+// tenant_column_get reads one column's metadata by name.
+static int
+tenant_column_get(struct bu_tenant_db *db, const char *name,
+    struct bu_column *colp)
+{
+    struct bu_schema *schema = bu_alloc(sizeof(*schema));
+    if (schema == NULL) {
+        return BU_ENOMEM;
+    }
+    int rv = bu_tenant_db_schema(db, schema);
+    if (rv == BU_OK) {
+        int i = bu_schema_find(schema, name);
+        if (i < 0) {
+            rv = BU_ENOENT;
+        } else if (colp != NULL) {
+            *colp = schema->cols[i];
+        }
+    }
+    bu_free(schema);
+    return rv;
+}
+
+int
+bu_tenant_db_add_column(struct bu_tenant_db *db, const char *name,
+    unsigned max_len, int import_enabled, struct bu_column *colp)
+{
+    char reason[128];
+    if (!bu_column_name_check(name, reason, sizeof(reason)) || max_len < 1 ||
+        max_len > BU_CUSTOM_MAX_LEN) {
+        return BU_EINVAL;
+    }
+    struct bu_schema *schema = bu_alloc(sizeof(*schema));
+    if (schema == NULL) {
+        return BU_ENOMEM;
+    }
+    sqlite3_stmt *st = NULL;
+    int rv = bu_tenant_db_begin(db);
+    if (rv == BU_OK) {
+        rv = bu_tenant_db_schema(db, schema);
+    }
+    if (rv == BU_OK && bu_schema_find(schema, name) >= 0) {
+        rv = BU_EEXIST;
+    }
+    if (rv == BU_OK && (schema->ncols >= BU_SCHEMA_MAX_COLUMNS ||
+                           bu_schema_row_width(schema) + max_len >
+                               BU_ROW_WIDTH_MAX)) {
+        rv = BU_EFULL;
+    }
+    char sql[256];
+    if (rv == BU_OK) {
+        // The name passed bu_column_name_check: safe to quote as is.
+        snprintf(sql, sizeof(sql),
+            "ALTER TABLE master_contact ADD COLUMN \"%s\" TEXT", name);
+        rv = bu_sql_exec(db->db, sql, "add column");
+    }
+    if (rv == BU_OK) {
+        rv = tenant_prepare(db,
+            "INSERT INTO columns(name, position, type, max_len, allowed,"
+            " nullable, has_default, default_value, custom, import_enabled)"
+            " VALUES(?1, (SELECT max(position) + 1 FROM columns), ?2, ?3, '',"
+            " 1, 0, '', 1, ?4)",
+            &st);
+    }
+    if (rv == BU_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, (int) BU_COL_TEXT);
+        sqlite3_bind_int(st, 3, (int) max_len);
+        sqlite3_bind_int(st, 4, import_enabled != 0);
+        rv = tenant_step_done(db, st, "add column metadata");
+    }
+    sqlite3_finalize(st);
+    if (rv == BU_OK) {
+        rv = bu_tenant_db_commit(db);
+    }
+    if (rv != BU_OK) {
+        bu_tenant_db_rollback(db);
+    }
+    bu_free(schema);
+    if (rv == BU_OK) {
+        rv = tenant_column_get(db, name, colp);
+    }
+    return rv;
+}
+
+int
+bu_tenant_db_set_import(struct bu_tenant_db *db, const char *name,
+    int enabled, struct bu_column *colp)
+{
+    if (!enabled && strcmp(name, BU_COL_CONTACT_KEY) == 0) {
+        return BU_EINVAL;
+    }
+    sqlite3_stmt *st = NULL;
+    int rv = tenant_prepare(db,
+        "UPDATE columns SET import_enabled = ?2 WHERE name = ?1", &st);
+    if (rv == BU_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, enabled != 0);
+        rv = tenant_step_done(db, st, "set import");
+        if (rv == BU_OK && sqlite3_changes(db->db) == 0) {
+            rv = BU_ENOENT;
+        }
+    }
+    sqlite3_finalize(st);
+    if (rv == BU_OK) {
+        rv = tenant_column_get(db, name, colp);
+    }
     return rv;
 }

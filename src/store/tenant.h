@@ -47,6 +47,22 @@ void bu_tenant_db_close(struct bu_tenant_db *db);
 // bu_tenant_db_schema reads the column metadata into *schemap (table order).
 int bu_tenant_db_schema(struct bu_tenant_db *db, struct bu_schema *schemap);
 
+// bu_tenant_db_add_column adds a custom text column of max_len characters
+// (ALTER TABLE plus its metadata, in one transaction). Custom columns are
+// nullable with no default: existing rows read NULL. The name must pass
+// bu_column_name_check. Returns BU_EEXIST (a column of that name exists),
+// BU_EFULL (the row width or column count would pass its bound), BU_EBUSY
+// (the database stayed locked past the busy timeout), BU_ESTORE. *colp
+// (may be NULL) gets the new column.
+int bu_tenant_db_add_column(struct bu_tenant_db *db, const char *name,
+    unsigned max_len, int import_enabled, struct bu_column *colp);
+
+// bu_tenant_db_set_import turns import on or off for column name. Returns
+// BU_ENOENT (no such column), BU_EINVAL (contact_key cannot be turned off),
+// BU_EBUSY, BU_ESTORE. *colp (may be NULL) gets the column after the change.
+int bu_tenant_db_set_import(struct bu_tenant_db *db, const char *name,
+    int enabled, struct bu_column *colp);
+
 // bu_tenant_db_begin / commit / rollback: one transaction (writer only);
 // commit is durable on return (synchronous=FULL).
 int bu_tenant_db_begin(struct bu_tenant_db *db);

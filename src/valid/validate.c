@@ -62,6 +62,7 @@ bu_verdict_fini(struct bu_verdict *v)
 {
     bu_free(v->errors);
     bu_free(v->bad);
+    bu_free(v->notes);
     bu_free(v->colmap);
     memset(v, 0, sizeof(*v));
 }
@@ -266,6 +267,16 @@ bu_validate_cell(const struct bu_column *col, Bulkupsert__V1__Value *value,
             cell.i = s[0] == 't';
             break;
         }
+        if (col->type == BU_COL_PHONE && n > 0 && s[0] == '+') {
+            // The stored number has no '+': its length is what counts.
+            s++;
+            n--;
+            notes |= BU_CELL_NOTE_PLUS_STRIPPED;
+            if (n == 0) {
+                verdict_reason(reason, len, "a phone number needs digits");
+                return 0;
+            }
+        }
         if (!validate_text(col, s, n, reason, len)) {
             return 0;
         }
@@ -286,11 +297,6 @@ bu_validate_cell(const struct bu_column *col, Bulkupsert__V1__Value *value,
             return 0;
         }
         if (col->type == BU_COL_PHONE) {
-            if (n > 0 && s[0] == '+') {
-                s++;
-                n--;
-                notes |= BU_CELL_NOTE_PLUS_STRIPPED;
-            }
             for (size_t i = 0; i < n; i++) {
                 if (s[i] < '0' || s[i] > '9') {
                     verdict_reason(reason, len,
@@ -343,7 +349,8 @@ bu_validate(const struct bu_schema *schema,
         return rv;
     }
     v->bad = bu_alloc(req->n_contact_datas);
-    if (v->bad == NULL) {
+    v->notes = bu_alloc(req->n_contact_datas);
+    if (v->bad == NULL || v->notes == NULL) {
         return BU_ENOMEM;
     }
     char reason[160];
@@ -353,8 +360,10 @@ bu_validate(const struct bu_schema *schema,
         for (size_t i = 0; rv == BU_OK && i < req->n_columns; i++) {
             const struct bu_column *col = &schema->cols[v->colmap[i]];
             struct bu_cell cell;
-            if (bu_validate_cell(col, rec->values[i], &cell, NULL, reason,
+            unsigned notes = 0;
+            if (bu_validate_cell(col, rec->values[i], &cell, &notes, reason,
                     sizeof(reason))) {
+                v->notes[r] |= (uint8_t) notes;
                 continue;
             }
             if (nerr++ < BU_MAX_ERRORS_PER_RECORD) {

@@ -41,6 +41,7 @@ struct bu_verdict {
     struct bu_field_error *errors; // owned
     size_t nbad;                   // records with at least one error
     uint8_t *bad;                  // per record: 1 when invalid (owned)
+    uint8_t *notes; // per record: BU_CELL_NOTE_* of its cells (owned)
     int *colmap; // per request column: schema index (owned)
 };
 

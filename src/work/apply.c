@@ -11,6 +11,7 @@
 #include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "base/utf8.h"
 #include "valid/validate.h"
 
 #include <stdlib.h>
@@ -48,7 +49,7 @@ struct apply_ctx {
     Bulkupsert__V1__RecordResult **presults; // pointers for JobRecords
     Bulkupsert__V1__FieldError *errors;      // from the verdict
     Bulkupsert__V1__FieldError **perrors;
-    char **warnings; // per record: at most one static warning
+    char **warnings; // per record: two slots for static warnings
     struct apply_rec *order;
     struct bu_cell *cells;
     uint8_t *blob;
@@ -71,6 +72,24 @@ apply_ctx_fini(struct apply_ctx *a)
     }
 }
 
+// apply_record_key returns record r's contact_key when it is a string of
+// valid UTF-8 (results go to clients as protobuf strings), else NULL.
+static const char *
+apply_record_key(const Bulkupsert__V1__SubmitBulkUpsertRequest *req, size_t r)
+{
+    const Bulkupsert__V1__ContactData *rec = req->contact_datas[r];
+    for (size_t i = 0; i < req->n_columns && i < rec->n_values; i++) {
+        const Bulkupsert__V1__Value *val = rec->values[i];
+        if (strcmp(req->columns[i], BU_COL_CONTACT_KEY) == 0 &&
+            val->kind_case == BULKUPSERT__V1__VALUE__KIND_STRING_VALUE) {
+            size_t chars;
+            const char *k = val->string_value;
+            return bu_utf8_count(k, strlen(k), &chars) ? k : NULL;
+        }
+    }
+    return NULL;
+}
+
 static const char *apply_warn_lowercased = "email stored lowercased";
 static const char *apply_warn_plus = "leading + removed from gsm";
 
@@ -86,6 +105,18 @@ apply_results_attach(struct apply_ctx *a)
     a->perrors = bu_calloc(v->nerrors, sizeof(*a->perrors));
     if (a->errors == NULL || a->perrors == NULL) {
         return BU_ENOMEM;
+    }
+    if (v->shape_failed) {
+        // One request-level error applies to every record.
+        bulkupsert__v1__field_error__init(&a->errors[0]);
+        a->errors[0].column = (char *) v->errors[0].column;
+        a->errors[0].reason = (char *) v->errors[0].reason;
+        a->perrors[0] = &a->errors[0];
+        for (size_t r = 0; r < a->req->n_contact_datas; r++) {
+            a->results[r].n_errors = 1;
+            a->results[r].errors = &a->perrors[0];
+        }
+        return BU_OK;
     }
     // Errors are in record order, so each record's run is contiguous.
     for (size_t e = 0; e < v->nerrors; e++) {
@@ -152,14 +183,12 @@ apply_records(struct bu_tenant_db *db, const struct bu_schema *schema,
             continue;
         }
         Bulkupsert__V1__ContactData *rec = req->contact_datas[r];
-        unsigned all_notes = 0;
         for (size_t i = 0; i < ncol; i++) {
-            unsigned notes = 0;
-            // Validated already; this converts to the stored cell.
+            // Validated (and normalised) already; this makes the cell.
             (void) bu_validate_cell(&schema->cols[a->verdict.colmap[i]],
-                rec->values[i], &a->cells[i], &notes, reason, sizeof(reason));
-            all_notes |= notes;
+                rec->values[i], &a->cells[i], NULL, reason, sizeof(reason));
         }
+        unsigned all_notes = a->verdict.notes[r];
         enum bu_upsert_outcome out;
         rv = bu_tenant_db_upsert(db, schema, a->verdict.colmap, ncol, a->cells,
             insert_missing, &out);
@@ -182,46 +211,61 @@ apply_records(struct bu_tenant_db *db, const struct bu_schema *schema,
             break;
         }
         if (out != BU_UPSERT_NOT_FOUND && all_notes != 0) {
-            a->warnings[r] = (char *) (all_notes & BU_CELL_NOTE_LOWERCASED
-                    ? apply_warn_lowercased
-                    : apply_warn_plus);
-            rr->n_warnings = 1;
-            rr->warnings = &a->warnings[r];
+            char **w = &a->warnings[2 * r];
+            size_t nw = 0;
+            if (all_notes & BU_CELL_NOTE_LOWERCASED) {
+                w[nw++] = (char *) apply_warn_lowercased;
+            }
+            if (all_notes & BU_CELL_NOTE_PLUS_STRIPPED) {
+                w[nw++] = (char *) apply_warn_plus;
+            }
+            rr->n_warnings = nw;
+            rr->warnings = w;
         }
     }
     return rv;
 }
 
 int
-bu_apply_job(struct bu_tenant_db *db, const struct bu_schema *schema,
-    const char *job_id, int64_t seq, const uint8_t *payload, size_t n,
-    struct bu_job_counts *countsp)
+bu_apply_job(struct bu_tenant_db *db, const char *job_id, int64_t seq,
+    const uint8_t *payload, size_t n, struct bu_job_counts *countsp)
 {
     struct apply_ctx a = { 0 };
     struct bu_job_counts c = { 0 };
-    int rv = bu_tenant_db_applied(db, job_id, &c);
+    struct bu_schema *schema = bu_alloc(sizeof(*schema));
+    if (schema == NULL) {
+        return BU_ENOMEM;
+    }
+    int rv = bu_tenant_db_begin(db);
     if (rv == BU_OK) {
-        *countsp = c; // a replay: inv 2, nothing is written twice
-        return BU_OK;
+        rv = bu_tenant_db_applied(db, job_id, &c);
+        if (rv == BU_OK) {
+            // A replay (inv 2): nothing is written twice.
+            bu_tenant_db_rollback(db);
+            bu_free(schema);
+            *countsp = c;
+            return BU_OK;
+        }
+        rv = rv == BU_ENOENT ? BU_OK : rv;
     }
-    if (rv != BU_ENOENT) {
-        return rv;
+    if (rv == BU_OK) {
+        rv = bu_tenant_db_schema(db, schema);
     }
-    a.req = bulkupsert__v1__submit_bulk_upsert_request__unpack(NULL, n, payload);
-    if (a.req == NULL) {
-        return BU_EPARSE;
+    if (rv == BU_OK) {
+        a.req = bulkupsert__v1__submit_bulk_upsert_request__unpack(
+            NULL, n, payload);
+        rv = a.req == NULL ? BU_EPARSE : BU_OK;
     }
-    rv = bu_validate(schema, a.req, &a.verdict);
-    if (rv == BU_OK && a.verdict.shape_failed) {
-        // The columns changed since the job was accepted; every record
-        // fails with the shape error.
-        rv = BU_OK;
+    if (rv == BU_OK) {
+        // A shape error now means the columns changed since the job was
+        // accepted: every record fails with it.
+        rv = bu_validate(schema, a.req, &a.verdict);
     }
-    size_t nrec = a.req->n_contact_datas;
+    size_t nrec = a.req != NULL ? a.req->n_contact_datas : 0;
     if (rv == BU_OK) {
         a.results = bu_calloc(nrec, sizeof(*a.results));
         a.presults = bu_calloc(nrec, sizeof(*a.presults));
-        a.warnings = bu_calloc(nrec, sizeof(*a.warnings));
+        a.warnings = bu_calloc(2 * nrec, sizeof(*a.warnings));
         a.order = bu_calloc(nrec, sizeof(*a.order));
         a.cells = bu_calloc(a.req->n_columns, sizeof(*a.cells));
         if (a.verdict.bad == NULL) {
@@ -246,26 +290,14 @@ bu_apply_job(struct bu_tenant_db *db, const struct bu_schema *schema,
             rr->outcome = BULKUPSERT__V1__RECORD_OUTCOME__OUTCOME_FAILED;
             c.failed++;
         }
-    }
-    if (rv == BU_OK && !a.verdict.shape_failed) {
-        rv = apply_results_attach(&a);
-    }
-    // Record keys for the results (valid UTF-8 only: results are sent to
-    // clients as protobuf strings).
-    for (size_t r = 0; rv == BU_OK && r < nrec; r++) {
-        for (size_t i = 0; i < a.req->n_columns && i < a.req->contact_datas[r]->n_values; i++) {
-            Bulkupsert__V1__Value *val = a.req->contact_datas[r]->values[i];
-            if (strcmp(a.req->columns[i], BU_COL_CONTACT_KEY) == 0 &&
-                val->kind_case == BULKUPSERT__V1__VALUE__KIND_STRING_VALUE &&
-                !(a.verdict.bad[r] && a.verdict.shape_failed)) {
-                a.results[r].contact_key = val->string_value;
-            }
+        if (!a.verdict.shape_failed) {
+            rr->contact_key = (char *) apply_record_key(a.req, r);
         }
     }
-    c.total = (uint32_t) nrec;
     if (rv == BU_OK) {
-        rv = bu_tenant_db_begin(db);
+        rv = apply_results_attach(&a);
     }
+    c.total = (uint32_t) nrec;
     if (rv == BU_OK && !a.verdict.shape_failed) {
         rv = apply_records(db, schema, &a, &c);
     }
@@ -291,5 +323,6 @@ bu_apply_job(struct bu_tenant_db *db, const struct bu_schema *schema,
         *countsp = c;
     }
     apply_ctx_fini(&a);
+    bu_free(schema);
     return rv;
 }

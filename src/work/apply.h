@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * Applying one accepted job to its tenant's database: decode the stored
- * request, check every record again against the tenant's current columns,
+ * request, read the tenant's columns inside the job's transaction (so a
+ * column added or disabled meanwhile is seen consistently), check every
+ * record again against them,
  * let the last record of each contact_key win, upsert the winners in key
  * order, and commit the upserts together with the job's applied-marker,
  * counts and per-record results (DESIGN inv 2). A job found already applied
@@ -24,7 +26,6 @@
 // payload does not decode: the job cannot ever succeed), or a storage error
 // (nothing of the job was committed).
 int bu_apply_job(struct bu_tenant_db *db,
-    const struct bu_schema *schema,
     const char *job_id,
     int64_t seq,
     const uint8_t *payload, size_t n,

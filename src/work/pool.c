@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Worker threads. Each worker owns one pull socket and a small cache of
- * open tenant databases (writer handles) with their column metadata. The
+ * open tenant databases (writer handles). The
  * message format is text: "<seq> <job_id> <tenant>".
  *
  * Stop: closing the pull sockets makes nng_recvmsg return NNG_ECLOSED in
@@ -29,7 +29,6 @@
 struct pool_tenant {
     char name[64];
     struct bu_tenant_db *db;
-    struct bu_schema *schema;
     uint64_t last_used;
 };
 
@@ -67,7 +66,6 @@ static void
 pool_tenant_close(struct pool_tenant *t)
 {
     bu_tenant_db_close(t->db);
-    bu_free(t->schema);
     memset(t, 0, sizeof(*t));
 }
 
@@ -93,12 +91,6 @@ pool_tenant_get(struct pool_worker *w, const char *tenant,
     pool_tenant_close(victim);
     int rv = bu_tenant_db_open(
         &victim->db, w->pool->cfg.data_dir, tenant, BU_SQL_WRITER);
-    if (rv == BU_OK && (victim->schema = bu_alloc(sizeof(struct bu_schema))) == NULL) {
-        rv = BU_ENOMEM;
-    }
-    if (rv == BU_OK) {
-        rv = bu_tenant_db_schema(victim->db, victim->schema);
-    }
     if (rv != BU_OK) {
         pool_tenant_close(victim);
         return rv;
@@ -134,7 +126,7 @@ pool_run_job(struct pool_worker *w, int64_t seq, const char *job_id,
         rv = pool_tenant_get(w, tenant, &t);
     }
     if (rv == BU_OK) {
-        rv = bu_apply_job(t->db, t->schema, job_id, seq, payload, n,
+        rv = bu_apply_job(t->db, job_id, seq, payload, n,
             &ev.counts);
     }
     bu_free(payload);

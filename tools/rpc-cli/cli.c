@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Helpers every rpc-cli command shares: connection defaults and options,
+ * opening the client, and the error output. A failed call prints one line
+ * with the status code, the HTTP status and the server's message, then one
+ * line per field error, so that an operator can find the record and column
+ * at fault without reading the protocol.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void
+cli_conn_init(struct cli_conn *conn)
+{
+    const char *url = getenv("BULKUPSERT_URL");
+    const char *token = getenv("BULKUPSERT_TOKEN");
+
+    conn->url = url != NULL && url[0] != '\0' ? url : BULKUPSERT_DEFAULT_URL;
+    conn->token = token != NULL && token[0] != '\0' ? token : NULL;
+    conn->timeout_ms = BULKUPSERT_DEFAULT_TIMEOUT_MS;
+}
+
+int
+cli_parse_long(const char *s, long min, long max, long *outp)
+{
+    char *end;
+
+    if (s == NULL || s[0] == '\0' || s[0] == ' ' || s[0] == '+') {
+        return -1;
+    }
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max) {
+        return -1;
+    }
+    *outp = v;
+    return 0;
+}
+
+int
+cli_conn_option(
+    struct cli_conn *conn, int opt, const char *arg, const char *cmd)
+{
+    long ms;
+
+    switch (opt) {
+    case CLI_OPT_URL:
+        if (arg[0] == '\0') {
+            return cli_usage_error(cmd, "--url is empty");
+        }
+        conn->url = arg;
+        return CLI_EXIT_OK;
+    case CLI_OPT_TOKEN:
+        if (arg[0] == '\0') {
+            return cli_usage_error(cmd, "--token is empty");
+        }
+        conn->token = arg;
+        return CLI_EXIT_OK;
+    case CLI_OPT_TIMEOUT:
+        if (cli_parse_long(arg, 1, 24L * 3600 * 1000, &ms) != 0) {
+            return cli_usage_error(cmd,
+                "--timeout '%s' is not a number of milliseconds "
+                "(1 to 86400000)",
+                arg);
+        }
+        conn->timeout_ms = (int) ms;
+        return CLI_EXIT_OK;
+    default:
+        return cli_usage_error(cmd, "unexpected option");
+    }
+}
+
+int
+cli_client_open(
+    const struct cli_conn *conn, const char *cmd, bulkupsert_client **clientp)
+{
+    bulkupsert_client *client = NULL;
+
+    if (conn->token == NULL) {
+        return cli_usage_error(cmd,
+            "no access token: set BULKUPSERT_TOKEN or pass --token "
+            "(make one with 'rpc-cli token issue')");
+    }
+    int rv = bulkupsert_client_open(&client, conn->url, conn->token);
+    if (rv == BULKUPSERT_INVALID_ARGUMENT) {
+        return cli_usage_error(cmd,
+            "'%s' is not a server address (use tcp://HOST:PORT or "
+            "ipc:///PATH)",
+            conn->url);
+    }
+    if (rv != BULKUPSERT_OK) {
+        cli_error("%s: cannot open a client for %s: %s", cmd, conn->url,
+            bulkupsert_code_name(rv));
+        return CLI_EXIT_FAIL;
+    }
+    bulkupsert_client_set_timeout(client, conn->timeout_ms);
+    *clientp = client;
+    return CLI_EXIT_OK;
+}
+
+int
+cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "rpc-cli%s%s: ", cmd != NULL ? " " : "",
+        cmd != NULL ? cmd : "");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'rpc-cli%s%s --help'.\n", cmd != NULL ? " " : "",
+        cmd != NULL ? cmd : "");
+    return CLI_EXIT_USAGE;
+}
+
+int
+cli_getopt_error(const char *cmd, int c, char *const argv[], int ind)
+{
+    // getopt_long has moved optind past the offending argument.
+    const char *arg = ind > 0 ? argv[ind - 1] : "?";
+    if (c == ':') {
+        return cli_usage_error(cmd, "option '%s' needs a value", arg);
+    }
+    return cli_usage_error(cmd, "unknown option '%s'", arg);
+}
+
+void
+cli_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("rpc-cli: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+void
+cli_print_status(
+    const struct bulkupsert_status *status, const long *lines, size_t nlines)
+{
+    const char *message = status->message != NULL ? status->message : "";
+
+    // Transport errors have no HTTP status; "(http 0)" would only confuse.
+    if (status->http_status != 0) {
+        fprintf(stderr, "rpc-cli: %s (http %u): %s\n",
+            bulkupsert_code_name(status->code), status->http_status, message);
+    } else {
+        fprintf(stderr, "rpc-cli: %s: %s\n",
+            bulkupsert_code_name(status->code), message);
+    }
+    for (size_t i = 0; i < status->nerrors; i++) {
+        const struct bulkupsert_field_error *fe = &status->errors[i];
+        const char                          *sep = "";
+        fputs("  ", stderr);
+        if (fe->record_index >= 0) {
+            fprintf(stderr, "record %lld", (long long) fe->record_index);
+            sep = " ";
+        }
+        if (fe->contact_key != NULL) {
+            fprintf(stderr, "%s(key %s)", sep, fe->contact_key);
+            sep = " ";
+        }
+        if (fe->column != NULL) {
+            fprintf(stderr, "%scolumn %s", sep, fe->column);
+            sep = " ";
+        }
+        fprintf(stderr, "%s%s", sep[0] != '\0' ? ": " : "",
+            fe->reason != NULL ? fe->reason : "");
+        if (lines != NULL && fe->record_index >= 0
+            && (uint64_t) fe->record_index < nlines) {
+            fprintf(stderr, " (line %ld)", lines[fe->record_index]);
+        }
+        fputc('\n', stderr);
+    }
+    if (status->retry_after_ms != 0) {
+        fprintf(stderr, "  retry after %u ms\n", status->retry_after_ms);
+    }
+}

@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Shared parts of rpc-cli: exit codes, the connection options every server
+ * command accepts (--url, --token, --timeout, with BULKUPSERT_URL and
+ * BULKUPSERT_TOKEN as defaults), usage-error and status printing, and the
+ * entry point of each command. The program is single-threaded; nothing here
+ * is meant for use from several threads.
+ */
+#ifndef BU_RPC_CLI_CLI_H
+#define BU_RPC_CLI_CLI_H
+
+#include <stddef.h>
+
+#include "bulkupsert.h"
+
+#ifndef BU_VERSION
+#define BU_VERSION "0.1.0"
+#endif
+
+// Exit codes, documented in the top-level --help.
+enum cli_exit {
+    CLI_EXIT_OK = 0,    // the command did what was asked
+    CLI_EXIT_FAIL = 1,  // the server or transport failed, or a local write
+    CLI_EXIT_USAGE = 2, // bad command line or bad input data
+};
+
+// getopt_long values of the options that have no short form.
+enum cli_opt {
+    CLI_OPT_URL = 256,
+    CLI_OPT_TOKEN,
+    CLI_OPT_TIMEOUT,
+    CLI_OPT_FIRST_LOCAL, // commands number their own options from here
+};
+
+// The long options of struct cli_conn, for a command's getopt_long table
+// (the file using it includes <getopt.h>).
+// clang-format off
+#define CLI_CONN_LONGOPTS                                                    \
+    { "url", required_argument, NULL, CLI_OPT_URL },                         \
+    { "token", required_argument, NULL, CLI_OPT_TOKEN },                     \
+    { "timeout", required_argument, NULL, CLI_OPT_TIMEOUT }
+// clang-format on
+
+// Help text of the connection options, shared by every server command.
+// clang-format off
+#define CLI_CONN_HELP                                                        \
+    "  --url URL             server address (env BULKUPSERT_URL; default\n"  \
+    "                        " BULKUPSERT_DEFAULT_URL ")\n"                   \
+    "  --token TOKEN         access token (env BULKUPSERT_TOKEN, the safer\n" \
+    "                        way: arguments are visible in ps)\n"            \
+    "  --timeout MS          give up on a call after MS milliseconds\n"      \
+    "                        (default 30000)\n"
+// clang-format on
+
+// Where and how to call the server. The strings are borrowed from argv or
+// the environment.
+struct cli_conn {
+    const char *url;
+    const char *token;
+    int         timeout_ms;
+};
+
+// cli_conn_init fills conn with the defaults: the environment variables,
+// then the built-in URL and timeout.
+void cli_conn_init(struct cli_conn *conn);
+
+// cli_conn_option applies one connection option (opt is a CLI_OPT_ value)
+// with its argument. Returns CLI_EXIT_OK, or CLI_EXIT_USAGE after printing
+// why the value is refused.
+int cli_conn_option(
+    struct cli_conn *conn, int opt, const char *arg, const char *cmd);
+
+// cli_client_open opens a client for conn. A missing token is refused here
+// rather than by the server. Returns CLI_EXIT_OK with *clientp (release with
+// bulkupsert_client_close), or an exit code after printing the reason.
+int cli_client_open(
+    const struct cli_conn *conn, const char *cmd, bulkupsert_client **clientp);
+
+// cli_usage_error prints "rpc-cli CMD: <message>" and a pointer to the
+// command's --help on stderr. Returns CLI_EXIT_USAGE.
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+// cli_getopt_error reports what getopt_long returned as c ('?' for an
+// unknown option, ':' for a missing value), given the argv it scanned and
+// its optind. Returns CLI_EXIT_USAGE.
+int cli_getopt_error(const char *cmd, int c, char *const argv[], int ind);
+
+// cli_error prints "rpc-cli: <message>" on stderr.
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// cli_print_status prints a failed call's status on stderr:
+//   rpc-cli: CODE (http N): message
+//     record I (key K) column C: reason
+// When lines is not NULL, lines[I] (for I < nlines) is the input line of
+// record I and is appended to its error.
+void cli_print_status(
+    const struct bulkupsert_status *status, const long *lines, size_t nlines);
+
+// cli_parse_long reads s as a decimal integer in [min, max] into *outp.
+// Returns 0, or -1 (nothing written) when s is not such a number.
+int cli_parse_long(const char *s, long min, long max, long *outp);
+
+// The commands. argv[0] is the command's own name; each returns an exit
+// code. conn holds the global options given before the command.
+int cmd_submit(int argc, char *argv[], const struct cli_conn *conn);
+int cmd_job(int argc, char *argv[], const struct cli_conn *conn);
+int cmd_keygen(int argc, char *argv[]);
+int cmd_token(int argc, char *argv[]);
+
+#endif // BU_RPC_CLI_CLI_H

@@ -1,0 +1,819 @@
+// SPDX-License-Identifier: MIT
+/*
+ * CSV and NDJSON input for `rpc-cli submit`, cut into requests of at most N
+ * records. The file is read one physical line at a time (getline), which
+ * gives every record its line number. CSV lines go through libcsv in strict
+ * mode with space trimming turned off (RFC 4180 keeps spaces); finished rows
+ * wait in a FIFO until records_next takes a chunk, because one line may end
+ * more than one row. NDJSON needs no FIFO: a chunk is read as parsed JSON
+ * objects first, since its columns are the union of their keys.
+ *
+ * Everything that ends up inside a request is allocated with malloc, as
+ * protobuf-c's __free_unpacked (the one way requests are freed) releases
+ * with free(). The reader's own bookkeeping uses bu_alloc.
+ */
+#include "records.h"
+
+#include "base/alloc.h"
+#include "base/err.h"
+
+#include <csv.h>
+#include <jansson.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+// A finished CSV row waiting for a chunk.
+struct records_row {
+    Bulkupsert__V1__Value **values; // nheader entries, malloc'd
+    long                    line;
+};
+
+struct records {
+    FILE               *fp;
+    int                 owns_fp;
+    char               *name; // for messages: the path, or "stdin"
+    enum records_format format;
+    char               *buf; // getline buffer (malloc'd by getline)
+    size_t              bufcap;
+    long                line; // lines read so far
+    int                 eof;
+    int                 failed; // first error (a bu_err), 0 while all is well
+    char                err[512];
+
+    // CSV state.
+    struct csv_parser       csv;
+    int                     csv_ready;
+    int                     have_header;
+    char                  **header; // malloc'd column names
+    size_t                  nheader;
+    size_t                  header_cap;
+    Bulkupsert__V1__Value **row;       // row being filled, nheader entries
+    size_t                  nfields;   // fields seen in that row
+    long                    row_start; // line where that row starts
+    int                 between_rows; // no row has started on the current line
+    struct records_row *rows;         // finished rows, oldest first
+    size_t              nrows;
+    size_t              rows_cap;
+};
+
+// Records the first failure (code rv, at line, or at no line when line is
+// 0) and returns rv. Later failures keep the first message and code.
+static int
+rec_vfail(struct records *rec, int rv, long line, const char *fmt, va_list ap)
+{
+    if (rec->failed) {
+        return rec->failed;
+    }
+    int n = line > 0
+        ? snprintf(rec->err, sizeof(rec->err), "%s:%ld: ", rec->name, line)
+        : snprintf(rec->err, sizeof(rec->err), "%s: ", rec->name);
+    if (n > 0 && (size_t) n < sizeof(rec->err)) {
+        vsnprintf(rec->err + n, sizeof(rec->err) - (size_t) n, fmt, ap);
+    }
+    rec->failed = rv;
+    return rv;
+}
+
+// An input error at line: returns BU_EPARSE.
+static int rec_fail(struct records *rec, long line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+rec_fail(struct records *rec, long line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rv = rec_vfail(rec, BU_EPARSE, line, fmt, ap);
+    va_end(ap);
+    return rv;
+}
+
+// A failure that is not about the data (rv is BU_EIO or BU_ENOMEM).
+static int rec_error(struct records *rec, int rv, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+rec_error(struct records *rec, int rv, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    rv = rec_vfail(rec, rv, 0, fmt, ap);
+    va_end(ap);
+    return rv;
+}
+
+static int
+rec_oom(struct records *rec)
+{
+    return rec_error(rec, BU_ENOMEM, "out of memory");
+}
+
+enum records_format
+records_format_of_path(const char *path)
+{
+    const char *dot = strrchr(path, '.');
+    if (dot != NULL
+        && (strcmp(dot, ".ndjson") == 0 || strcmp(dot, ".jsonl") == 0)) {
+        return RECORDS_NDJSON;
+    }
+    return RECORDS_CSV;
+}
+
+// A Value with nothing set ("not provided"), or NULL when out of memory.
+static Bulkupsert__V1__Value *
+value_new(void)
+{
+    Bulkupsert__V1__Value *v = malloc(sizeof(*v));
+    if (v != NULL) {
+        bulkupsert__v1__value__init(v);
+    }
+    return v;
+}
+
+static char *
+msg_strndup(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d != NULL) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+static void
+values_free(Bulkupsert__V1__Value **values, size_t n)
+{
+    if (values == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (values[i] != NULL) {
+            bulkupsert__v1__value__free_unpacked(values[i], NULL);
+        }
+    }
+    free(values);
+}
+
+static int
+line_blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+// ---------------------------------------------------------------------------
+// CSV
+
+// RFC 4180: spaces are part of a field, so nothing counts as space.
+static int
+csv_no_space(unsigned char c)
+{
+    (void) c;
+    return 0;
+}
+
+static void
+csv_header_add(struct records *rec, const char *s, size_t len)
+{
+    static const char bom[] = "\xef\xbb\xbf";
+
+    // Spreadsheets often start UTF-8 CSV with a byte order mark.
+    if (rec->nheader == 0 && s != NULL && len >= 3 && memcmp(s, bom, 3) == 0) {
+        s += 3;
+        len -= 3;
+    }
+    if (s == NULL || len == 0) {
+        rec_fail(rec, rec->line, "column %zu of the header row is empty",
+            rec->nheader + 1);
+        return;
+    }
+    if (memchr(s, '\0', len) != NULL) {
+        rec_fail(rec, rec->line,
+            "column %zu of the header row contains a NUL byte",
+            rec->nheader + 1);
+        return;
+    }
+    if (rec->nheader == rec->header_cap) {
+        size_t cap = rec->header_cap ? rec->header_cap * 2 : 16;
+        char **h = realloc(rec->header, cap * sizeof(*h));
+        if (h == NULL) {
+            rec_oom(rec);
+            return;
+        }
+        rec->header = h;
+        rec->header_cap = cap;
+    }
+    if ((rec->header[rec->nheader] = msg_strndup(s, len)) == NULL) {
+        rec_oom(rec);
+        return;
+    }
+    rec->nheader++;
+}
+
+// libcsv's field callback. s is NULL for an empty unquoted field.
+static void
+csv_on_field(void *s, size_t len, void *data)
+{
+    struct records *rec = data;
+
+    if (rec->failed) {
+        return;
+    }
+    if (!rec->have_header) {
+        csv_header_add(rec, s, len);
+        return;
+    }
+    size_t i = rec->nfields++;
+    if (i >= rec->nheader) {
+        // Too many fields: csv_on_row reports the row.
+        return;
+    }
+    Bulkupsert__V1__Value *v = value_new();
+    if (v == NULL) {
+        rec_oom(rec);
+        return;
+    }
+    rec->row[i] = v;
+    if (s == NULL) {
+        return; // not provided
+    }
+    if (memchr(s, '\0', len) != NULL) {
+        rec_fail(rec, rec->row_start,
+            "field %zu (column %s) contains a NUL byte", i + 1,
+            rec->header[i]);
+        return;
+    }
+    if ((v->string_value = msg_strndup(s, len)) == NULL) {
+        rec_oom(rec);
+        return;
+    }
+    v->kind_case = BULKUPSERT__V1__VALUE__KIND_STRING_VALUE;
+}
+
+static void
+csv_row_clear(struct records *rec)
+{
+    for (size_t i = 0; i < rec->nheader; i++) {
+        if (rec->row[i] != NULL) {
+            bulkupsert__v1__value__free_unpacked(rec->row[i], NULL);
+            rec->row[i] = NULL;
+        }
+    }
+    rec->nfields = 0;
+}
+
+// libcsv's end-of-row callback.
+static void
+csv_on_row(int c, void *data)
+{
+    struct records *rec = data;
+    (void) c;
+
+    // A second row ending on the same physical line (bare CR line ends)
+    // gets that line.
+    long line = rec->between_rows ? rec->line : rec->row_start;
+    rec->between_rows = 1;
+    if (rec->failed) {
+        return;
+    }
+    if (!rec->have_header) {
+        rec->have_header = 1;
+        rec->row = calloc(rec->nheader, sizeof(*rec->row));
+        if (rec->row == NULL) {
+            rec_oom(rec);
+        }
+        return;
+    }
+    if (rec->nfields != rec->nheader) {
+        size_t nfields = rec->nfields;
+        csv_row_clear(rec);
+        rec_fail(rec, line,
+            "the record has %zu field%s, but the header row has %zu column%s",
+            nfields, nfields == 1 ? "" : "s", rec->nheader,
+            rec->nheader == 1 ? "" : "s");
+        return;
+    }
+    if (rec->nrows == rec->rows_cap) {
+        size_t              cap = rec->rows_cap ? rec->rows_cap * 2 : 256;
+        struct records_row *r = bu_realloc(rec->rows, cap * sizeof(*r));
+        if (r == NULL) {
+            rec_oom(rec);
+            return;
+        }
+        rec->rows = r;
+        rec->rows_cap = cap;
+    }
+    Bulkupsert__V1__Value **next = calloc(rec->nheader, sizeof(*next));
+    if (next == NULL) {
+        rec_oom(rec);
+        return;
+    }
+    rec->rows[rec->nrows].values = rec->row;
+    rec->rows[rec->nrows].line = line;
+    rec->nrows++;
+    rec->row = next;
+    rec->nfields = 0;
+}
+
+// Reads lines until want rows are finished or the input ends.
+static int
+csv_fill(struct records *rec, size_t want)
+{
+    while (!rec->eof && rec->nrows < want) {
+        errno = 0;
+        ssize_t n = getline(&rec->buf, &rec->bufcap, rec->fp);
+        if (n < 0) {
+            if (ferror(rec->fp)) {
+                return rec_error(
+                    rec, BU_EIO, "read error: %s", strerror(errno));
+            }
+            rec->eof = 1;
+            // Flushes a last row without a line end; fails (strict) when
+            // the input ends inside a quoted field.
+            int frv = csv_fini(&rec->csv, csv_on_field, csv_on_row, rec);
+            if (rec->failed) {
+                return rec->failed;
+            }
+            if (frv != 0) {
+                return rec_fail(rec, rec->row_start,
+                    "a quoted field that starts in this record is never "
+                    "closed");
+            }
+            break;
+        }
+        rec->line++;
+        if (rec->between_rows && !line_blank(rec->buf, (size_t) n)) {
+            rec->row_start = rec->line;
+            rec->between_rows = 0;
+        }
+        size_t done = csv_parse(
+            &rec->csv, rec->buf, (size_t) n, csv_on_field, csv_on_row, rec);
+        if (rec->failed) {
+            return rec->failed;
+        }
+        if (done != (size_t) n) {
+            int cerr = csv_error(&rec->csv);
+            if (cerr == CSV_ENOMEM || cerr == CSV_ETOOBIG) {
+                return rec_oom(rec);
+            }
+            return rec_fail(rec, rec->line,
+                "malformed CSV quoting: a field with a quote, comma or line "
+                "break must be quoted, and a quote inside it doubled (\"\")");
+        }
+    }
+    if (rec->eof && !rec->have_header) {
+        return rec_fail(rec, 0,
+            "the input is empty; a CSV file starts with a header row naming "
+            "the columns");
+    }
+    return BU_OK;
+}
+
+// Allocates a chunk for up to n records with a request carrying a copy of
+// the ncolumns names. Returns NULL when out of memory.
+static struct records_chunk *
+chunk_alloc(char *const *columns, size_t ncolumns, size_t n)
+{
+    struct records_chunk                    *chunk;
+    Bulkupsert__V1__SubmitBulkUpsertRequest *req;
+
+    if ((chunk = bu_alloc(sizeof(*chunk))) == NULL) {
+        return NULL;
+    }
+    if ((req = malloc(sizeof(*req))) == NULL) {
+        bu_free(chunk);
+        return NULL;
+    }
+    bulkupsert__v1__submit_bulk_upsert_request__init(req);
+    chunk->request = req;
+    chunk->lines = bu_calloc(n, sizeof(*chunk->lines));
+    req->columns = calloc(ncolumns, sizeof(*req->columns));
+    req->contact_datas = calloc(n, sizeof(*req->contact_datas));
+    if (chunk->lines == NULL || req->columns == NULL
+        || req->contact_datas == NULL) {
+        records_chunk_free(chunk);
+        return NULL;
+    }
+    for (size_t i = 0; i < ncolumns; i++) {
+        req->columns[i] = msg_strndup(columns[i], strlen(columns[i]));
+        if (req->columns[i] == NULL) {
+            records_chunk_free(chunk);
+            return NULL;
+        }
+        req->n_columns++;
+    }
+    return chunk;
+}
+
+// Adds a record to chunk; its ncolumns values move into the request.
+// Returns BU_OK, or BU_ENOMEM with values still the caller's.
+static int
+chunk_add(struct records_chunk *chunk, Bulkupsert__V1__Value **values,
+    size_t ncolumns, long line)
+{
+    Bulkupsert__V1__SubmitBulkUpsertRequest *req = chunk->request;
+    Bulkupsert__V1__ContactData             *cd = malloc(sizeof(*cd));
+
+    if (cd == NULL) {
+        return BU_ENOMEM;
+    }
+    bulkupsert__v1__contact_data__init(cd);
+    cd->n_values = ncolumns;
+    cd->values = values;
+    req->contact_datas[req->n_contact_datas++] = cd;
+    chunk->lines[chunk->nrecords++] = line;
+    return BU_OK;
+}
+
+static int
+csv_next(struct records *rec, size_t max, struct records_chunk **chunkp)
+{
+    int rv = csv_fill(rec, max);
+    if (rv != BU_OK) {
+        return rv;
+    }
+    size_t k = rec->nrows < max ? rec->nrows : max;
+    if (k == 0) {
+        *chunkp = NULL;
+        return BU_OK;
+    }
+    struct records_chunk *chunk = chunk_alloc(rec->header, rec->nheader, k);
+    if (chunk == NULL) {
+        return rec_oom(rec);
+    }
+    for (size_t i = 0; i < k; i++) {
+        if (chunk_add(
+                chunk, rec->rows[i].values, rec->nheader, rec->rows[i].line)
+            != BU_OK) {
+            // The rows already moved belong to the chunk; the reader is
+            // dead after an error, so the rest are freed by records_close.
+            memmove(rec->rows, rec->rows + i,
+                (rec->nrows - i) * sizeof(*rec->rows));
+            rec->nrows -= i;
+            records_chunk_free(chunk);
+            return rec_oom(rec);
+        }
+        rec->rows[i].values = NULL;
+    }
+    memmove(rec->rows, rec->rows + k, (rec->nrows - k) * sizeof(*rec->rows));
+    rec->nrows -= k;
+    *chunkp = chunk;
+    return BU_OK;
+}
+
+// ---------------------------------------------------------------------------
+// NDJSON
+
+static const char *
+json_type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+    case JSON_REAL:
+        return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        return "null";
+    }
+    return "a value";
+}
+
+// Writes the decimal text of a JSON number into buf: integers exactly,
+// reals with the fewest digits that read back as the same double.
+static void
+json_number_text(const json_t *v, char *buf, size_t len)
+{
+    if (json_is_integer(v)) {
+        snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return;
+    }
+    double d = json_real_value(v);
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, len, "%.*g", prec, d);
+        if (strtod(buf, NULL) == d) {
+            return;
+        }
+    }
+}
+
+// Sets v from the JSON scalar j. Returns BU_OK or BU_ENOMEM.
+static int
+json_to_value(const json_t *j, Bulkupsert__V1__Value *v)
+{
+    char        num[40];
+    const char *text = NULL;
+    size_t      len = 0;
+
+    switch (json_typeof(j)) {
+    case JSON_TRUE:
+    case JSON_FALSE:
+        v->kind_case = BULKUPSERT__V1__VALUE__KIND_BOOL_VALUE;
+        v->bool_value = json_is_true(j);
+        return BU_OK;
+    case JSON_NULL:
+        v->kind_case = BULKUPSERT__V1__VALUE__KIND_NULL_VALUE;
+        v->null_value = BULKUPSERT__V1__NULL_VALUE__NULL_VALUE;
+        return BU_OK;
+    case JSON_INTEGER:
+    case JSON_REAL:
+        json_number_text(j, num, sizeof(num));
+        text = num;
+        len = strlen(num);
+        break;
+    case JSON_STRING:
+        text = json_string_value(j);
+        len = json_string_length(j);
+        break;
+    default:
+        // Objects and arrays were refused when the line was read.
+        return BU_OK;
+    }
+    if ((v->string_value = msg_strndup(text, len)) == NULL) {
+        return BU_ENOMEM;
+    }
+    v->kind_case = BULKUPSERT__V1__VALUE__KIND_STRING_VALUE;
+    return BU_OK;
+}
+
+// Parses one NDJSON line into an object and adds its new keys to columns
+// (key -> column number). Returns BU_OK with *objp, or an error.
+static int
+ndjson_parse_line(
+    struct records *rec, size_t len, json_t *columns, json_t **objp)
+{
+    json_error_t jerr;
+    const char  *key;
+    json_t      *val;
+
+    json_t *obj = json_loadb(
+        rec->buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (obj == NULL) {
+        return rec_fail(rec, rec->line, "invalid JSON at column %d: %s",
+            jerr.column, jerr.text);
+    }
+    if (!json_is_object(obj)) {
+        int rv = rec_fail(rec, rec->line,
+            "expected a JSON object (one record), found %s",
+            json_type_name(obj));
+        json_decref(obj);
+        return rv;
+    }
+    json_object_foreach(obj, key, val)
+    {
+        if (json_is_object(val) || json_is_array(val)) {
+            int rv = rec_fail(rec, rec->line,
+                "key \"%s\" holds %s; values must be strings, numbers, "
+                "booleans or null",
+                key, json_type_name(val));
+            json_decref(obj);
+            return rv;
+        }
+        if (json_object_get(columns, key) == NULL
+            && json_object_set_new(columns, key,
+                   json_integer((json_int_t) json_object_size(columns)))
+                != 0) {
+            json_decref(obj);
+            return rec_oom(rec);
+        }
+    }
+    *objp = obj;
+    return BU_OK;
+}
+
+// Builds the chunk of n parsed objects, whose keys are in columns.
+static int
+ndjson_build(struct records *rec, json_t *const *objs, const long *lines,
+    size_t n, json_t *columns, struct records_chunk **chunkp)
+{
+    size_t                ncolumns = json_object_size(columns);
+    char                **names = bu_calloc(ncolumns, sizeof(*names));
+    struct records_chunk *chunk = NULL;
+    const char           *key;
+    json_t               *val;
+    size_t                i = 0;
+
+    if (names == NULL) {
+        return rec_oom(rec);
+    }
+    // Borrowed names, in first-seen order; chunk_alloc copies them.
+    json_object_foreach(columns, key, val)
+    {
+        names[i++] = (char *) key;
+    }
+    if ((chunk = chunk_alloc(names, ncolumns, n)) == NULL) {
+        bu_free(names);
+        return rec_oom(rec);
+    }
+    bu_free(names);
+    for (size_t r = 0; r < n; r++) {
+        Bulkupsert__V1__Value **values = calloc(ncolumns, sizeof(*values));
+        int                     rv = values != NULL ? BU_OK : BU_ENOMEM;
+        for (size_t c = 0; rv == BU_OK && c < ncolumns; c++) {
+            if ((values[c] = value_new()) == NULL) {
+                rv = BU_ENOMEM;
+            }
+        }
+        json_object_foreach(objs[r], key, val)
+        {
+            if (rv != BU_OK) {
+                break;
+            }
+            size_t c
+                = (size_t) json_integer_value(json_object_get(columns, key));
+            rv = json_to_value(val, values[c]);
+        }
+        if (rv == BU_OK) {
+            rv = chunk_add(chunk, values, ncolumns, lines[r]);
+        }
+        if (rv != BU_OK) {
+            values_free(values, values != NULL ? ncolumns : 0);
+            records_chunk_free(chunk);
+            return rec_oom(rec);
+        }
+    }
+    *chunkp = chunk;
+    return BU_OK;
+}
+
+static int
+ndjson_next(struct records *rec, size_t max, struct records_chunk **chunkp)
+{
+    json_t **objs = bu_calloc(max, sizeof(*objs));
+    long    *lines = bu_calloc(max, sizeof(*lines));
+    json_t  *columns = json_object();
+    size_t   n = 0;
+    int      rv = BU_OK;
+
+    if (objs == NULL || lines == NULL || columns == NULL) {
+        rv = rec_oom(rec);
+        goto out;
+    }
+    while (n < max && !rec->eof) {
+        errno = 0;
+        ssize_t len = getline(&rec->buf, &rec->bufcap, rec->fp);
+        if (len < 0) {
+            if (ferror(rec->fp)) {
+                rv = rec_error(rec, BU_EIO, "read error: %s", strerror(errno));
+                goto out;
+            }
+            rec->eof = 1;
+            break;
+        }
+        rec->line++;
+        if (line_blank(rec->buf, (size_t) len)) {
+            continue;
+        }
+        if ((rv = ndjson_parse_line(rec, (size_t) len, columns, &objs[n]))
+            != BU_OK) {
+            goto out;
+        }
+        lines[n++] = rec->line;
+    }
+    if (n == 0) {
+        *chunkp = NULL;
+        goto out;
+    }
+    rv = ndjson_build(rec, objs, lines, n, columns, chunkp);
+
+out:
+    for (size_t i = 0; objs != NULL && i < n; i++) {
+        json_decref(objs[i]);
+    }
+    json_decref(columns);
+    bu_free(lines);
+    bu_free(objs);
+    return rv;
+}
+
+// ---------------------------------------------------------------------------
+// Reader
+
+int
+records_open(struct records **recp, const char *path,
+    enum records_format format, char *err, size_t errlen)
+{
+    struct records *rec = bu_alloc(sizeof(*rec));
+    int             is_stdin = strcmp(path, "-") == 0;
+
+    if (rec == NULL) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return BU_ENOMEM;
+    }
+    rec->format = format;
+    rec->between_rows = 1;
+    rec->name = bu_strdup(is_stdin ? "stdin" : path);
+    if (rec->name == NULL) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        bu_free(rec);
+        return BU_ENOMEM;
+    }
+    if (is_stdin) {
+        rec->fp = stdin;
+    } else if ((rec->fp = fopen(path, "r")) == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        bu_free(rec->name);
+        bu_free(rec);
+        return BU_EIO;
+    } else {
+        rec->owns_fp = 1;
+    }
+    if (format == RECORDS_CSV) {
+        if (csv_init(
+                &rec->csv, CSV_STRICT | CSV_STRICT_FINI | CSV_EMPTY_IS_NULL)
+            != 0) {
+            snprintf(err, errlen, "%s: out of memory", path);
+            records_close(rec);
+            return BU_ENOMEM;
+        }
+        csv_set_space_func(&rec->csv, csv_no_space);
+        rec->csv_ready = 1;
+    }
+    *recp = rec;
+    return BU_OK;
+}
+
+void
+records_close(struct records *rec)
+{
+    if (rec == NULL) {
+        return;
+    }
+    if (rec->owns_fp) {
+        fclose(rec->fp);
+    }
+    if (rec->csv_ready) {
+        csv_free(&rec->csv);
+    }
+    for (size_t i = 0; i < rec->nrows; i++) {
+        values_free(rec->rows[i].values, rec->nheader);
+    }
+    bu_free(rec->rows);
+    if (rec->row != NULL) {
+        values_free(rec->row, rec->nheader);
+    }
+    for (size_t i = 0; i < rec->nheader; i++) {
+        free(rec->header[i]);
+    }
+    free(rec->header);
+    free(rec->buf);
+    bu_free(rec->name);
+    bu_free(rec);
+}
+
+int
+records_next(struct records *rec, size_t max, struct records_chunk **chunkp)
+{
+    struct records_chunk *chunk = NULL;
+
+    if (rec->failed) {
+        return rec->failed;
+    }
+    if (max == 0 || max > RECORDS_MAX_PER_REQUEST) {
+        return rec_error(
+            rec, BU_EINVAL, "chunk size %zu is out of range", max);
+    }
+    int rv = rec->format == RECORDS_CSV ? csv_next(rec, max, &chunk)
+                                        : ndjson_next(rec, max, &chunk);
+    if (rv == BU_OK) {
+        *chunkp = chunk;
+    }
+    return rv;
+}
+
+const char *
+records_error(const struct records *rec)
+{
+    return rec->err;
+}
+
+void
+records_chunk_free(struct records_chunk *chunk)
+{
+    if (chunk == NULL) {
+        return;
+    }
+    if (chunk->request != NULL) {
+        bulkupsert__v1__submit_bulk_upsert_request__free_unpacked(
+            chunk->request, NULL);
+    }
+    bu_free(chunk->lines);
+    bu_free(chunk);
+}
