@@ -47,7 +47,7 @@ echo "== results"
 for id in "${ids[@]}"; do
   for _ in $(seq 1 600); do
     out=$("$cli" job get "$id")
-    if ! grep -qE 'state: *(QUEUED|RUNNING)' <<<"$out"; then break; fi
+    if ! grep -qE '^state +(QUEUED|RUNNING)' <<<"$out"; then break; fi
     sleep 0.1
   done
   echo "$out"
