@@ -20,6 +20,8 @@
 #include <getopt.h>
 #include <nng/nng.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -40,7 +42,12 @@ struct main_opts {
     int handlers;
     int contexts;
     long max_queued_jobs;
+    long tenant_max_queued;
+    long tenant_max_inflight;
+    long max_inflight_bytes;
     long max_message_bytes;
+    int64_t retention_ms;
+    long drain_ms;
 };
 
 static void
@@ -67,6 +74,15 @@ main_usage(FILE *f)
         "  --contexts N            requests received at once (default 64)\n"
         "  --max-queued-jobs N     accepted, unfinished jobs before 429\n"
         "                          (default 4096)\n"
+        "  --tenant-max-queued N   the same for one tenant (default 1000)\n"
+        "  --tenant-max-inflight N one tenant's submits handled at once;\n"
+        "                          more get 429 (default 8)\n"
+        "  --max-inflight-bytes N  request bytes held by handlers; past it\n"
+        "                          429 (default 268435456)\n"
+        "  --retention DURATION    keep finished jobs and their results,\n"
+        "                          e.g. 7d, 12h, 30m, 90s (default 7d)\n"
+        "  --drain-timeout MS      on SIGTERM, how long calls in flight may\n"
+        "                          take to finish (default 10000)\n"
         "  --max-message-bytes N   largest request frame; larger frames drop\n"
         "                          the connection (default 41943040: the\n"
         "                          largest valid request fits)\n"
@@ -94,6 +110,30 @@ main_int(const char *name, const char *s, long min, long max, long *outp)
     return 1;
 }
 
+// main_duration reads "90s", "30m", "12h", "7d" into milliseconds.
+static int
+main_duration(const char *name, const char *s, int64_t *msp)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    int64_t unit = 0;
+    if (end != s && end[0] != '\0' && end[1] == '\0') {
+        unit = end[0] == 's' ? 1000
+            : end[0] == 'm'  ? 60 * 1000
+            : end[0] == 'h'  ? 3600 * 1000
+            : end[0] == 'd'  ? 24LL * 3600 * 1000
+                             : 0;
+    }
+    if (errno != 0 || unit == 0 || v < 1 || v > 100000) {
+        fprintf(stderr, "bulkupsertd: %s is a whole number and a unit "
+                        "(s, m, h, d), e.g. 7d; not \"%s\"\n", name, s);
+        return 0;
+    }
+    *msp = v * unit;
+    return 1;
+}
+
 // main_parse returns 0 to run, or an exit status + 1.
 static int
 main_parse(int argc, char **argv, struct main_opts *o)
@@ -106,6 +146,11 @@ main_parse(int argc, char **argv, struct main_opts *o)
         OPT_HANDLERS,
         OPT_CONTEXTS,
         OPT_MAXQ,
+        OPT_TMAXQ,
+        OPT_TMAXIN,
+        OPT_MAXBYTES,
+        OPT_RETENTION,
+        OPT_DRAIN,
         OPT_MAXMSG,
         OPT_LOG,
         OPT_VERSION,
@@ -118,6 +163,11 @@ main_parse(int argc, char **argv, struct main_opts *o)
         { "handlers", required_argument, NULL, OPT_HANDLERS },
         { "contexts", required_argument, NULL, OPT_CONTEXTS },
         { "max-queued-jobs", required_argument, NULL, OPT_MAXQ },
+        { "tenant-max-queued", required_argument, NULL, OPT_TMAXQ },
+        { "tenant-max-inflight", required_argument, NULL, OPT_TMAXIN },
+        { "max-inflight-bytes", required_argument, NULL, OPT_MAXBYTES },
+        { "retention", required_argument, NULL, OPT_RETENTION },
+        { "drain-timeout", required_argument, NULL, OPT_DRAIN },
         { "max-message-bytes", required_argument, NULL, OPT_MAXMSG },
         { "log-level", required_argument, NULL, OPT_LOG },
         { "help", no_argument, NULL, 'h' },
@@ -163,6 +213,35 @@ main_parse(int argc, char **argv, struct main_opts *o)
         case OPT_MAXQ:
             if (!main_int("--max-queued-jobs", optarg, 1, 10000000,
                     &o->max_queued_jobs)) {
+                return 3;
+            }
+            break;
+        case OPT_TMAXQ:
+            if (!main_int("--tenant-max-queued", optarg, 1, 10000000,
+                    &o->tenant_max_queued)) {
+                return 3;
+            }
+            break;
+        case OPT_TMAXIN:
+            if (!main_int("--tenant-max-inflight", optarg, 1, 4096,
+                    &o->tenant_max_inflight)) {
+                return 3;
+            }
+            break;
+        case OPT_MAXBYTES:
+            if (!main_int("--max-inflight-bytes", optarg, 1 << 20,
+                    64L * 1024 * 1024 * 1024, &o->max_inflight_bytes)) {
+                return 3;
+            }
+            break;
+        case OPT_RETENTION:
+            if (!main_duration("--retention", optarg, &o->retention_ms)) {
+                return 3;
+            }
+            break;
+        case OPT_DRAIN:
+            if (!main_int("--drain-timeout", optarg, 0, 600000,
+                    &o->drain_ms)) {
                 return 3;
             }
             break;
@@ -249,6 +328,11 @@ main(int argc, char **argv)
         .handlers = 2,
         .contexts = 64,
         .max_queued_jobs = 4096,
+        .tenant_max_queued = 1000,
+        .tenant_max_inflight = 8,
+        .max_inflight_bytes = 256L * 1024 * 1024,
+        .retention_ms = 7LL * 24 * 3600 * 1000,
+        .drain_ms = 10000,
         .max_message_bytes = BU_MAX_FRAME_BYTES,
     };
     int prv = main_parse(argc, argv, &o);
@@ -281,6 +365,7 @@ main(int argc, char **argv)
     struct bu_service *svc = NULL;
     struct bu_rpc_server *srv = NULL;
     size_t recovered = 0;
+    bool journal_started = false;
     int status = 1;
     int rv = bu_keyring_open(&keyring, o.keyring);
     if (rv != BU_OK) {
@@ -291,10 +376,13 @@ main(int argc, char **argv)
         BU_ERROR("queue %s/queue.db: %s", o.data_dir, bu_strerror(rv));
         goto out;
     }
+    bu_journal_set_retention(journal, o.retention_ms);
     struct bu_pool_config pc = {
         .data_dir = o.data_dir,
         .nworkers = o.workers,
         .max_open_tenants = 64,
+        .retention_ms = o.retention_ms,
+        .claim = bu_journal_claim,
         .on_event = bu_journal_job_event,
         .event_arg = journal,
     };
@@ -307,12 +395,16 @@ main(int argc, char **argv)
         BU_ERROR("queue recovery: %s", bu_strerror(rv));
         goto out;
     }
+    journal_started = true;
     struct bu_service_config sc = {
         .data_dir = o.data_dir,
         .keyring = keyring,
         .journal = journal,
         .nhandlers = o.handlers,
         .max_queued_jobs = (size_t) o.max_queued_jobs,
+        .tenant_max_queued = (size_t) o.tenant_max_queued,
+        .tenant_max_inflight = (size_t) o.tenant_max_inflight,
+        .max_inflight_bytes = (size_t) o.max_inflight_bytes,
     };
     if ((rv = bu_service_start(&svc, &sc)) != BU_OK) {
         BU_ERROR("handlers: %s", bu_strerror(rv));
@@ -338,11 +430,22 @@ main(int argc, char **argv)
     status = 0;
 
 out:
-    // Reverse order: no new calls, no handlers, workers finish their job,
-    // the journal writes what it holds, then the transport's aios go.
+    // Reverse order: new calls get 503 while the calls in flight finish
+    // (their replies still go out), then intake closes, the handlers stop,
+    // workers finish the job each applies, the journal writes what it
+    // holds, and the transport's aios go last.
     bu_service_drain(svc);
+    if (bu_service_quiesce(svc, (int) o.drain_ms) != BU_OK) {
+        BU_WARN("calls still in flight after %ld ms; stopping anyway "
+                "(accepted jobs are on disk)", o.drain_ms);
+    }
     bu_rpc_server_close(srv);
     bu_service_stop(svc);
+    if (!journal_started) {
+        // Workers may wait on claims that only the journal answers.
+        bu_journal_stop(journal);
+        journal = NULL;
+    }
     bu_pool_stop(pool);
     bu_journal_stop(journal);
     bu_pool_free(pool);

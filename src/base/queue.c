@@ -4,6 +4,9 @@
 
 #include "base/err.h"
 
+#include <errno.h>
+#include <time.h>
+
 int
 bu_queue_init(struct bu_queue *q)
 {
@@ -84,6 +87,30 @@ struct bu_qnode *
 bu_queue_get_all(struct bu_queue *q)
 {
     return queue_take(q, true);
+}
+
+struct bu_qnode *
+bu_queue_get_all_until(struct bu_queue *q, int timeout_ms, bool *closedp)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&q->mu);
+    int rc = 0;
+    while (q->head == NULL && !q->closed && rc != ETIMEDOUT) {
+        rc = pthread_cond_timedwait(&q->cv, &q->mu, &until);
+    }
+    struct bu_qnode *n = q->head;
+    q->head = q->tail = NULL;
+    q->len = 0;
+    *closedp = n == NULL && q->closed;
+    pthread_mutex_unlock(&q->mu);
+    return n;
 }
 
 void

@@ -49,6 +49,12 @@ struct bu_qnode *bu_queue_get(struct bu_queue *q);
 // returned as a chain in FIFO order (follow ->next to NULL).
 struct bu_qnode *bu_queue_get_all(struct bu_queue *q);
 
+// bu_queue_get_all_until is bu_queue_get_all that gives up after timeout_ms:
+// it then returns NULL with *closedp false. NULL with *closedp true: closed
+// and empty.
+struct bu_qnode *bu_queue_get_all_until(
+    struct bu_queue *q, int timeout_ms, bool *closedp);
+
 // bu_queue_close refuses further puts and wakes every waiting consumer.
 void bu_queue_close(struct bu_queue *q);
 

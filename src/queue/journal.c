@@ -2,46 +2,73 @@
 /*
  * Group commit. Each turn takes the whole backlog of the queue:
  *
- *   BEGIN; for each node: insert job | mark running | mark finished; COMMIT
- *   then, in order: submit->done(), bu_pool_dispatch() for new jobs
+ *   BEGIN; for each item: insert job | claim | cancel | finish; COMMIT
+ *   then, in order: answer each item, bu_pool_dispatch() for new jobs
  *
- * A failed transaction fails every submit of the turn (their callers answer
- * 500 and nothing was accepted) and drops its events, which recovery redoes
- * from the tenant databases' applied-markers.
+ * A failed transaction fails every item of the turn (submits answer 500
+ * and nothing was accepted; claims and cancels get the error) and drops its
+ * events, which recovery redoes from the tenant databases' applied-markers.
+ *
+ * Between turns the thread waits at most a purge interval, so finished jobs
+ * past their retention are deleted even when nothing else happens.
  */
 #include "queue/journal.h"
 
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "base/countmap.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/queue.h"
 #include "base/thread.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
+#define JOURNAL_DEFAULT_RETENTION_MS (7LL * 24 * 3600 * 1000)
+#define JOURNAL_PURGE_BATCH 1000
+
 enum journal_kind {
     JOURNAL_SUBMIT,
     JOURNAL_EVENT,
+    JOURNAL_CLAIM,
+    JOURNAL_CANCEL,
 };
 
-// One queued node: a submit (the caller's struct) or a worker's event.
+// A claim or cancel: its caller waits on cv until done.
+struct journal_sync {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;                // guarded by mu
+    int rv;                   // valid once done
+    const char *job_id;
+    const char *tenant;       // JOURNAL_CANCEL
+    struct bu_job_info *info; // JOURNAL_CANCEL
+};
+
+// One queued node: a submit (the caller's struct), a worker's event, or a
+// waiting claim or cancel.
 struct journal_item {
     struct bu_qnode node;
     enum journal_kind kind;
     struct bu_journal_submit *submit; // JOURNAL_SUBMIT
     struct bu_job_event ev;           // JOURNAL_EVENT
+    struct journal_sync *sync;        // JOURNAL_CLAIM, JOURNAL_CANCEL
+    bool finished;                    // EVENT/CANCEL: a job left the queue
 };
 
 struct bu_journal {
-    struct bu_queue queue;   // of bu_journal_submit and journal_event
+    struct bu_queue queue;   // of journal_item
     struct bu_jobs *jobs;    // writer; the journal thread's once started
     struct bu_pool *pool;
     pthread_t thread;
     bool started;
+    int64_t retention_ms;
+    int64_t last_purge_ms;   // journal thread only
     atomic_size_t pending;   // accepted, not finished
+    struct bu_countmap *pending_by_tenant;
 };
 
 int
@@ -61,18 +88,46 @@ bu_journal_open(struct bu_journal **jp, const char *data_dir)
         bu_free(j);
         return rv;
     }
-    rv = bu_jobs_open(&j->jobs, path, BU_SQL_WRITER);
+    rv = bu_countmap_alloc(&j->pending_by_tenant);
+    if (rv == BU_OK) {
+        rv = bu_jobs_open(&j->jobs, path, BU_SQL_WRITER);
+    }
     if (rv != BU_OK) {
+        bu_countmap_free(j->pending_by_tenant);
         bu_queue_fini(&j->queue);
         bu_free(j);
         return rv;
     }
+    j->retention_ms = JOURNAL_DEFAULT_RETENTION_MS;
     atomic_init(&j->pending, 0);
     *jp = j;
     return BU_OK;
 }
 
+void
+bu_journal_set_retention(struct bu_journal *j, int64_t retention_ms)
+{
+    j->retention_ms = retention_ms;
+}
+
+// journal_count adds delta to the pending counts of tenant.
+static void
+journal_count(struct bu_journal *j, const char *tenant, int delta)
+{
+    if (delta > 0) {
+        atomic_fetch_add(&j->pending, (size_t) delta);
+    } else {
+        atomic_fetch_sub(&j->pending, (size_t) -delta);
+    }
+    if (bu_countmap_add(j->pending_by_tenant, tenant, delta, -1, NULL) !=
+        BU_OK) {
+        BU_WARN("tenant %s: queued-job count not updated (out of memory)",
+            tenant);
+    }
+}
+
 struct journal_recovery {
+    struct bu_journal *j;
     struct bu_pool *pool;
     size_t n;
 };
@@ -82,15 +137,15 @@ journal_recover_one(void *arg, const struct bu_job_info *info)
 {
     struct journal_recovery *r = arg;
     r->n++;
+    journal_count(r->j, info->tenant, 1);
     return bu_pool_dispatch(r->pool, info->tenant, info->seq, info->job_id);
 }
 
 int
 bu_journal_recover(struct bu_journal *j, struct bu_pool *pool, size_t *np)
 {
-    struct journal_recovery r = { .pool = pool };
+    struct journal_recovery r = { .j = j, .pool = pool };
     int rv = bu_jobs_each_unfinished(j->jobs, journal_recover_one, &r);
-    atomic_store(&j->pending, r.n);
     *np = r.n;
     return rv;
 }
@@ -99,6 +154,22 @@ size_t
 bu_journal_pending(struct bu_journal *j)
 {
     return atomic_load(&j->pending);
+}
+
+size_t
+bu_journal_pending_tenant(struct bu_journal *j, const char *tenant)
+{
+    return (size_t) bu_countmap_get(j->pending_by_tenant, tenant);
+}
+
+static int
+journal_put(struct bu_journal *j, struct journal_item *it)
+{
+    int rv = bu_queue_put(&j->queue, &it->node);
+    if (rv != BU_OK) {
+        bu_free(it);
+    }
+    return rv;
 }
 
 int
@@ -110,11 +181,7 @@ bu_journal_submit(struct bu_journal *j, struct bu_journal_submit *s)
     }
     it->kind = JOURNAL_SUBMIT;
     it->submit = s;
-    int rv = bu_queue_put(&j->queue, &it->node);
-    if (rv != BU_OK) {
-        bu_free(it);
-    }
-    return rv;
+    return journal_put(j, it);
 }
 
 void
@@ -129,20 +196,75 @@ bu_journal_job_event(void *arg, const struct bu_job_event *ev)
     }
     it->kind = JOURNAL_EVENT;
     it->ev = *ev;
-    if (bu_queue_put(&j->queue, &it->node) != BU_OK) {
-        bu_free(it);
-    }
+    (void) journal_put(j, it);
 }
 
-// journal_write_submit inserts one submit's job (or finds its duplicate).
+// journal_sync_run queues a claim or cancel and waits for its answer.
+static int
+journal_sync_run(struct bu_journal *j, enum journal_kind kind,
+    struct journal_sync *sync)
+{
+    struct journal_item *it;
+    if (BU_ALLOC_STRUCT(it) == NULL) {
+        return BU_ENOMEM;
+    }
+    it->kind = kind;
+    it->sync = sync;
+    sync->done = false;
+    if (pthread_mutex_init(&sync->mu, NULL) != 0) {
+        bu_free(it);
+        return BU_ENOMEM;
+    }
+    if (pthread_cond_init(&sync->cv, NULL) != 0) {
+        pthread_mutex_destroy(&sync->mu);
+        bu_free(it);
+        return BU_ENOMEM;
+    }
+    int rv = journal_put(j, it);
+    if (rv == BU_OK) {
+        pthread_mutex_lock(&sync->mu);
+        while (!sync->done) {
+            pthread_cond_wait(&sync->cv, &sync->mu);
+        }
+        pthread_mutex_unlock(&sync->mu);
+        rv = sync->rv;
+    }
+    pthread_cond_destroy(&sync->cv);
+    pthread_mutex_destroy(&sync->mu);
+    return rv;
+}
+
+int
+bu_journal_claim(void *arg, const char *job_id)
+{
+    struct journal_sync sync = { .job_id = job_id };
+    return journal_sync_run(arg, JOURNAL_CLAIM, &sync);
+}
+
+int
+bu_journal_cancel(struct bu_journal *j, const char *tenant,
+    const char *job_id, struct bu_job_info *infop)
+{
+    struct journal_sync sync = {
+        .job_id = job_id,
+        .tenant = tenant,
+        .info = infop,
+    };
+    return journal_sync_run(j, JOURNAL_CANCEL, &sync);
+}
+
+// journal_write_submit inserts one submit's job (or finds its earlier one).
 static int
 journal_write_submit(struct bu_journal *j, struct bu_journal_submit *s)
 {
     s->duplicate = false;
+    s->conflict = false;
     if (s->idem != NULL) {
         int rv = bu_jobs_find_idem(j->jobs, s->tenant, s->idem, &s->existing);
         if (rv == BU_OK) {
-            s->duplicate = true;
+            s->duplicate = memcmp(s->existing.digest, s->digest,
+                               BU_DIGEST_SIZE) == 0;
+            s->conflict = !s->duplicate;
             return BU_OK;
         }
         if (rv != BU_ENOENT) {
@@ -151,7 +273,7 @@ journal_write_submit(struct bu_journal *j, struct bu_journal_submit *s)
     }
     memset(&s->existing, 0, sizeof(s->existing));
     int rv = bu_jobs_insert(j->jobs, s->job_id, s->tenant, s->idem, s->payload,
-        s->len, s->total, bu_now_ms(), &s->existing.seq);
+        s->len, s->digest, s->total, bu_now_ms(), &s->existing.seq);
     if (rv == BU_OK) {
         snprintf(s->existing.job_id, sizeof(s->existing.job_id), "%s",
             s->job_id);
@@ -163,31 +285,116 @@ journal_write_submit(struct bu_journal *j, struct bu_journal_submit *s)
     return rv;
 }
 
+// journal_write_cancel cancels a QUEUED job of the sync's tenant.
 static int
-journal_write_event(struct bu_journal *j, const struct bu_job_event *ev)
+journal_write_cancel(struct bu_journal *j, struct journal_item *it)
 {
-    if (ev->kind == BU_JOB_EVENT_RUNNING) {
-        return bu_jobs_set_running(j->jobs, ev->job_id, ev->at_ms);
+    struct journal_sync *sync = it->sync;
+    int rv = bu_jobs_get(j->jobs, sync->job_id, sync->info);
+    if (rv == BU_OK && strcmp(sync->info->tenant, sync->tenant) != 0) {
+        rv = BU_ENOENT; // another tenant's job does not exist (inv 4)
     }
-    return bu_jobs_set_finished(j->jobs, ev->job_id, ev->state, &ev->counts,
-        ev->error, ev->at_ms);
+    if (rv == BU_OK) {
+        int64_t now = bu_now_ms();
+        rv = bu_jobs_cancel(j->jobs, sync->job_id, now);
+        if (rv == BU_ENOENT) {
+            rv = BU_EBUSY; // it exists but is no longer queued
+        } else if (rv == BU_OK) {
+            sync->info->state = BU_JOB_CANCELLED;
+            sync->info->finished_at_ms = now;
+            it->finished = true;
+        }
+    }
+    return rv;
 }
 
-// journal_turn writes one backlog chain in one transaction and completes it.
+// journal_write_item writes one item inside the turn's transaction and
+// returns its own result; a storage failure (not a per-item answer like
+// ENOENT) is what fails the whole turn.
+static int
+journal_write_item(struct bu_journal *j, struct journal_item *it)
+{
+    switch (it->kind) {
+    case JOURNAL_SUBMIT:
+        return it->submit->rv = journal_write_submit(j, it->submit);
+    case JOURNAL_EVENT:
+        it->finished = true;
+        return bu_jobs_set_finished(j->jobs, it->ev.job_id, it->ev.state,
+            &it->ev.counts, it->ev.error, it->ev.at_ms);
+    case JOURNAL_CLAIM:
+        return it->sync->rv = bu_jobs_claim(j->jobs, it->sync->job_id,
+                   bu_now_ms());
+    case JOURNAL_CANCEL:
+        return it->sync->rv = journal_write_cancel(j, it);
+    }
+    return BU_EINVAL;
+}
+
+static bool
+journal_turn_fails(int rv)
+{
+    return rv != BU_OK && rv != BU_ENOENT && rv != BU_EBUSY &&
+        rv != BU_EEXIST;
+}
+
+// journal_answer completes one item after the turn (rv: the turn's result).
+static void
+journal_answer(struct bu_journal *j, struct journal_item *it, int rv)
+{
+    switch (it->kind) {
+    case JOURNAL_SUBMIT: {
+        struct bu_journal_submit *s = it->submit;
+        if (rv != BU_OK) {
+            s->rv = rv;
+        }
+        bool fresh = s->rv == BU_OK && !s->duplicate && !s->conflict;
+        struct bu_job_info info = s->existing;
+        if (fresh) {
+            journal_count(j, info.tenant, 1);
+        }
+        s->done(s); // s belongs to its caller again
+        if (fresh && j->pool != NULL) {
+            int prv =
+                bu_pool_dispatch(j->pool, info.tenant, info.seq, info.job_id);
+            if (prv != BU_OK) {
+                BU_WARN("job %s stays queued for the next start: %s",
+                    info.job_id, bu_strerror(prv));
+            }
+        }
+        break;
+    }
+    case JOURNAL_EVENT:
+        if (rv == BU_OK) {
+            journal_count(j, it->ev.tenant, -1);
+        }
+        break;
+    case JOURNAL_CLAIM:
+    case JOURNAL_CANCEL: {
+        struct journal_sync *sync = it->sync;
+        if (rv == BU_OK && it->kind == JOURNAL_CANCEL && it->finished) {
+            journal_count(j, sync->tenant, -1);
+        }
+        pthread_mutex_lock(&sync->mu);
+        if (rv != BU_OK) {
+            sync->rv = rv;
+        }
+        sync->done = true;
+        pthread_cond_signal(&sync->cv);
+        pthread_mutex_unlock(&sync->mu);
+        break;
+    }
+    }
+}
+
+// journal_turn writes one backlog chain in one transaction and answers it.
 static void
 journal_turn(struct bu_journal *j, struct bu_qnode *chain)
 {
     int rv = bu_jobs_begin(j->jobs);
     for (struct bu_qnode *n = chain; rv == BU_OK && n != NULL; n = n->next) {
-        struct journal_item *it = (struct journal_item *) n;
-        if (it->kind == JOURNAL_SUBMIT) {
-            it->submit->rv = journal_write_submit(j, it->submit);
-            // A taken job id (never expected) fails only that submit.
-            if (it->submit->rv != BU_OK && it->submit->rv != BU_EEXIST) {
-                rv = it->submit->rv;
-            }
-        } else {
-            rv = journal_write_event(j, &it->ev);
+        int irv = journal_write_item(j, (struct journal_item *) n);
+        if (journal_turn_fails(irv)) {
+            rv = irv;
         }
     }
     if (rv == BU_OK) {
@@ -200,40 +407,68 @@ journal_turn(struct bu_journal *j, struct bu_qnode *chain)
     struct bu_qnode *next;
     for (struct bu_qnode *n = chain; n != NULL; n = next) {
         next = n->next;
-        struct journal_item *it = (struct journal_item *) n;
-        if (it->kind == JOURNAL_SUBMIT) {
-            struct bu_journal_submit *s = it->submit;
-            if (rv != BU_OK) {
-                s->rv = rv;
-            }
-            bool fresh = s->rv == BU_OK && !s->duplicate;
-            struct bu_job_info info = s->existing;
-            if (fresh) {
-                atomic_fetch_add(&j->pending, 1);
-            }
-            s->done(s); // s belongs to its caller again
-            if (fresh && j->pool != NULL) {
-                int prv = bu_pool_dispatch(
-                    j->pool, info.tenant, info.seq, info.job_id);
-                if (prv != BU_OK) {
-                    BU_WARN("job %s stays queued for the next start: %s",
-                        info.job_id, bu_strerror(prv));
-                }
-            }
-        } else if (rv == BU_OK && it->ev.kind == BU_JOB_EVENT_FINISHED) {
-            atomic_fetch_sub(&j->pending, 1);
-        }
-        bu_free(it);
+        journal_answer(j, (struct journal_item *) n, rv);
+        bu_free(n);
     }
+}
+
+// journal_purge deletes finished jobs past retention, a batch at a time.
+static void
+journal_purge(struct bu_journal *j)
+{
+    int64_t now = bu_now_ms();
+    size_t total = 0, n = 0;
+    j->last_purge_ms = now;
+    do {
+        int rv = bu_jobs_begin(j->jobs);
+        if (rv == BU_OK) {
+            rv = bu_jobs_purge(j->jobs, now - j->retention_ms,
+                JOURNAL_PURGE_BATCH, &n);
+        }
+        if (rv == BU_OK) {
+            rv = bu_jobs_commit(j->jobs);
+        }
+        if (rv != BU_OK) {
+            bu_jobs_rollback(j->jobs);
+            BU_WARN("purge of finished jobs: %s", bu_strerror(rv));
+            return;
+        }
+        total += n;
+    } while (n == JOURNAL_PURGE_BATCH);
+    if (total > 0) {
+        BU_INFO("purged %zu finished jobs past retention", total);
+    }
+}
+
+// The wait between turns: often enough that purges happen on time.
+static int
+journal_purge_interval_ms(const struct bu_journal *j)
+{
+    int64_t every = j->retention_ms / 10;
+    if (every > 3600 * 1000) {
+        every = 3600 * 1000;
+    }
+    return every < 100 ? 100 : (int) every;
 }
 
 static void *
 journal_main(void *arg)
 {
     struct bu_journal *j = arg;
-    struct bu_qnode *chain;
-    while ((chain = bu_queue_get_all(&j->queue)) != NULL) {
-        journal_turn(j, chain);
+    int every = journal_purge_interval_ms(j);
+    journal_purge(j);
+    for (;;) {
+        bool closed;
+        struct bu_qnode *chain =
+            bu_queue_get_all_until(&j->queue, every, &closed);
+        if (chain != NULL) {
+            journal_turn(j, chain);
+        } else if (closed) {
+            break;
+        }
+        if (bu_now_ms() - j->last_purge_ms >= every) {
+            journal_purge(j);
+        }
     }
     return NULL;
 }
@@ -257,13 +492,14 @@ bu_journal_stop(struct bu_journal *j)
     if (j->started) {
         pthread_join(j->thread, NULL);
     } else {
-        // Never started: complete whatever was queued, without a pool.
+        // Never started: answer whatever was queued, without a pool.
         struct bu_qnode *chain;
         while ((chain = bu_queue_get_all(&j->queue)) != NULL) {
             journal_turn(j, chain);
         }
     }
     bu_jobs_close(j->jobs);
+    bu_countmap_free(j->pending_by_tenant);
     bu_queue_fini(&j->queue);
     bu_free(j);
 }

@@ -1,18 +1,23 @@
 // SPDX-License-Identifier: MIT
 /*
- * The journal: the one thread that writes DATA/queue.db. Submits and job
- * events from any thread are queued to it; it takes the whole backlog,
- * writes it in one transaction and commits with one fsync (group commit),
- * then completes each submit (whose caller replies 202 only now: DESIGN
- * inv 1) and dispatches the new jobs to the worker pool in acceptance
- * order (inv 3).
+ * The journal: the one thread that writes DATA/queue.db. Submits, claims,
+ * cancels and job events from any thread are queued to it; it takes the
+ * whole backlog, writes it in one transaction and commits with one fsync
+ * (group commit), then answers each operation: a submit's caller replies
+ * 202 only now (DESIGN inv 1), and new jobs are dispatched to the worker
+ * pool in acceptance order (inv 3).
  *
- * Idempotency keys are checked inside the same transaction, so two submits
- * with one key can never both create a job.
+ * Because every state change passes through this one thread, a job is
+ * either claimed by its worker (QUEUED -> RUNNING) or cancelled, never both,
+ * and an idempotency key can never create two jobs.
  *
- * Threads: bu_journal_submit and bu_journal_job_event from any thread; the
- * done callbacks run on the journal thread and must not block.
- * Lifecycle: open (creates queue.db) -> recover + start -> stop.
+ * It also keeps the number of accepted, unfinished jobs, in all and per
+ * tenant, for the queue limits, and purges finished jobs past their
+ * retention.
+ *
+ * Threads: submit/claim/cancel/job_event from any thread (claim and cancel
+ * block until their turn commits); done callbacks run on the journal thread
+ * and must not block. Lifecycle: open -> recover -> start -> stop.
  */
 #ifndef BU_QUEUE_JOURNAL_H
 #define BU_QUEUE_JOURNAL_H
@@ -26,6 +31,8 @@
 
 struct bu_journal;
 
+#define BU_DIGEST_SIZE 16
+
 // A submit in flight. The caller fills the inputs, keeps the struct and the
 // memory it points to alive until done runs, and owns it again then.
 struct bu_journal_submit {
@@ -33,6 +40,7 @@ struct bu_journal_submit {
     char job_id[BU_JOB_ID_SIZE];       // the new job's id
     char tenant[64];
     const char *idem;                  // idempotency key or NULL
+    uint8_t digest[BU_DIGEST_SIZE];    // of the payload, for idem repeats
     const void *payload;               // serialized request
     size_t len;
     uint32_t total;                    // records in the request
@@ -40,13 +48,18 @@ struct bu_journal_submit {
     void *arg;                         // the caller's
     // Outputs, valid in done.
     int rv;                            // BU_OK: durable
-    bool duplicate;                    // idem matched an earlier job...
-    struct bu_job_info existing;       // ...which is this one
+    bool duplicate;                    // idem matched the same request...
+    bool conflict;                     // ...or a different one (rv BU_OK)
+    struct bu_job_info existing;       // the job (new or earlier)
 };
 
 // bu_journal_open opens (creating) data_dir/queue.db. Returns BU_ENOMEM,
 // BU_ESTORE, BU_EIO. Release with bu_journal_stop.
 int bu_journal_open(struct bu_journal **jp, const char *data_dir);
+
+// bu_journal_set_retention keeps finished jobs (and their idempotency keys)
+// for retention_ms, then purges them. Default 7 days. Call before start.
+void bu_journal_set_retention(struct bu_journal *j, int64_t retention_ms);
 
 // bu_journal_recover dispatches every unfinished job to pool in acceptance
 // order and counts them as pending. Call once, from main, before start.
@@ -62,6 +75,19 @@ int bu_journal_start(struct bu_journal *j, struct bu_pool *pool);
 // done never runs.
 int bu_journal_submit(struct bu_journal *j, struct bu_journal_submit *s);
 
+// bu_journal_claim moves job_id from QUEUED (or RUNNING, after a restart)
+// to RUNNING, for the worker about to apply it; blocks until committed.
+// Returns BU_OK, BU_ENOENT (cancelled, finished or purged: skip it),
+// BU_ECLOSED, or a storage error. A bu_job_claim_fn; arg is the journal.
+int bu_journal_claim(void *arg, const char *job_id);
+
+// bu_journal_cancel cancels tenant's job_id if it is still QUEUED; blocks
+// until committed. *infop gets the job as it is after the call. Returns
+// BU_OK (cancelled), BU_ENOENT (no such job of this tenant), BU_EBUSY (not
+// QUEUED any more: *infop says its state), BU_ECLOSED, storage errors.
+int bu_journal_cancel(struct bu_journal *j, const char *tenant,
+    const char *job_id, struct bu_job_info *infop);
+
 // bu_journal_job_event records a worker's job event (a bu_job_event_fn;
 // arg is the journal). Never blocks; an event that cannot be queued is
 // logged and left to recovery (the tenant database holds the truth).
@@ -70,8 +96,11 @@ void bu_journal_job_event(void *arg, const struct bu_job_event *ev);
 // bu_journal_pending returns the number of accepted, unfinished jobs.
 size_t bu_journal_pending(struct bu_journal *j);
 
+// bu_journal_pending_tenant returns that number for one tenant.
+size_t bu_journal_pending_tenant(struct bu_journal *j, const char *tenant);
+
 // bu_journal_stop writes what is queued, stops the thread and closes
-// queue.db; NULL is ignored. Submits still queued complete (done runs).
+// queue.db; NULL is ignored. Operations still queued complete.
 void bu_journal_stop(struct bu_journal *j);
 
 #endif // BU_QUEUE_JOURNAL_H

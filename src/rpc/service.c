@@ -14,9 +14,11 @@
  */
 #include "rpc/service.h"
 
+#include "auth/digest.h"
 #include "auth/token.h"
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "base/countmap.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/thread.h"
@@ -33,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define SVC_MAX_THREADS 64
 #define SVC_MAX_PAGE 1000
@@ -74,6 +77,9 @@ struct bu_service {
     struct bu_service_config cfg;
     struct bu_queue calls; // of bu_rpc_call, via their qnode
     atomic_bool draining;
+    atomic_size_t ncalls;         // calls held: queued or being handled
+    atomic_size_t inflight_bytes; // their request bytes
+    struct bu_countmap *tenant_inflight; // submits being handled, by tenant
     int nthreads;
     struct svc_thread *threads; // nthreads
 };
@@ -82,6 +88,8 @@ struct svc_call {
     struct bu_service *svc;
     struct svc_thread *thread;
     struct bu_rpc_call *call;
+    size_t bytes;         // of the request, counted in inflight_bytes
+    bool tenant_counted;  // counted in tenant_inflight
     Bulkupsert__V1__RpcRequest *env;
     const ProtobufCMethodDescriptor *method;
     ProtobufCMessage *input;
@@ -157,9 +165,22 @@ svc_quote(const char *s)
     return s;
 }
 
+// svc_release forgets a call that has been answered or dropped.
+static void
+svc_release(struct bu_service *svc, size_t bytes)
+{
+    atomic_fetch_sub(&svc->inflight_bytes, bytes);
+    atomic_fetch_sub(&svc->ncalls, 1);
+}
+
 static void
 svc_call_free(struct svc_call *sc)
 {
+    if (sc->tenant_counted) {
+        (void) bu_countmap_add(
+            sc->svc->tenant_inflight, sc->claims.tenant, -1, -1, NULL);
+    }
+    svc_release(sc->svc, sc->bytes);
     bu_verdict_fini(&sc->verdict);
     if (sc->input != NULL) {
         protobuf_c_message_free_unpacked(sc->input, NULL);
@@ -334,6 +355,15 @@ svc_submit_done(struct bu_journal_submit *s)
         sc->submit_closure(NULL, sc);
         return;
     }
+    if (s->conflict) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
+            SVC_RC_FIELD_ERROR,
+            "idempotency_key \"%s\" was used for a different request "
+            "(job %s); use a new key for a new request",
+            svc_quote(s->idem), s->existing.job_id);
+        sc->submit_closure(NULL, sc);
+        return;
+    }
     Bulkupsert__V1__SubmitBulkUpsertResponse resp =
         BULKUPSERT__V1__SUBMIT_BULK_UPSERT_RESPONSE__INIT;
     resp.job_id = s->existing.job_id;
@@ -359,6 +389,18 @@ svc_submit_bulk_upsert(Bulkupsert__V1__BulkUpsert_Service *service,
     Bulkupsert__V1__SubmitBulkUpsertRequest *req =
         (Bulkupsert__V1__SubmitBulkUpsertRequest *) input;
     sc->submit_closure = closure;
+
+    int64_t inflight;
+    if (bu_countmap_add(svc->tenant_inflight, sc->claims.tenant, 1,
+            (int64_t) svc->cfg.tenant_max_inflight, &inflight) != BU_OK) {
+        sc->retry_after_ms = SVC_RETRY_AFTER_MS / 4;
+        svc_fail(sc, BULKUPSERT__V1__CODE__RESOURCE_EXHAUSTED, SVC_RC_NONE,
+            "%zu submits of this tenant are in flight, the limit; retry "
+            "later", svc->cfg.tenant_max_inflight);
+        closure(NULL, sc);
+        return;
+    }
+    sc->tenant_counted = true;
 
     struct bu_schema *schema;
     if (svc_tenant_schema(sc, &schema) != BU_OK) {
@@ -406,11 +448,16 @@ svc_submit_bulk_upsert(Bulkupsert__V1__BulkUpsert_Service *service,
         return;
     }
     size_t pending = bu_journal_pending(svc->cfg.journal);
-    if (pending >= svc->cfg.max_queued_jobs) {
+    size_t tpending =
+        bu_journal_pending_tenant(svc->cfg.journal, sc->claims.tenant);
+    if (pending >= svc->cfg.max_queued_jobs ||
+        tpending >= svc->cfg.tenant_max_queued) {
+        bool mine = tpending >= svc->cfg.tenant_max_queued;
         sc->retry_after_ms = SVC_RETRY_AFTER_MS;
         svc_fail(sc, BULKUPSERT__V1__CODE__RESOURCE_EXHAUSTED, SVC_RC_NONE,
-            "%zu jobs are queued, the limit is %zu; retry later", pending,
-            svc->cfg.max_queued_jobs);
+            "%zu jobs are queued%s, the limit is %zu; retry later",
+            mine ? tpending : pending, mine ? " for this tenant" : "",
+            mine ? svc->cfg.tenant_max_queued : svc->cfg.max_queued_jobs);
         closure(NULL, sc);
         return;
     }
@@ -426,6 +473,7 @@ svc_submit_bulk_upsert(Bulkupsert__V1__BulkUpsert_Service *service,
     s->idem = idem;
     s->payload = sc->env->payload.data;
     s->len = sc->env->payload.len;
+    bu_digest16(s->payload, s->len, s->digest);
     s->total = (uint32_t) req->n_contact_datas;
     s->done = svc_submit_done;
     s->arg = sc;
@@ -442,7 +490,84 @@ svc_submit_bulk_upsert(Bulkupsert__V1__BulkUpsert_Service *service,
 }
 
 // ---------------------------------------------------------------------------
-// GetJob
+// GetJob, CancelJob
+
+// svc_job_fill copies a job's row into a Job message (counts in *counts).
+static void
+svc_job_fill(const struct bu_job_info *info, Bulkupsert__V1__Job *job,
+    Bulkupsert__V1__JobCounts *counts)
+{
+    job->job_id = (char *) info->job_id;
+    job->has_state = 1;
+    job->state = (Bulkupsert__V1__JobState) info->state;
+    job->has_accepted_at_ms = 1;
+    job->accepted_at_ms = info->accepted_at_ms;
+    job->has_started_at_ms = info->started_at_ms != 0;
+    job->started_at_ms = info->started_at_ms;
+    job->has_finished_at_ms = info->finished_at_ms != 0;
+    job->finished_at_ms = info->finished_at_ms;
+    counts->has_total = counts->has_inserted = counts->has_updated = 1;
+    counts->has_unchanged = counts->has_superseded = 1;
+    counts->has_not_found = counts->has_failed = 1;
+    counts->total = info->counts.total;
+    counts->inserted = info->counts.inserted;
+    counts->updated = info->counts.updated;
+    counts->unchanged = info->counts.unchanged;
+    counts->superseded = info->counts.superseded;
+    counts->not_found = info->counts.not_found;
+    counts->failed = info->counts.failed;
+    job->counts = counts;
+    if (info->error[0] != '\0') {
+        job->error = (char *) info->error;
+    }
+}
+
+static const char *
+svc_state_name(enum bu_job_state state)
+{
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
+        &bulkupsert__v1__job_state__descriptor, (int) state);
+    return v != NULL ? v->name : "UNKNOWN";
+}
+
+static void
+svc_cancel_job(Bulkupsert__V1__BulkUpsert_Service *service,
+    const Bulkupsert__V1__CancelJobRequest *input,
+    Bulkupsert__V1__Job_Closure closure, void *closure_data)
+{
+    struct bu_service *svc = (struct bu_service *) service;
+    struct svc_call *sc = closure_data;
+    const char *id = input->job_id != NULL ? input->job_id : "";
+    struct bu_job_info info;
+    int rv = bu_uuid_valid(id)
+        ? bu_journal_cancel(svc->cfg.journal, sc->claims.tenant, id, &info)
+        : BU_ENOENT;
+    if (rv == BU_ENOENT) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__NOT_FOUND, SVC_RC_NONE,
+            "job \"%s\" not found", svc_quote(id));
+    } else if (rv == BU_EBUSY) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__FAILED_PRECONDITION,
+            SVC_RC_FIELD_ERROR,
+            "job %s is %s; only a QUEUED job can be cancelled", id,
+            svc_state_name(info.state) + strlen("JOB_STATE_"));
+    } else if (rv != BU_OK) {
+        svc_fail(sc,
+            rv == BU_ECLOSED ? BULKUPSERT__V1__CODE__UNAVAILABLE
+                             : BULKUPSERT__V1__CODE__INTERNAL,
+            rv == BU_ECLOSED ? SVC_RC_NONE : SVC_RC_UNEXPECTED,
+            "cancel: %s", bu_strerror(rv));
+    }
+    if (rv != BU_OK) {
+        closure(NULL, sc);
+        return;
+    }
+    BU_INFO("tenant %s: job %s cancelled by %s", sc->claims.tenant, id,
+        sc->claims.sub);
+    Bulkupsert__V1__Job job = BULKUPSERT__V1__JOB__INIT;
+    Bulkupsert__V1__JobCounts counts = BULKUPSERT__V1__JOB_COUNTS__INIT;
+    svc_job_fill(&info, &job, &counts);
+    closure(&job, sc);
+}
 
 // svc_job_records fills job->records with one page of the job's results.
 static int
@@ -538,29 +663,7 @@ svc_get_job(Bulkupsert__V1__BulkUpsert_Service *service,
     }
     Bulkupsert__V1__Job job = BULKUPSERT__V1__JOB__INIT;
     Bulkupsert__V1__JobCounts counts = BULKUPSERT__V1__JOB_COUNTS__INIT;
-    job.job_id = info.job_id;
-    job.has_state = 1;
-    job.state = (Bulkupsert__V1__JobState) info.state;
-    job.has_accepted_at_ms = 1;
-    job.accepted_at_ms = info.accepted_at_ms;
-    job.has_started_at_ms = info.started_at_ms != 0;
-    job.started_at_ms = info.started_at_ms;
-    job.has_finished_at_ms = info.finished_at_ms != 0;
-    job.finished_at_ms = info.finished_at_ms;
-    counts.has_total = counts.has_inserted = counts.has_updated = 1;
-    counts.has_unchanged = counts.has_superseded = 1;
-    counts.has_not_found = counts.has_failed = 1;
-    counts.total = info.counts.total;
-    counts.inserted = info.counts.inserted;
-    counts.updated = info.counts.updated;
-    counts.unchanged = info.counts.unchanged;
-    counts.superseded = info.counts.superseded;
-    counts.not_found = info.counts.not_found;
-    counts.failed = info.counts.failed;
-    job.counts = &counts;
-    if (info.error[0] != '\0') {
-        job.error = info.error;
-    }
+    svc_job_fill(&info, &job, &counts);
     if (input->page_size > 0 && bu_job_state_final(info.state) &&
         svc_job_records(sc, input, &job) != BU_OK) {
         closure(NULL, sc);
@@ -783,6 +886,7 @@ static const struct svc_method_perm svc_perms[] = {
     { "DescribeTable", BU_PERM_READ },
     { "AddColumn", BU_PERM_MANAGE },
     { "SetImportEnabled", BU_PERM_MANAGE },
+    { "CancelJob", BU_PERM_MANAGE },
 };
 
 static const char *
@@ -862,18 +966,20 @@ static void
 svc_serve(struct svc_thread *t, struct bu_rpc_call *call)
 {
     struct bu_service *svc = t->svc;
+    size_t len;
+    const void *body = bu_rpc_call_body(call, &len);
     struct svc_call *sc;
     if (BU_ALLOC_STRUCT(sc) == NULL) {
         bu_rpc_call_drop(call);
+        svc_release(svc, len);
         return;
     }
     sc->svc = svc;
     sc->thread = t;
     sc->call = call;
+    sc->bytes = len;
     sc->code = BULKUPSERT__V1__CODE__OK;
 
-    size_t len;
-    const void *body = bu_rpc_call_body(call, &len);
     if (atomic_load(&svc->draining)) {
         svc_fail(sc, BULKUPSERT__V1__CODE__UNAVAILABLE, SVC_RC_NONE,
             "the server is shutting down; retry on another instance or "
@@ -917,13 +1023,68 @@ svc_serve(struct svc_thread *t, struct bu_rpc_call *call)
         &svc->service.base, index, sc->input, svc_finish, sc);
 }
 
+// svc_refuse_full answers a call at once with 429: the request bytes held
+// by the handlers are at their bound. Runs on the transport's callback
+// thread, so it only packs a small message and replies (non-blocking).
+static void
+svc_refuse_full(struct bu_service *svc, struct bu_rpc_call *call)
+{
+    char msg[128];
+    snprintf(msg, sizeof(msg),
+        "the server holds %zu MiB of requests, its limit; retry later",
+        svc->cfg.max_inflight_bytes >> 20);
+    Bulkupsert__V1__Status st = BULKUPSERT__V1__STATUS__INIT;
+    st.has_code = st.has_http_status = st.has_retry_after_ms = 1;
+    st.code = BULKUPSERT__V1__CODE__RESOURCE_EXHAUSTED;
+    st.http_status = 429;
+    st.retry_after_ms = SVC_RETRY_AFTER_MS;
+    st.message = msg;
+    Bulkupsert__V1__RpcResponse resp = BULKUPSERT__V1__RPC_RESPONSE__INIT;
+    resp.status = &st;
+    uint8_t buf[256];
+    size_t len = bulkupsert__v1__rpc_response__get_packed_size(&resp);
+    if (len > sizeof(buf)) {
+        bu_rpc_call_drop(call);
+        return;
+    }
+    bulkupsert__v1__rpc_response__pack(&resp, buf);
+    bu_rpc_call_reply(call, buf, len);
+}
+
 void
 bu_service_handle(void *arg, struct bu_rpc_call *call)
 {
     struct bu_service *svc = arg;
+    size_t len;
+    (void) bu_rpc_call_body(call, &len);
+    size_t held = atomic_fetch_add(&svc->inflight_bytes, len);
+    if (held > 0 && held + len > svc->cfg.max_inflight_bytes) {
+        atomic_fetch_sub(&svc->inflight_bytes, len);
+        svc_refuse_full(svc, call);
+        return;
+    }
+    atomic_fetch_add(&svc->ncalls, 1);
     if (bu_queue_put(&svc->calls, bu_rpc_call_qnode(call)) != BU_OK) {
         bu_rpc_call_drop(call);
+        svc_release(svc, len);
     }
+}
+
+int
+bu_service_quiesce(struct bu_service *svc, int timeout_ms)
+{
+    if (svc == NULL) {
+        return BU_OK;
+    }
+    int64_t until = bu_mono_ms() + timeout_ms;
+    while (atomic_load(&svc->ncalls) > 0) {
+        if (bu_mono_ms() >= until) {
+            return BU_ETIMEDOUT;
+        }
+        struct timespec ts = { 0, 10 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    return BU_OK;
 }
 
 static void *
@@ -953,9 +1114,16 @@ bu_service_start(struct bu_service **svcp, const struct bu_service_config *cfg)
     svc->service = init;
     svc->cfg = *cfg;
     atomic_init(&svc->draining, false);
+    atomic_init(&svc->ncalls, 0);
+    atomic_init(&svc->inflight_bytes, 0);
     svc->threads = bu_calloc((size_t) cfg->nhandlers, sizeof(*svc->threads));
-    int rv = svc->threads == NULL ? BU_ENOMEM : bu_queue_init(&svc->calls);
+    int rv = svc->threads == NULL ? BU_ENOMEM
+                                  : bu_countmap_alloc(&svc->tenant_inflight);
+    if (rv == BU_OK) {
+        rv = bu_queue_init(&svc->calls);
+    }
     if (rv != BU_OK) {
+        bu_countmap_free(svc->tenant_inflight);
         bu_free(svc->threads);
         bu_free(svc);
         return rv;
@@ -1010,6 +1178,7 @@ bu_service_stop(struct bu_service *svc)
         }
     }
     bu_queue_fini(&svc->calls);
+    bu_countmap_free(svc->tenant_inflight);
     bu_free(svc->threads);
     bu_free(svc);
 }

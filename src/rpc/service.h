@@ -10,9 +10,11 @@
  * error status) in an RpcResponse and replies.
  *
  * SubmitBulkUpsert validates against the tenant's columns (400), checks the
- * queue limit (429), and hands the job to the journal; its closure runs on
- * the journal thread once the job is durable (202). GetJob reads queue.db
- * and, for per-record results, the tenant's database.
+ * limits (429: request bytes held, per-tenant requests in flight, queued
+ * jobs in all and per tenant), and hands the job to the journal; its
+ * closure runs on the journal thread once the job is durable (202). GetJob
+ * reads queue.db and, for per-record results, the tenant's database.
+ * CancelJob goes through the journal, which alone moves job states.
  *
  * Threads: bu_service_handle is the transport's handler (nng callback
  * threads; it only queues). Everything else runs on the handler threads or,
@@ -34,6 +36,9 @@ struct bu_service_config {
     struct bu_journal *journal;
     int nhandlers;            // handler threads, 1..64
     size_t max_queued_jobs;   // accepted, unfinished jobs; past it 429
+    size_t tenant_max_queued; // the same, per tenant
+    size_t tenant_max_inflight; // one tenant's submits being handled
+    size_t max_inflight_bytes;  // request bytes held by handlers
 };
 
 struct bu_service;
@@ -50,6 +55,11 @@ void bu_service_handle(void *arg, struct bu_rpc_call *call);
 // bu_service_drain makes every later call answer 503 UNAVAILABLE. NULL is
 // ignored.
 void bu_service_drain(struct bu_service *svc);
+
+// bu_service_quiesce waits until no call is being handled (after
+// bu_service_drain new ones are answered 503 at once), at most timeout_ms.
+// Returns BU_OK, or BU_ETIMEDOUT with calls still held.
+int bu_service_quiesce(struct bu_service *svc, int timeout_ms);
 
 // bu_service_stop answers the calls still queued with 503, stops and joins
 // the handler threads and frees svc. Submits already handed to the journal

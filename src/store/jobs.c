@@ -32,16 +32,19 @@ static const char jobs_schema[] =
     " superseded INTEGER NOT NULL DEFAULT 0,"
     " not_found INTEGER NOT NULL DEFAULT 0,"
     " failed INTEGER NOT NULL DEFAULT 0,"
-    " error TEXT);"
+    " error TEXT,"
+    " digest BLOB);"
     "CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs(tenant, idem)"
     " WHERE idem IS NOT NULL;"
     "CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs(state)"
-    " WHERE state <= 2;";
+    " WHERE state <= 2;"
+    "CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at)"
+    " WHERE state >= 3;";
 
 #define JOBS_COLS                                                            \
     "seq, job_id, tenant, state, accepted_at, started_at, finished_at,"     \
     " total, inserted, updated, unchanged, superseded, not_found, failed,"  \
-    " error"
+    " error, digest"
 
 enum jobs_stmt {
     JOBS_INSERT,
@@ -51,12 +54,16 @@ enum jobs_stmt {
     JOBS_GET,
     JOBS_PAYLOAD,
     JOBS_UNFINISHED,
+    JOBS_CLAIM,
+    JOBS_CANCEL,
+    JOBS_PURGE,
     JOBS_NSTMT,
 };
 
 static const char *const jobs_sql[JOBS_NSTMT] = {
     [JOBS_INSERT] = "INSERT INTO jobs(job_id, tenant, idem, state, payload,"
-                    " accepted_at, total) VALUES(?1, ?2, ?3, 1, ?4, ?5, ?6)",
+                    " accepted_at, total, digest)"
+                    " VALUES(?1, ?2, ?3, 1, ?4, ?5, ?6, ?7)",
     [JOBS_FIND_IDEM] = "SELECT " JOBS_COLS
                        " FROM jobs WHERE tenant = ?1 AND idem = ?2",
     [JOBS_SET_RUNNING] = "UPDATE jobs SET state = 2, started_at = ?2"
@@ -71,6 +78,13 @@ static const char *const jobs_sql[JOBS_NSTMT] = {
     [JOBS_PAYLOAD] = "SELECT payload FROM jobs WHERE job_id = ?1",
     [JOBS_UNFINISHED] = "SELECT " JOBS_COLS
                         " FROM jobs WHERE state <= 2 ORDER BY seq",
+    [JOBS_CLAIM] = "UPDATE jobs SET state = 2, started_at = CASE WHEN"
+                   " started_at = 0 THEN ?2 ELSE started_at END"
+                   " WHERE job_id = ?1 AND state IN (1, 2)",
+    [JOBS_CANCEL] = "UPDATE jobs SET state = 6, payload = NULL,"
+                    " finished_at = ?2 WHERE job_id = ?1 AND state = 1",
+    [JOBS_PURGE] = "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs"
+                   " WHERE state >= 3 AND finished_at < ?1 LIMIT ?2)",
 };
 
 struct bu_jobs {
@@ -165,8 +179,8 @@ bu_jobs_rollback(struct bu_jobs *jobs)
 
 int
 bu_jobs_insert(struct bu_jobs *jobs, const char *job_id, const char *tenant,
-    const char *idem, const void *payload, size_t n, uint32_t total,
-    int64_t accepted_at_ms, int64_t *seqp)
+    const char *idem, const void *payload, size_t n, const uint8_t *digest,
+    uint32_t total, int64_t accepted_at_ms, int64_t *seqp)
 {
     sqlite3_stmt *st = jobs_stmt(jobs, JOBS_INSERT);
     if (st == NULL) {
@@ -180,6 +194,9 @@ bu_jobs_insert(struct bu_jobs *jobs, const char *job_id, const char *tenant,
     sqlite3_bind_blob64(st, 4, payload, n, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, accepted_at_ms);
     sqlite3_bind_int64(st, 6, total);
+    if (digest != NULL) {
+        sqlite3_bind_blob(st, 7, digest, 16, SQLITE_STATIC);
+    }
     int rv = jobs_done(jobs, st, sqlite3_step(st), "insert");
     if (rv == BU_OK) {
         *seqp = sqlite3_last_insert_rowid(jobs->db);
@@ -213,6 +230,10 @@ jobs_row_info(sqlite3_stmt *st, struct bu_job_info *info)
     info->counts.not_found = (uint32_t) sqlite3_column_int64(st, 12);
     info->counts.failed = (uint32_t) sqlite3_column_int64(st, 13);
     jobs_copy_text(info->error, sizeof(info->error), st, 14);
+    if (sqlite3_column_bytes(st, 15) == (int) sizeof(info->digest)) {
+        memcpy(info->digest, sqlite3_column_blob(st, 15),
+            sizeof(info->digest));
+    }
 }
 
 // jobs_get_one runs a one-row query and fills *infop.
@@ -337,4 +358,51 @@ bu_jobs_each_unfinished(struct bu_jobs *jobs,
     }
     int rv2 = jobs_done(jobs, st, rc, "unfinished");
     return rv != BU_OK ? rv : rv2;
+}
+
+// jobs_update_one runs a one-row UPDATE bound to job_id and at_ms; BU_ENOENT
+// when it changed nothing.
+static int
+jobs_update_one(struct bu_jobs *jobs, enum jobs_stmt k, const char *job_id,
+    int64_t at_ms, const char *what)
+{
+    sqlite3_stmt *st = jobs_stmt(jobs, k);
+    if (st == NULL) {
+        return BU_ESTORE;
+    }
+    sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, at_ms);
+    int rv = jobs_done(jobs, st, sqlite3_step(st), what);
+    if (rv == BU_OK && sqlite3_changes(jobs->db) == 0) {
+        rv = BU_ENOENT;
+    }
+    return rv;
+}
+
+int
+bu_jobs_claim(struct bu_jobs *jobs, const char *job_id, int64_t at_ms)
+{
+    return jobs_update_one(jobs, JOBS_CLAIM, job_id, at_ms, "claim");
+}
+
+int
+bu_jobs_cancel(struct bu_jobs *jobs, const char *job_id, int64_t at_ms)
+{
+    return jobs_update_one(jobs, JOBS_CANCEL, job_id, at_ms, "cancel");
+}
+
+int
+bu_jobs_purge(struct bu_jobs *jobs, int64_t before_ms, int limit, size_t *np)
+{
+    sqlite3_stmt *st = jobs_stmt(jobs, JOBS_PURGE);
+    if (st == NULL) {
+        return BU_ESTORE;
+    }
+    sqlite3_bind_int64(st, 1, before_ms);
+    sqlite3_bind_int(st, 2, limit);
+    int rv = jobs_done(jobs, st, sqlite3_step(st), "purge");
+    if (rv == BU_OK) {
+        *np = (size_t) sqlite3_changes(jobs->db);
+    }
+    return rv;
 }

@@ -50,6 +50,7 @@ struct bu_job_info {
     int64_t finished_at_ms; // 0 until finished
     struct bu_job_counts counts;
     char error[256]; // why it FAILED; empty otherwise
+    uint8_t digest[16]; // of the request payload (zeros when unknown)
 };
 
 struct bu_jobs;
@@ -76,6 +77,7 @@ int bu_jobs_insert(struct bu_jobs *jobs,
     const char *tenant,
     const char *idem,              // may be NULL
     const void *payload, size_t n, // serialized SubmitBulkUpsertRequest
+    const uint8_t *digest,         // 16 bytes, or NULL
     uint32_t total,                // number of records
     int64_t accepted_at_ms,
     int64_t *seqp);                // OUT
@@ -88,6 +90,22 @@ int bu_jobs_find_idem(struct bu_jobs *jobs, const char *tenant,
 // bu_jobs_set_running marks a QUEUED job RUNNING at started_at_ms.
 int bu_jobs_set_running(
     struct bu_jobs *jobs, const char *job_id, int64_t started_at_ms);
+
+// bu_jobs_claim moves a QUEUED (or, after a restart, RUNNING) job to
+// RUNNING at started_at_ms. Returns BU_ENOENT when the job is in no such
+// state (cancelled, finished, purged).
+int bu_jobs_claim(
+    struct bu_jobs *jobs, const char *job_id, int64_t started_at_ms);
+
+// bu_jobs_cancel marks a QUEUED job CANCELLED and drops its payload.
+// Returns BU_ENOENT when the job is not QUEUED.
+int bu_jobs_cancel(
+    struct bu_jobs *jobs, const char *job_id, int64_t at_ms);
+
+// bu_jobs_purge deletes at most limit finished jobs that finished before
+// before_ms; *np gets how many.
+int bu_jobs_purge(
+    struct bu_jobs *jobs, int64_t before_ms, int limit, size_t *np);
 
 // bu_jobs_set_finished records the final state, counts and error (may be
 // NULL) and drops the request payload, which is no longer needed.

@@ -63,7 +63,8 @@ static const char tenant_fixed_schema[] =
     " updated INTEGER NOT NULL, unchanged INTEGER NOT NULL,"
     " superseded INTEGER NOT NULL, not_found INTEGER NOT NULL,"
     " failed INTEGER NOT NULL,"
-    " results BLOB NOT NULL);";
+    " results BLOB NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS applied_jobs_at ON applied_jobs(applied_at);";
 
 // Appends printf-formatted text to a fixed buffer; returns 0 on overflow.
 static int
@@ -750,5 +751,19 @@ bu_tenant_db_set_import(struct bu_tenant_db *db, const char *name,
     if (rv == BU_OK) {
         rv = tenant_column_get(db, name, colp);
     }
+    return rv;
+}
+
+int
+bu_tenant_db_purge(struct bu_tenant_db *db, int64_t before_ms)
+{
+    sqlite3_stmt *st = NULL;
+    int rv = tenant_prepare(db,
+        "DELETE FROM applied_jobs WHERE applied_at < ?1", &st);
+    if (rv == BU_OK) {
+        sqlite3_bind_int64(st, 1, before_ms);
+        rv = tenant_step_done(db, st, "purge");
+    }
+    sqlite3_finalize(st);
     return rv;
 }

@@ -96,6 +96,10 @@ int bu_tenant_db_mark_applied(struct bu_tenant_db *db,
     const struct bu_job_counts *counts,
     const void *results, size_t n); // serialized JobRecords
 
+// bu_tenant_db_purge deletes the records of jobs applied before before_ms
+// (their counts and results; the contacts stay). Writer only.
+int bu_tenant_db_purge(struct bu_tenant_db *db, int64_t before_ms);
+
 // bu_tenant_db_results copies the serialized JobRecords of job_id into
 // *blobp (release with bu_free). Returns BU_ENOENT when it was not applied.
 int bu_tenant_db_results(struct bu_tenant_db *db, const char *job_id,

@@ -30,6 +30,7 @@ struct pool_tenant {
     char name[64];
     struct bu_tenant_db *db;
     uint64_t last_used;
+    int64_t last_purge_ms;
 };
 
 struct pool_worker {
@@ -101,23 +102,37 @@ pool_tenant_get(struct pool_worker *w, const char *tenant,
     return BU_OK;
 }
 
+// pool_tenant_purge drops applied-job records past their retention, at most
+// once a minute (or a tenth of the retention) per tenant.
 static void
-pool_emit(struct bu_pool *pool, struct bu_job_event *ev)
+pool_tenant_purge(struct pool_worker *w, struct pool_tenant *t)
 {
-    ev->at_ms = bu_now_ms();
-    pool->cfg.on_event(pool->cfg.event_arg, ev);
+    int64_t keep = w->pool->cfg.retention_ms;
+    int64_t every = keep / 10 < 60000 ? keep / 10 : 60000;
+    int64_t now = bu_now_ms();
+    if (keep <= 0 || now - t->last_purge_ms < every) {
+        return;
+    }
+    t->last_purge_ms = now;
+    int rv = bu_tenant_db_purge(t->db, now - keep);
+    if (rv != BU_OK) {
+        BU_WARN("tenant %s: purge of old job results: %s", t->name,
+            bu_strerror(rv));
+    }
 }
 
-// pool_run_job applies one job and reports its events.
+// pool_run_job claims, applies and reports one job.
 static void
 pool_run_job(struct pool_worker *w, int64_t seq, const char *job_id,
     const char *tenant)
 {
-    struct bu_job_event ev = { .kind = BU_JOB_EVENT_RUNNING };
+    const struct bu_pool_config *cfg = &w->pool->cfg;
+    if (cfg->claim != NULL && cfg->claim(cfg->event_arg, job_id) != BU_OK) {
+        return; // cancelled, finished, or the journal is stopping
+    }
+    struct bu_job_event ev = { 0 };
     snprintf(ev.job_id, sizeof(ev.job_id), "%s", job_id);
-    pool_emit(w->pool, &ev);
-
-    ev.kind = BU_JOB_EVENT_FINISHED;
+    snprintf(ev.tenant, sizeof(ev.tenant), "%s", tenant);
     uint8_t *payload = NULL;
     size_t n = 0;
     struct pool_tenant *t = NULL;
@@ -126,17 +141,16 @@ pool_run_job(struct pool_worker *w, int64_t seq, const char *job_id,
         rv = pool_tenant_get(w, tenant, &t);
     }
     if (rv == BU_OK) {
-        rv = bu_apply_job(t->db, job_id, seq, payload, n,
-            &ev.counts);
+        rv = bu_apply_job(t->db, job_id, seq, payload, n, &ev.counts);
     }
     bu_free(payload);
     if (rv == BU_OK) {
         ev.state = bu_apply_state(&ev.counts);
+        pool_tenant_purge(w, t);
     } else if (rv == BU_ENOENT) {
-        // Finished or purged meanwhile (a replayed dispatch): nothing to do.
-        return;
+        return; // finished meanwhile (a replayed dispatch)
     } else {
-        // Storage trouble leaves the job QUEUED for the next start; a
+        // Storage trouble leaves the job RUNNING for the next start; a
         // payload that cannot decode fails for good.
         BU_ERROR("job %s (tenant %s): %s", job_id, tenant, bu_strerror(rv));
         if (rv != BU_EPARSE) {
@@ -146,7 +160,8 @@ pool_run_job(struct pool_worker *w, int64_t seq, const char *job_id,
         snprintf(ev.error, sizeof(ev.error), "stored request unreadable: %s",
             bu_strerror(rv));
     }
-    pool_emit(w->pool, &ev);
+    ev.at_ms = bu_now_ms();
+    cfg->on_event(cfg->event_arg, &ev);
 }
 
 static void *

@@ -21,15 +21,11 @@
 
 #include "store/jobs.h"
 
-enum bu_job_event_kind {
-    BU_JOB_EVENT_RUNNING,
-    BU_JOB_EVENT_FINISHED,
-};
-
+// A job finished: its final state and counts.
 struct bu_job_event {
-    enum bu_job_event_kind kind;
     char job_id[BU_JOB_ID_SIZE];
-    enum bu_job_state state; // FINISHED: the final state
+    char tenant[64];
+    enum bu_job_state state;
     struct bu_job_counts counts;
     char error[256];
     int64_t at_ms;
@@ -39,12 +35,18 @@ struct bu_job_event {
 // ev is only valid during the call.
 typedef void (*bu_job_event_fn)(void *arg, const struct bu_job_event *ev);
 
+// Called from a worker thread before it applies a job; may block. Returns
+// BU_OK to go ahead, anything else to skip the job (e.g. it was cancelled).
+typedef int (*bu_job_claim_fn)(void *arg, const char *job_id);
+
 struct bu_pool_config {
     const char *data_dir;   // holds queue.db and tenants/
     int nworkers;           // 1..64
     int max_open_tenants;   // per worker; least recently used closes first
+    int64_t retention_ms;   // applied-job records older than this go
+    bu_job_claim_fn claim;  // may be NULL: every job goes ahead
     bu_job_event_fn on_event;
-    void *event_arg;
+    void *event_arg;        // for claim and on_event
 };
 
 struct bu_pool;

@@ -14,6 +14,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
 #include <signal.h>
 #include <sodium.h>
 #include <sqlite3.h>
@@ -81,11 +83,35 @@ harness_keys(struct harness *h)
     bu_paseto_key_wipe(&sk);
 }
 
+const char *
+harness_wrapper(void)
+{
+    const char *w = getenv("BU_DAEMON_WRAPPER");
+    return w != NULL && w[strspn(w, " ")] != '\0' ? w : NULL;
+}
+
+int
+harness_slow(void)
+{
+    return harness_wrapper() != NULL ? 10 : 1;
+}
+
 static void
 harness_spawn(struct harness *h, const char *const *extra)
 {
-    const char *argv[64];
+    const char *argv[96];
     int n = 0;
+    // The wrapper's words come first; the copy lives until the exec.
+    char wrap[1024] = "";
+    const char *w = harness_wrapper();
+    if (w != NULL) {
+        snprintf(wrap, sizeof(wrap), "%s", w);
+        char *save = NULL;
+        for (char *tok = strtok_r(wrap, " ", &save); tok != NULL && n < 30;
+             tok = strtok_r(NULL, " ", &save)) {
+            argv[n++] = tok;
+        }
+    }
     argv[n++] = BU_DAEMON_PATH;
     argv[n++] = "--listen";
     argv[n++] = h->url;
@@ -93,7 +119,7 @@ harness_spawn(struct harness *h, const char *const *extra)
     argv[n++] = h->data;
     argv[n++] = "--keyring";
     argv[n++] = h->keyring;
-    for (int i = 0; extra != NULL && extra[i] != NULL && n < 62; i++) {
+    for (int i = 0; extra != NULL && extra[i] != NULL && n < 94; i++) {
         argv[n++] = extra[i];
     }
     argv[n] = NULL;
@@ -105,7 +131,7 @@ harness_spawn(struct harness *h, const char *const *extra)
             dup2(fd, 2);
             close(fd);
         }
-        execv(argv[0], (char *const *) argv);
+        execvp(argv[0], (char *const *) argv);
         _exit(127);
     }
     h->pid = pid;
@@ -113,10 +139,10 @@ harness_spawn(struct harness *h, const char *const *extra)
 
     // Ready when a call gets any answer from the service itself.
     bulkupsert_client *c = harness_client(h, NULL);
-    bulkupsert_client_set_timeout(c, 500);
+    bulkupsert_client_set_timeout(c, 500 * harness_slow());
     Bulkupsert__V1__GetJobRequest req = BULKUPSERT__V1__GET_JOB_REQUEST__INIT;
     req.job_id = "ready?";
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < 200 * harness_slow(); i++) {
         struct bulkupsert_status st = { 0 };
         Bulkupsert__V1__Job *job = NULL;
         int code = bulkupsert_get_job(c, &req, &job, &st);
@@ -139,7 +165,7 @@ harness_spawn(struct harness *h, const char *const *extra)
     }
     bulkupsert_client_close(c);
     harness_dump_log(h);
-    fail_msg("bulkupsertd did not answer within 10 s");
+    fail_msg("bulkupsertd did not answer within %d s", 10 * harness_slow());
 }
 
 void
@@ -181,7 +207,7 @@ harness_signal(struct harness *h, int sig)
     if (sig != SIGTERM && sig != SIGINT && sig != SIGKILL) {
         return 0;
     }
-    for (int i = 0; i < 600; i++) {
+    for (int i = 0; i < 600 * harness_slow(); i++) {
         int status;
         if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
             h->pid = 0;
@@ -254,7 +280,7 @@ harness_client(struct harness *h, const char *token)
 {
     bulkupsert_client *c = NULL;
     assert_int_equal(bulkupsert_client_open(&c, h->url, token), 0);
-    bulkupsert_client_set_timeout(c, 10000);
+    bulkupsert_client_set_timeout(c, 10000 * harness_slow());
     return c;
 }
 
@@ -263,7 +289,7 @@ harness_wait_job(bulkupsert_client *c, const char *id)
 {
     Bulkupsert__V1__GetJobRequest req = BULKUPSERT__V1__GET_JOB_REQUEST__INIT;
     req.job_id = (char *) id;
-    for (int i = 0; i < 3000; i++) {
+    for (int i = 0; i < 3000 * harness_slow(); i++) {
         struct bulkupsert_status st = { 0 };
         Bulkupsert__V1__Job *job = NULL;
         int code = bulkupsert_get_job(c, &req, &job, &st);
@@ -278,7 +304,7 @@ harness_wait_job(bulkupsert_client *c, const char *id)
         bulkupsert__v1__job__free_unpacked(job, NULL);
         harness_sleep_ms(10);
     }
-    fail_msg("job %s did not finish within 30 s", id);
+    fail_msg("job %s did not finish within %d s", id, 30 * harness_slow());
     return NULL;
 }
 
@@ -464,4 +490,127 @@ req_fini(struct req_builder *b)
     }
     free(b->req.columns);
     memset(b, 0, sizeof(*b));
+}
+
+int
+harness_rss_kb(const struct harness *h, long *rss_kb, long *hwm_kb)
+{
+    if (h->pid <= 0) {
+        return -1;
+    }
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/status", (long) h->pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return -1;
+    }
+    char line[256];
+    int found = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        long v;
+        if (sscanf(line, "VmRSS: %ld", &v) == 1) {
+            if (rss_kb != NULL) {
+                *rss_kb = v;
+            }
+            found |= 1;
+        } else if (sscanf(line, "VmHWM: %ld", &v) == 1) {
+            if (hwm_kb != NULL) {
+                *hwm_kb = v;
+            }
+            found |= 2;
+        }
+    }
+    fclose(f);
+    return found == 3 ? 0 : -1;
+}
+
+int
+harness_tcp_port(const struct harness *h)
+{
+    FILE *f = fopen(h->log, "r");
+    if (f == NULL) {
+        return -1;
+    }
+    // The last start's line counts: the log is appended to on restarts.
+    char line[512];
+    int port = -1;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        const char *p = strstr(line, "listening on tcp://");
+        const char *q = p != NULL ? strstr(p, "(port ") : NULL;
+        int v;
+        if (q != NULL && sscanf(q, "(port %d)", &v) == 1 && v > 0) {
+            port = v;
+        }
+    }
+    fclose(f);
+    return port;
+}
+
+long long
+harness_queue_count(struct harness *h, const char *sql)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/queue.db", h->data);
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return -1;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    }
+    long long v = sqlite3_step(st) == SQLITE_ROW
+        ? sqlite3_column_int64(st, 0)
+        : -1;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+int
+harness_raw_call(const char *url, const void *req, size_t len,
+    int timeout_ms, void **replyp, size_t *replylenp)
+{
+    *replyp = NULL;
+    *replylenp = 0;
+    nng_socket s;
+    int rv = nng_req0_open(&s);
+    if (rv != 0) {
+        return rv;
+    }
+    // One try: a resend after a dropped connection would hide the drop.
+    if ((rv = nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME,
+             NNG_DURATION_INFINITE)) != 0 ||
+        (rv = nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, timeout_ms)) != 0 ||
+        (rv = nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, timeout_ms)) != 0 ||
+        (rv = nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 64u << 20)) != 0 ||
+        (rv = nng_dial(s, url, NULL, 0)) != 0) {
+        nng_close(s);
+        return rv;
+    }
+    nng_msg *msg = NULL;
+    if ((rv = nng_msg_alloc(&msg, len)) != 0) {
+        nng_close(s);
+        return rv;
+    }
+    if (len > 0) {
+        memcpy(nng_msg_body(msg), req, len);
+    }
+    if ((rv = nng_sendmsg(s, msg, 0)) != 0) {
+        nng_msg_free(msg);
+        nng_close(s);
+        return rv;
+    }
+    if ((rv = nng_recvmsg(s, &msg, 0)) == 0) {
+        size_t n = nng_msg_len(msg);
+        *replyp = malloc(n > 0 ? n : 1);
+        assert_non_null(*replyp);
+        memcpy(*replyp, nng_msg_body(msg), n);
+        *replylenp = n;
+        nng_msg_free(msg);
+    }
+    nng_close(s);
+    return rv;
 }

@@ -86,4 +86,39 @@ void req_row(struct req_builder *b, const char *const *vals);
 // req_fini frees the builder's memory.
 void req_fini(struct req_builder *b);
 
+// ---------------------------------------------------------------------
+// Additions for the crash, overload and bad-input tests.
+
+// harness_wrapper returns BU_DAEMON_WRAPPER (e.g. "valgrind --quiet"),
+// or NULL when the daemon runs directly. When set, harness_spawn runs the
+// daemon through it (split on spaces) and the harness's waits (start-up,
+// stop, harness_wait_job, client timeout) grow by harness_slow().
+const char *harness_wrapper(void);
+
+// harness_slow returns the factor waits grow by: 1, or 10 under a
+// wrapper.
+int harness_slow(void);
+
+// harness_rss_kb reads VmRSS and VmHWM (peak RSS) of the running daemon
+// from /proc/PID/status, in kB (either pointer may be NULL). Returns 0,
+// or -1 when the daemon is not running or the file cannot be read.
+int harness_rss_kb(const struct harness *h, long *rss_kb, long *hwm_kb);
+
+// harness_tcp_port returns the port of the daemon's first tcp:// listener
+// as its log reports it ("listening on ... (port N)"), for a daemon
+// started with --listen tcp://127.0.0.1:0; -1 when there is none.
+int harness_tcp_port(const struct harness *h);
+
+// harness_queue_count runs a SQL query returning one integer against
+// DATA/queue.db; -1 when the database or row is missing.
+long long harness_queue_count(struct harness *h, const char *sql);
+
+// harness_raw_call sends len bytes as one request on a fresh nng req0
+// socket dialled to url, and waits up to timeout_ms for the reply, which
+// it returns in *replyp (malloc'd; free it) and *replylenp. Returns 0, or
+// the nng error (NNG_ETIMEDOUT when no reply came, NNG_ECONNRESET when
+// the server dropped the connection). No resend: one request, one try.
+int harness_raw_call(const char *url, const void *req, size_t len,
+    int timeout_ms, void **replyp, size_t *replylenp);
+
 #endif // BU_TESTS_HARNESS_H

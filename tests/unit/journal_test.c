@@ -629,7 +629,7 @@ test_journal_recovery(void **state)
         assert_rv(bu_uuid7(ids[i]), BU_OK);
         pids[i] = ids[i];
         assert_rv(bu_jobs_insert(w, ids[i], acme ? "acme" : "beta", NULL, p,
-                      n, 1, bu_now_ms(), &seqs[i]),
+                      n, NULL, 1, bu_now_ms(), &seqs[i]),
             BU_OK);
         // Job 0 was applied to its tenant just before the crash: the
         // marker is in acme.db, queue.db still says QUEUED.

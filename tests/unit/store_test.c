@@ -142,11 +142,11 @@ test_jobs_roundtrip(void **state)
     int64_t seq = 0;
 
     assert_rv(bu_jobs_open(&w, fx->qpath, BU_SQL_WRITER), BU_OK);
-    assert_rv(bu_jobs_insert(w, ID1, "acme", "idem-1", "abc", 3, 3, 1000,
+    assert_rv(bu_jobs_insert(w, ID1, "acme", "idem-1", "abc", 3, NULL, 3, 1000,
                   &seq),
         BU_OK);
     assert_int_equal(seq, 1);
-    assert_rv(bu_jobs_insert(w, ID2, "acme", NULL, "de", 2, 2, 1001, &seq),
+    assert_rv(bu_jobs_insert(w, ID2, "acme", NULL, "de", 2, NULL, 2, 1001, &seq),
         BU_OK);
     assert_int_equal(seq, 2);
 
@@ -234,31 +234,31 @@ test_jobs_duplicates(void **state)
     struct bu_job_info info;
 
     assert_rv(bu_jobs_open(&w, fx->qpath, BU_SQL_WRITER), BU_OK);
-    assert_rv(bu_jobs_insert(w, ID1, "acme", "k", "x", 1, 1, 1, &seq),
+    assert_rv(bu_jobs_insert(w, ID1, "acme", "k", "x", 1, NULL, 1, 1, &seq),
         BU_OK);
     // Same (tenant, idem).
     seq = -7;
-    assert_rv(bu_jobs_insert(w, ID2, "acme", "k", "x", 1, 1, 1, &seq),
+    assert_rv(bu_jobs_insert(w, ID2, "acme", "k", "x", 1, NULL, 1, 1, &seq),
         BU_EEXIST);
     assert_int_equal(seq, -7);
     assert_rv(bu_jobs_get(w, ID2, &info), BU_ENOENT);
     // Same job id.
-    assert_rv(bu_jobs_insert(w, ID1, "acme", "k2", "x", 1, 1, 1, &seq),
+    assert_rv(bu_jobs_insert(w, ID1, "acme", "k2", "x", 1, NULL, 1, 1, &seq),
         BU_EEXIST);
     // Same key, other tenant: a different job.
-    assert_rv(bu_jobs_insert(w, ID3, "beta", "k", "x", 1, 1, 1, &seq),
+    assert_rv(bu_jobs_insert(w, ID3, "beta", "k", "x", 1, NULL, 1, 1, &seq),
         BU_OK);
     // No key: never a duplicate.
-    assert_rv(bu_jobs_insert(w, ID4, "acme", NULL, "x", 1, 1, 1, &seq),
+    assert_rv(bu_jobs_insert(w, ID4, "acme", NULL, "x", 1, NULL, 1, 1, &seq),
         BU_OK);
-    assert_rv(bu_jobs_insert(w, ID5, "acme", NULL, "x", 1, 1, 1, &seq),
+    assert_rv(bu_jobs_insert(w, ID5, "acme", NULL, "x", 1, NULL, 1, 1, &seq),
         BU_OK);
     assert_rv(bu_jobs_find_idem(w, "beta", "k", &info), BU_OK);
     assert_string_equal(info.job_id, ID3);
 
     // A failed insert inside a transaction leaves the transaction usable.
     assert_rv(bu_jobs_begin(w), BU_OK);
-    assert_rv(bu_jobs_insert(w, ID1, "acme", NULL, "x", 1, 1, 1, &seq),
+    assert_rv(bu_jobs_insert(w, ID1, "acme", NULL, "x", 1, NULL, 1, 1, &seq),
         BU_EEXIST);
     assert_rv(bu_jobs_set_running(w, ID4, 10), BU_OK);
     assert_rv(bu_jobs_commit(w), BU_OK);
@@ -305,7 +305,7 @@ test_jobs_each_unfinished(void **state)
     static const int order[] = { 4, 0, 3, 1, 2 };
     for (size_t i = 0; i < NELEM(order); i++) {
         assert_rv(bu_jobs_insert(w, ids[order[i]], i % 2 ? "beta" : "acme",
-                      NULL, "p", 1, 1, (int64_t) i, &seq),
+                      NULL, "p", 1, NULL, 1, (int64_t) i, &seq),
             BU_OK);
     }
     assert_rv(bu_jobs_set_running(w, ids[3], 5), BU_OK);
@@ -359,7 +359,7 @@ test_jobs_reader_isolation(void **state)
     assert_rv(bu_jobs_open(&r, fx->qpath, BU_SQL_READER), BU_OK);
 
     assert_rv(bu_jobs_begin(w), BU_OK);
-    assert_rv(bu_jobs_insert(w, ID1, "acme", "k", "abc", 3, 1, 1, &seq),
+    assert_rv(bu_jobs_insert(w, ID1, "acme", "k", "abc", 3, NULL, 1, 1, &seq),
         BU_OK);
     // The writer sees its own transaction...
     assert_rv(bu_jobs_get(w, ID1, &info), BU_OK);
@@ -380,7 +380,7 @@ test_jobs_reader_isolation(void **state)
 
     // A rolled-back insert is gone for everyone.
     assert_rv(bu_jobs_begin(w), BU_OK);
-    assert_rv(bu_jobs_insert(w, ID2, "acme", NULL, "x", 1, 1, 1, &seq),
+    assert_rv(bu_jobs_insert(w, ID2, "acme", NULL, "x", 1, NULL, 1, 1, &seq),
         BU_OK);
     bu_jobs_rollback(w);
     assert_rv(bu_jobs_get(w, ID2, &info), BU_ENOENT);
@@ -389,7 +389,7 @@ test_jobs_reader_isolation(void **state)
     bu_jobs_rollback(w);
 
     // Readers never write.
-    assert_true(bu_jobs_insert(r, ID3, "acme", NULL, "x", 1, 1, 1, &seq) !=
+    assert_true(bu_jobs_insert(r, ID3, "acme", NULL, "x", 1, NULL, 1, 1, &seq) !=
         BU_OK);
     assert_rv(bu_jobs_get(w, ID3, &info), BU_ENOENT);
     bu_jobs_close(r);

@@ -244,6 +244,11 @@ keygen_parse(
     if (*keyringp == NULL || (*keyringp)[0] == '\0') {
         return cli_usage_error("keygen", "missing --keyring FILE");
     }
+    if (strcmp(*secretp, *keyringp) == 0) {
+        return cli_usage_error("keygen",
+            "--secret and --keyring name the same file; the secret key must "
+            "never be in the server's keyring");
+    }
     return CLI_EXIT_OK;
 }
 

@@ -397,7 +397,9 @@ chunk_alloc(char *const *columns, size_t ncolumns, size_t n)
     bulkupsert__v1__submit_bulk_upsert_request__init(req);
     chunk->request = req;
     chunk->lines = bu_calloc(n, sizeof(*chunk->lines));
-    req->columns = calloc(ncolumns, sizeof(*req->columns));
+    // At least one slot: calloc(0) may return NULL, which is not OOM here
+    // (an NDJSON chunk of "{}" lines has no columns).
+    req->columns = calloc(ncolumns > 0 ? ncolumns : 1, sizeof(*req->columns));
     req->contact_datas = calloc(n, sizeof(*req->contact_datas));
     if (chunk->lines == NULL || req->columns == NULL
         || req->contact_datas == NULL) {
@@ -566,8 +568,11 @@ ndjson_parse_line(
     json_t *obj = json_loadb(
         rec->buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (obj == NULL) {
-        return rec_fail(rec, rec->line, "invalid JSON at column %d: %s",
-            jerr.column, jerr.text);
+        // jansson keeps integers in 64 bits; say how to send longer ones.
+        int big = strstr(jerr.text, "too big") != NULL;
+        return rec_fail(rec, rec->line, "invalid JSON at column %d: %s%s",
+            jerr.column, jerr.text,
+            big ? " (write long numbers as strings)" : "");
     }
     if (!json_is_object(obj)) {
         int rv = rec_fail(rec, rec->line,
@@ -624,8 +629,9 @@ ndjson_build(struct records *rec, json_t *const *objs, const long *lines,
     }
     bu_free(names);
     for (size_t r = 0; r < n; r++) {
-        Bulkupsert__V1__Value **values = calloc(ncolumns, sizeof(*values));
-        int                     rv = values != NULL ? BU_OK : BU_ENOMEM;
+        Bulkupsert__V1__Value **values
+            = calloc(ncolumns > 0 ? ncolumns : 1, sizeof(*values));
+        int rv = values != NULL ? BU_OK : BU_ENOMEM;
         for (size_t c = 0; rv == BU_OK && c < ncolumns; c++) {
             if ((values[c] = value_new()) == NULL) {
                 rv = BU_ENOMEM;

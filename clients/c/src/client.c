@@ -43,6 +43,10 @@ struct bulkupsert_client {
     int              timeout_ms; // guarded by mtx
 };
 
+// nng 1.x initialises itself inside the first socket open and races when
+// two threads do that at once; opens of this library take turns.
+static pthread_mutex_t client_open_mtx = PTHREAD_MUTEX_INITIALIZER;
+
 // The closure data of every call made through client->service. The
 // transport fills status; the closure stores the reply, which from then on
 // belongs to the public call (and then to its caller).
@@ -375,7 +379,10 @@ bulkupsert_client_open(
     if (token != NULL && (client->token = client_strdup(token)) == NULL) {
         goto fail_mtx;
     }
-    if (nng_req0_open(&client->sock) != 0) {
+    pthread_mutex_lock(&client_open_mtx);
+    nrv = nng_req0_open(&client->sock);
+    pthread_mutex_unlock(&client_open_mtx);
+    if (nrv != 0) {
         goto fail_mtx;
     }
     // A resend would turn one submit into two jobs; the caller decides

@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The bare SQLite loops (see baseline.h). Each transaction's rows are made
+ * first, then BEGIN, one step of the prepared upsert per row, COMMIT is
+ * timed: that interval is all SQLite's (B-tree work, WAL writes, and the
+ * checkpoints wal_autocheckpoint triggers at commit).
+ */
+#include "baseline.h"
+
+#include "store/sql.h"
+#include "store/tenant.h"
+
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BASELINE_NAIVE_TXN 1000
+#define BASELINE_TUNED_TXN 10000
+
+struct baseline_db {
+    sqlite3 *db;
+    sqlite3_stmt *upsert;
+    size_t txn_rows;
+    struct rows_row *rows; // txn_rows rows, remade for each transaction
+};
+
+static const char baseline_upsert_sql[] =
+    "INSERT INTO master_contact(contact_key, email, name, surname, gsm,"
+    " email_permission, contact_status, birth_date, gender)"
+    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    " ON CONFLICT(contact_key) DO UPDATE SET"
+    " email = excluded.email, name = excluded.name,"
+    " surname = excluded.surname, gsm = excluded.gsm,"
+    " email_permission = excluded.email_permission,"
+    " contact_status = excluded.contact_status,"
+    " birth_date = excluded.birth_date, gender = excluded.gender";
+
+static void
+baseline_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+baseline_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static double
+baseline_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+const char *
+baseline_kind_name(enum baseline_kind kind)
+{
+    return kind == BASELINE_NAIVE ? "naive" : "tuned";
+}
+
+int
+baseline_create(
+    const char *data_dir, const char *tenant, char *err, size_t errlen)
+{
+    struct bu_tenant_db *tdb = NULL;
+    int rv = bu_tenant_db_open(&tdb, data_dir, tenant, BU_SQL_WRITER);
+    if (rv != 0) {
+        baseline_err(err, errlen,
+            "cannot create %s/tenants/%s.db with the daemon's schema "
+            "(store error %d)", data_dir, tenant, rv);
+        return -1;
+    }
+    bu_tenant_db_close(tdb);
+    return 0;
+}
+
+int
+baseline_open(struct baseline_db **dbp, const char *path,
+    enum baseline_kind kind, char *err, size_t errlen)
+{
+    struct baseline_db *b = calloc(1, sizeof(*b));
+    if (b == NULL) {
+        baseline_err(err, errlen, "out of memory");
+        return -1;
+    }
+    b->txn_rows = kind == BASELINE_NAIVE ? BASELINE_NAIVE_TXN
+                                         : BASELINE_TUNED_TXN;
+    const char *pragmas = kind == BASELINE_NAIVE
+        ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+        : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+          "PRAGMA cache_size=-262144; PRAGMA wal_autocheckpoint=10000;";
+    int rc = sqlite3_open_v2(path, &b->db, SQLITE_OPEN_READWRITE, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_exec(b->db, pragmas, NULL, NULL, NULL);
+    }
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_prepare_v3(b->db, baseline_upsert_sql, -1,
+            SQLITE_PREPARE_PERSISTENT, &b->upsert, NULL);
+    }
+    if (rc == SQLITE_OK) {
+        b->rows = calloc(b->txn_rows, sizeof(*b->rows));
+        if (b->rows == NULL) {
+            rc = SQLITE_NOMEM;
+        }
+    }
+    if (rc != SQLITE_OK) {
+        baseline_err(err, errlen, "%s: %s", path,
+            b->db != NULL ? sqlite3_errmsg(b->db) : sqlite3_errstr(rc));
+        baseline_close(b);
+        return -1;
+    }
+    *dbp = b;
+    return 0;
+}
+
+void
+baseline_close(struct baseline_db *db)
+{
+    if (db == NULL) {
+        return;
+    }
+    sqlite3_finalize(db->upsert);
+    sqlite3_close(db->db);
+    free(db->rows);
+    free(db);
+}
+
+// baseline_txn writes rows[0 .. n-1] in one transaction. On failure it
+// puts SQLite's message in err before rolling back (which would clear it).
+static int
+baseline_txn(struct baseline_db *b, size_t n, char *err, size_t errlen)
+{
+    int rc = sqlite3_exec(b->db, "BEGIN", NULL, NULL, NULL);
+    for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+        const struct rows_row *r = &b->rows[i];
+        for (int j = 0; j < ROWS_NCOLS; j++) {
+            if (j == ROWS_BOOL_COL) {
+                sqlite3_bind_int(b->upsert, j + 1, r->flag);
+            } else {
+                sqlite3_bind_text(b->upsert, j + 1, r->text[j],
+                    (int) r->len[j], SQLITE_STATIC);
+            }
+        }
+        rc = sqlite3_step(b->upsert);
+        sqlite3_reset(b->upsert);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_exec(b->db, "COMMIT", NULL, NULL, NULL);
+    }
+    if (rc != SQLITE_OK) {
+        baseline_err(err, errlen, "%s", sqlite3_errmsg(b->db));
+        if (!sqlite3_get_autocommit(b->db)) {
+            (void) sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
+        }
+    }
+    return rc;
+}
+
+int
+baseline_run(struct baseline_db *db, uint64_t salt, enum rows_space space,
+    const uint32_t *ids, uint32_t id_base, size_t n, unsigned version,
+    struct baseline_pass *outp, char *err, size_t errlen)
+{
+    double secs = 0;
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < db->txn_rows ? n - done : db->txn_rows;
+        for (size_t i = 0; i < k; i++) {
+            uint32_t id = ids != NULL ? ids[done + i] : (uint32_t) (done + i);
+            rows_make(&db->rows[i], salt, space, id_base + id, version);
+        }
+        double t0 = baseline_now();
+        char msg[256];
+        int rc = baseline_txn(db, k, msg, sizeof(msg));
+        secs += baseline_now() - t0;
+        if (rc != SQLITE_OK) {
+            baseline_err(err, errlen, "upsert after %zu rows: %s", done, msg);
+            return -1;
+        }
+        done += k;
+    }
+    outp->rows = n;
+    outp->secs = secs;
+    outp->rps = secs > 0 ? (double) n / secs : 0;
+    return 0;
+}
