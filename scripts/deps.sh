@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config
   libnng-dev libsodium-dev libprotobuf-c-dev protobuf-c-compiler
   libsqlite3-dev libjansson-dev libcsv-dev libcmocka-dev
+  clang libclang-rt-14-dev
 )
 
 missing=()

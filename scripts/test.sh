@@ -20,3 +20,7 @@ echo "== ASan + UBSan build"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DBU_SANITIZER=address,undefined
+echo "== fuzz (bounded)"
+# Each libFuzzer harness for 20 s on its seed corpus (scripts/fuzz.sh runs
+# them longer); needs clang.
+FUZZ_SECONDS=20 bash scripts/fuzz.sh

@@ -79,12 +79,31 @@ paseto_pae(const uint8_t *m, size_t mlen, const uint8_t *f, size_t flen,
     return BU_OK;
 }
 
+// paseto_b64_alphabet returns 1 when the n characters at s are all of the
+// base64url alphabet. libsodium 1.0.18 computes on bytes above 0x7f as
+// negative chars before it rejects them, so they never reach it.
+static int
+paseto_b64_alphabet(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char) s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                (c >= '0' && c <= '9') || c == '-' || c == '_')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 // paseto_b64_decode decodes the n characters at s strictly into a new
 // buffer *outp of *lenp bytes, NUL-terminated so that text can be read
 // directly (release with bu_free). Returns BU_EPARSE, BU_ENOMEM.
 static int
 paseto_b64_decode(const char *s, size_t n, uint8_t **outp, size_t *lenp)
 {
+    if (!paseto_b64_alphabet(s, n)) {
+        return BU_EPARSE;
+    }
     size_t max = n / 4 * 3 + 2;
     uint8_t *out = bu_alloc(max + 1);
     size_t len = 0;
@@ -284,7 +303,7 @@ bu_paserk_parse(const char *str, struct bu_paseto_key *keyp)
         int rv = BU_EPARSE;
         // The exact encoded length rules out any longer or shorter key
         // before sodium sees it; sodium then checks every character.
-        if (n == PASETO_B64_LEN(want) &&
+        if (n == PASETO_B64_LEN(want) && paseto_b64_alphabet(b64, n) &&
             sodium_base642bin(key.bytes, sizeof(key.bytes), b64, n, NULL,
                 &key.len, NULL, PASETO_B64) == 0 &&
             key.len == want &&

@@ -326,11 +326,12 @@ svc_tenant_schema(struct svc_call *sc, struct bu_schema **schemap)
     struct bu_schema *schema = &sc->thread->schema;
     struct bu_tenant_db *db;
     int rv = svc_tenant_reader(sc, &db);
-    if (rv == BU_ENOENT) {
-        bu_schema_standard(schema);
-        rv = BU_OK;
-    } else if (rv == BU_OK) {
+    if (rv == BU_OK) {
         rv = bu_tenant_db_schema(db, schema);
+    }
+    if (rv == BU_ENOENT) {
+        bu_schema_standard(schema); // no table of its own yet
+        rv = BU_OK;
     }
     if (rv != BU_OK) {
         svc_fail(sc, BULKUPSERT__V1__CODE__INTERNAL, SVC_RC_UNEXPECTED,

@@ -235,7 +235,24 @@ int
 bu_tenant_db_schema(struct bu_tenant_db *db, struct bu_schema *schemap)
 {
     sqlite3_stmt *st = NULL;
+    // A reader may open a database whose writer is still creating it: until
+    // the schema commits, the tenant has no columns of its own yet.
     int rc = sqlite3_prepare_v2(db->db,
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'columns'",
+        -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == SQLITE_DONE) {
+        return BU_ENOENT;
+    }
+    if (rc != SQLITE_ROW) {
+        BU_ERROR("read columns: %s", sqlite3_errmsg(db->db));
+        return bu_sql_err(rc) == BU_OK ? BU_ESTORE : bu_sql_err(rc);
+    }
+    rc = sqlite3_prepare_v2(db->db,
         "SELECT name, type, max_len, allowed, nullable, has_default,"
         " default_value, custom, import_enabled FROM columns"
         " ORDER BY position",

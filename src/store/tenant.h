@@ -45,6 +45,8 @@ int bu_tenant_db_open(struct bu_tenant_db **dbp, const char *data_dir,
 void bu_tenant_db_close(struct bu_tenant_db *db);
 
 // bu_tenant_db_schema reads the column metadata into *schemap (table order).
+// Returns BU_ENOENT while the database is still being created (a reader
+// racing the tenant's first writer), BU_ESTORE.
 int bu_tenant_db_schema(struct bu_tenant_db *db, struct bu_schema *schemap);
 
 // bu_tenant_db_add_column adds a custom text column of max_len characters

@@ -23,8 +23,11 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define POOL_MAX_WORKERS 64
+// Each busy wait is SQLite's busy timeout (5 s) plus 200 ms: ~5 minutes.
+#define POOL_BUSY_RETRIES 60
 
 struct pool_tenant {
     char name[64];
@@ -140,8 +143,17 @@ pool_run_job(struct pool_worker *w, int64_t seq, const char *job_id,
     if (rv == BU_OK) {
         rv = pool_tenant_get(w, tenant, &t);
     }
-    if (rv == BU_OK) {
+    // A database locked by another writer (a schema change, an operator's
+    // tool) is waited out: the job must not stay RUNNING.
+    for (int attempt = 0; rv == BU_OK; attempt++) {
         rv = bu_apply_job(t->db, job_id, seq, payload, n, &ev.counts);
+        if (rv != BU_EBUSY || attempt == POOL_BUSY_RETRIES) {
+            break;
+        }
+        BU_WARN("job %s: tenant %s busy, retrying", job_id, tenant);
+        struct timespec ts = { 0, 200 * 1000000L };
+        nanosleep(&ts, NULL);
+        rv = BU_OK;
     }
     bu_free(payload);
     if (rv == BU_OK) {

@@ -37,8 +37,11 @@ enum bulkupsert_code {
     BULKUPSERT_INVALID_ARGUMENT = 3,
     BULKUPSERT_DEADLINE_EXCEEDED = 4,
     BULKUPSERT_NOT_FOUND = 5,
+    BULKUPSERT_ALREADY_EXISTS = 6,
     BULKUPSERT_PERMISSION_DENIED = 7,
     BULKUPSERT_RESOURCE_EXHAUSTED = 8,
+    BULKUPSERT_FAILED_PRECONDITION = 9,
+    BULKUPSERT_UNIMPLEMENTED = 12,
     BULKUPSERT_INTERNAL = 13,
     BULKUPSERT_UNAVAILABLE = 14,
     BULKUPSERT_UNAUTHENTICATED = 16,
@@ -107,6 +110,39 @@ int bulkupsert_get_job(bulkupsert_client *client,
     const Bulkupsert__V1__GetJobRequest *request,
     Bulkupsert__V1__Job **jobp,        // OUT
     struct bulkupsert_status *status); // OUT
+
+// bulkupsert_cancel_job calls CancelJob: a job still QUEUED becomes
+// CANCELLED and is never applied. On OK, *jobp holds the job (free with
+// bulkupsert__v1__job__free_unpacked). FAILED_PRECONDITION (400) when the
+// job is running or finished; NOT_FOUND for unknown or foreign jobs.
+int bulkupsert_cancel_job(bulkupsert_client *client,
+    const Bulkupsert__V1__CancelJobRequest *request,
+    Bulkupsert__V1__Job **jobp,        // OUT
+    struct bulkupsert_status *status); // OUT
+
+// bulkupsert_describe_table calls DescribeTable: the tenant's columns and
+// their metadata. Free *replyp with
+// bulkupsert__v1__describe_table_response__free_unpacked.
+int bulkupsert_describe_table(bulkupsert_client *client,
+    const Bulkupsert__V1__DescribeTableRequest *request,
+    Bulkupsert__V1__DescribeTableResponse **replyp, // OUT
+    struct bulkupsert_status *status);              // OUT
+
+// bulkupsert_add_column calls AddColumn (a custom text column). Free
+// *replyp with bulkupsert__v1__add_column_response__free_unpacked.
+// ALREADY_EXISTS when the name is taken; INVALID_ARGUMENT for a bad name or
+// length; FAILED_PRECONDITION when the row would be too wide.
+int bulkupsert_add_column(bulkupsert_client *client,
+    const Bulkupsert__V1__AddColumnRequest *request,
+    Bulkupsert__V1__AddColumnResponse **replyp, // OUT
+    struct bulkupsert_status *status);          // OUT
+
+// bulkupsert_set_import_enabled calls SetImportEnabled. Free *replyp with
+// bulkupsert__v1__set_import_enabled_response__free_unpacked.
+int bulkupsert_set_import_enabled(bulkupsert_client *client,
+    const Bulkupsert__V1__SetImportEnabledRequest *request,
+    Bulkupsert__V1__SetImportEnabledResponse **replyp, // OUT
+    struct bulkupsert_status *status);                 // OUT
 
 // bulkupsert_status_clear frees what a call put in status and zeroes it.
 void bulkupsert_status_clear(struct bulkupsert_status *status);

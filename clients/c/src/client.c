@@ -350,6 +350,14 @@ client_get_job_done(const Bulkupsert__V1__Job *reply, void *closure_data)
     call->reply = reply != NULL ? (ProtobufCMessage *) &reply->base : NULL;
 }
 
+// The closure of the calls made by method name.
+static void
+client_keep_reply(const ProtobufCMessage *reply, void *closure_data)
+{
+    struct client_call *call = closure_data;
+    call->reply = (ProtobufCMessage *) reply;
+}
+
 int
 bulkupsert_client_open(
     bulkupsert_client **clientp, const char *url, const char *token)
@@ -529,4 +537,88 @@ bulkupsert_get_job(bulkupsert_client    *client,
         bulkupsert_status_clear(&scratch);
     }
     return rv;
+}
+
+// client_call_method calls the method called name through the service's
+// invoke (the same path the generated stubs take) and hands back the reply.
+static int
+client_call_method(bulkupsert_client *client, const char *name,
+    const ProtobufCMessage *request, ProtobufCMessage **replyp,
+    struct bulkupsert_status *status)
+{
+    struct bulkupsert_status scratch;
+    struct client_call       call = { .status = status, .reply = NULL };
+
+    if (status == NULL) {
+        call.status = &scratch;
+    }
+    bu__status_reset(call.status);
+    *replyp = NULL;
+    const ProtobufCMethodDescriptor *m = NULL;
+    if (client_call_check(client, request, name, call.status)
+        == BULKUPSERT_OK) {
+        m = protobuf_c_service_descriptor_get_method_by_name(
+            client->service.descriptor, name);
+        if (m == NULL || m->input != request->descriptor) {
+            bu__status_set(call.status, BULKUPSERT_INVALID_ARGUMENT, 0,
+                "%s: not a method of %s taking %s", name,
+                client->service.descriptor->name,
+                request->descriptor->name);
+        }
+    }
+    if (m != NULL && call.status->code == BULKUPSERT_OK) {
+        unsigned index
+            = (unsigned) (m - client->service.descriptor->methods);
+        client->service.invoke(
+            &client->service, index, request, client_keep_reply, &call);
+    }
+    int rv = call.status->code;
+    if (rv == BULKUPSERT_OK) {
+        *replyp = call.reply;
+    } else if (call.reply != NULL) {
+        protobuf_c_message_free_unpacked(call.reply, NULL);
+    }
+    if (status == NULL) {
+        bulkupsert_status_clear(&scratch);
+    }
+    return rv;
+}
+
+int
+bulkupsert_cancel_job(bulkupsert_client *client,
+    const Bulkupsert__V1__CancelJobRequest *request,
+    Bulkupsert__V1__Job **jobp, struct bulkupsert_status *status)
+{
+    return client_call_method(client, "CancelJob", &request->base,
+        (ProtobufCMessage **) jobp, status);
+}
+
+int
+bulkupsert_describe_table(bulkupsert_client *client,
+    const Bulkupsert__V1__DescribeTableRequest *request,
+    Bulkupsert__V1__DescribeTableResponse **replyp,
+    struct bulkupsert_status *status)
+{
+    return client_call_method(client, "DescribeTable", &request->base,
+        (ProtobufCMessage **) replyp, status);
+}
+
+int
+bulkupsert_add_column(bulkupsert_client *client,
+    const Bulkupsert__V1__AddColumnRequest *request,
+    Bulkupsert__V1__AddColumnResponse **replyp,
+    struct bulkupsert_status *status)
+{
+    return client_call_method(client, "AddColumn", &request->base,
+        (ProtobufCMessage **) replyp, status);
+}
+
+int
+bulkupsert_set_import_enabled(bulkupsert_client *client,
+    const Bulkupsert__V1__SetImportEnabledRequest *request,
+    Bulkupsert__V1__SetImportEnabledResponse **replyp,
+    struct bulkupsert_status *status)
+{
+    return client_call_method(client, "SetImportEnabled", &request->base,
+        (ProtobufCMessage **) replyp, status);
 }
