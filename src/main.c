@@ -31,6 +31,7 @@
 
 #define MAIN_MAX_URLS 16
 #define MAIN_VERSION "0.1.0"
+#define MAIN_SQLITE_HEAP_LIMIT (160LL * 1024 * 1024)
 
 struct main_opts {
     const char *urls[MAIN_MAX_URLS];
@@ -354,6 +355,9 @@ main(int argc, char **argv)
         BU_ERROR("library initialisation failed");
         return 1;
     }
+    // All page caches together stay under this; SQLite recycles pages past
+    // it instead of growing (DESIGN inv 6).
+    sqlite3_soft_heap_limit64(MAIN_SQLITE_HEAP_LIMIT);
     if (mkdir(o.data_dir, 0750) != 0 && errno != EEXIST) {
         BU_ERROR("data folder %s: %s", o.data_dir, strerror(errno));
         return 1;

@@ -43,9 +43,12 @@ struct journal_sync {
     pthread_cond_t cv;
     bool done;                // guarded by mu
     int rv;                   // valid once done
-    const char *job_id;
+    const char *job_id;       // JOURNAL_CANCEL
     const char *tenant;       // JOURNAL_CANCEL
     struct bu_job_info *info; // JOURNAL_CANCEL
+    const char *const *ids;   // JOURNAL_CLAIM: n jobs, each answered
+    size_t n;                 // in rvs
+    int *rvs;
 };
 
 // One queued node: a submit (the caller's struct), a worker's event, or a
@@ -235,10 +238,25 @@ journal_sync_run(struct bu_journal *j, enum journal_kind kind,
 }
 
 int
-bu_journal_claim(void *arg, const char *job_id)
+bu_journal_claim(void *arg, const char *const *job_ids, size_t n, int *rvs)
 {
-    struct journal_sync sync = { .job_id = job_id };
+    struct journal_sync sync = { .ids = job_ids, .n = n, .rvs = rvs };
     return journal_sync_run(arg, JOURNAL_CLAIM, &sync);
+}
+
+// journal_write_claims claims each job of a sync; per-job answers in rvs.
+static int
+journal_write_claims(struct bu_journal *j, struct journal_sync *sync)
+{
+    int64_t now = bu_now_ms();
+    for (size_t i = 0; i < sync->n; i++) {
+        int rv = bu_jobs_claim(j->jobs, sync->ids[i], now);
+        sync->rvs[i] = rv;
+        if (rv != BU_OK && rv != BU_ENOENT) {
+            return rv;
+        }
+    }
+    return BU_OK;
 }
 
 int
@@ -322,8 +340,7 @@ journal_write_item(struct bu_journal *j, struct journal_item *it)
         return bu_jobs_set_finished(j->jobs, it->ev.job_id, it->ev.state,
             &it->ev.counts, it->ev.error, it->ev.at_ms);
     case JOURNAL_CLAIM:
-        return it->sync->rv = bu_jobs_claim(j->jobs, it->sync->job_id,
-                   bu_now_ms());
+        return it->sync->rv = journal_write_claims(j, it->sync);
     case JOURNAL_CANCEL:
         return it->sync->rv = journal_write_cancel(j, it);
     }

@@ -75,11 +75,13 @@ int bu_journal_start(struct bu_journal *j, struct bu_pool *pool);
 // done never runs.
 int bu_journal_submit(struct bu_journal *j, struct bu_journal_submit *s);
 
-// bu_journal_claim moves job_id from QUEUED (or RUNNING, after a restart)
-// to RUNNING, for the worker about to apply it; blocks until committed.
-// Returns BU_OK, BU_ENOENT (cancelled, finished or purged: skip it),
-// BU_ECLOSED, or a storage error. A bu_job_claim_fn; arg is the journal.
-int bu_journal_claim(void *arg, const char *job_id);
+// bu_journal_claim moves each job from QUEUED (or RUNNING, after a
+// restart) to RUNNING, for the worker about to apply them, in one turn;
+// blocks until committed. rvs[i]: BU_OK, or BU_ENOENT (cancelled, finished
+// or purged: skip it). Returns BU_OK, BU_ECLOSED, or a storage error. A
+// bu_job_claim_fn; arg is the journal.
+int bu_journal_claim(
+    void *arg, const char *const *job_ids, size_t n, int *rvs);
 
 // bu_journal_cancel cancels tenant's job_id if it is still QUEUED; blocks
 // until committed. *infop gets the job as it is after the call. Returns

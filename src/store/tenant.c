@@ -196,6 +196,15 @@ bu_tenant_db_open(struct bu_tenant_db **dbp, const char *data_dir,
     }
     int rv = bu_sql_open(&db->db, path, mode);
     if (rv == BU_OK && mode == BU_SQL_WRITER) {
+        // Random keys dirty a page per row: a cache that holds the working
+        // set and a WAL larger than one batch's transaction keep the
+        // checkpoints (two fsyncs, every page written again) off most
+        // commits. The process-wide soft heap limit (main) bounds the sum.
+        rv = bu_sql_exec(db->db,
+            "PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 10000;",
+            "tenant tuning");
+    }
+    if (rv == BU_OK && mode == BU_SQL_WRITER) {
         rv = tenant_create(db->db);
     }
     if (rv != BU_OK) {
@@ -307,6 +316,25 @@ bu_tenant_db_rollback(struct bu_tenant_db *db)
     if (!sqlite3_get_autocommit(db->db)) {
         (void) bu_sql_exec(db->db, "ROLLBACK", "tenant rollback");
     }
+}
+
+int
+bu_tenant_db_savepoint(struct bu_tenant_db *db)
+{
+    return bu_sql_exec(db->db, "SAVEPOINT job", "tenant savepoint");
+}
+
+int
+bu_tenant_db_release(struct bu_tenant_db *db)
+{
+    return bu_sql_exec(db->db, "RELEASE job", "tenant release");
+}
+
+void
+bu_tenant_db_rollback_to(struct bu_tenant_db *db)
+{
+    (void) bu_sql_exec(db->db, "ROLLBACK TO job; RELEASE job",
+        "tenant rollback to savepoint");
 }
 
 static int

@@ -71,6 +71,13 @@ int bu_tenant_db_begin(struct bu_tenant_db *db);
 int bu_tenant_db_commit(struct bu_tenant_db *db);
 void bu_tenant_db_rollback(struct bu_tenant_db *db);
 
+// bu_tenant_db_savepoint / release / rollback_to: a nested part of the
+// transaction (one job among several in one transaction) that can be undone
+// alone. Writer only, inside a transaction.
+int bu_tenant_db_savepoint(struct bu_tenant_db *db);
+int bu_tenant_db_release(struct bu_tenant_db *db);
+void bu_tenant_db_rollback_to(struct bu_tenant_db *db);
+
 // bu_tenant_db_upsert writes one record. cols[j] is the schema index of the
 // j-th cell; cols must contain the contact_key column, whose cell is TEXT.
 // A stored row equal on every provided cell is left alone (UNCHANGED); a

@@ -226,34 +226,28 @@ apply_records(struct bu_tenant_db *db, const struct bu_schema *schema,
     return rv;
 }
 
-int
-bu_apply_job(struct bu_tenant_db *db, const char *job_id, int64_t seq,
-    const uint8_t *payload, size_t n, struct bu_job_counts *countsp)
+// apply_one applies one job inside the open transaction, under its own
+// savepoint. Returns BU_OK (applied now, or found applied before: inv 2),
+// BU_EPARSE (nothing of it written), or a storage error.
+static int
+apply_one(struct bu_tenant_db *db, const struct bu_schema *schema,
+    struct bu_apply_item *item)
 {
     struct apply_ctx a = { 0 };
     struct bu_job_counts c = { 0 };
-    struct bu_schema *schema = bu_alloc(sizeof(*schema));
-    if (schema == NULL) {
-        return BU_ENOMEM;
+    int rv = bu_tenant_db_savepoint(db);
+    if (rv != BU_OK) {
+        return rv;
     }
-    int rv = bu_tenant_db_begin(db);
+    rv = bu_tenant_db_applied(db, item->job_id, &c);
     if (rv == BU_OK) {
-        rv = bu_tenant_db_applied(db, job_id, &c);
-        if (rv == BU_OK) {
-            // A replay (inv 2): nothing is written twice.
-            bu_tenant_db_rollback(db);
-            bu_free(schema);
-            *countsp = c;
-            return BU_OK;
-        }
-        rv = rv == BU_ENOENT ? BU_OK : rv;
+        item->counts = c; // a replay: nothing is written twice
+        return bu_tenant_db_release(db);
     }
-    if (rv == BU_OK) {
-        rv = bu_tenant_db_schema(db, schema);
-    }
+    rv = rv == BU_ENOENT ? BU_OK : rv;
     if (rv == BU_OK) {
         a.req = bulkupsert__v1__submit_bulk_upsert_request__unpack(
-            NULL, n, payload);
+            NULL, item->len, item->payload);
         rv = a.req == NULL ? BU_EPARSE : BU_OK;
     }
     if (rv == BU_OK) {
@@ -311,7 +305,40 @@ bu_apply_job(struct bu_tenant_db *db, const char *job_id, int64_t seq,
             rv = BU_ENOMEM;
         } else {
             bulkupsert__v1__job_records__pack(&jr, a.blob);
-            rv = bu_tenant_db_mark_applied(db, job_id, seq, &c, a.blob, len);
+            rv = bu_tenant_db_mark_applied(
+                db, item->job_id, item->seq, &c, a.blob, len);
+        }
+    }
+    if (rv == BU_OK) {
+        rv = bu_tenant_db_release(db);
+    } else {
+        bu_tenant_db_rollback_to(db);
+    }
+    if (rv == BU_OK) {
+        item->counts = c;
+    }
+    apply_ctx_fini(&a);
+    return rv;
+}
+
+int
+bu_apply_batch(struct bu_tenant_db *db, struct bu_apply_item *items,
+    size_t n)
+{
+    struct bu_schema *schema = bu_alloc(sizeof(*schema));
+    if (schema == NULL) {
+        return BU_ENOMEM;
+    }
+    // The columns are read inside the transaction, so a column added or
+    // disabled meanwhile is seen by all the batch's jobs alike.
+    int rv = bu_tenant_db_begin(db);
+    if (rv == BU_OK) {
+        rv = bu_tenant_db_schema(db, schema);
+    }
+    for (size_t i = 0; rv == BU_OK && i < n; i++) {
+        items[i].rv = apply_one(db, schema, &items[i]);
+        if (items[i].rv != BU_OK && items[i].rv != BU_EPARSE) {
+            rv = items[i].rv; // storage trouble: nothing commits
         }
     }
     if (rv == BU_OK) {
@@ -319,10 +346,30 @@ bu_apply_job(struct bu_tenant_db *db, const char *job_id, int64_t seq,
     }
     if (rv != BU_OK) {
         bu_tenant_db_rollback(db);
-    } else {
-        *countsp = c;
+        for (size_t i = 0; i < n; i++) {
+            items[i].rv = rv;
+        }
     }
-    apply_ctx_fini(&a);
     bu_free(schema);
+    return rv;
+}
+
+int
+bu_apply_job(struct bu_tenant_db *db, const char *job_id, int64_t seq,
+    const uint8_t *payload, size_t n, struct bu_job_counts *countsp)
+{
+    struct bu_apply_item item = {
+        .job_id = job_id,
+        .seq = seq,
+        .payload = payload,
+        .len = n,
+    };
+    int rv = bu_apply_batch(db, &item, 1);
+    if (rv == BU_OK) {
+        rv = item.rv;
+    }
+    if (rv == BU_OK) {
+        *countsp = item.counts;
+    }
     return rv;
 }

@@ -21,7 +21,7 @@
 #include "store/schema.h"
 #include "store/tenant.h"
 
-// bu_apply_job applies the job (payload = serialized
+// bu_apply_job is bu_apply_batch of one job: it applies the job (payload = serialized
 // SubmitBulkUpsertRequest) and fills *countsp. Returns BU_OK, BU_EPARSE (the
 // payload does not decode: the job cannot ever succeed), or a storage error
 // (nothing of the job was committed).
@@ -30,6 +30,24 @@ int bu_apply_job(struct bu_tenant_db *db,
     int64_t seq,
     const uint8_t *payload, size_t n,
     struct bu_job_counts *countsp); // OUT
+
+// One job of a batch: inputs, and its own result.
+struct bu_apply_item {
+    const char *job_id;
+    int64_t seq;
+    const uint8_t *payload; // serialized SubmitBulkUpsertRequest
+    size_t len;
+    struct bu_job_counts counts; // OUT, when rv is BU_OK
+    int rv;                      // OUT: BU_OK, BU_EPARSE or storage error
+};
+
+// bu_apply_batch applies several jobs of one tenant, in the given order, in
+// ONE transaction: each job keeps its own results and applied-marker (a
+// savepoint each), and one commit makes them all durable. A job whose
+// payload does not decode fails alone (BU_EPARSE); a storage error fails
+// every item and commits nothing. Returns BU_OK when the commit happened.
+int bu_apply_batch(struct bu_tenant_db *db, struct bu_apply_item *items,
+    size_t n);
 
 // bu_apply_state returns the final state that counts imply: COMPLETED when
 // nothing failed or went unfound, else COMPLETED_WITH_ERRORS.

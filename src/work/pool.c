@@ -21,6 +21,7 @@
 #include <nng/protocol/pipeline0/pull.h>
 #include <nng/protocol/pipeline0/push.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -28,6 +29,10 @@
 #define POOL_MAX_WORKERS 64
 // Each busy wait is SQLite's busy timeout (5 s) plus 200 ms: ~5 minutes.
 #define POOL_BUSY_RETRIES 60
+// A batch: the jobs taken from the pipe at once, and the request bytes one
+// transaction holds in memory.
+#define POOL_BATCH_JOBS 32
+#define POOL_BATCH_BYTES (32u * 1024u * 1024u)
 
 struct pool_tenant {
     char name[64];
@@ -124,62 +129,172 @@ pool_tenant_purge(struct pool_worker *w, struct pool_tenant *t)
     }
 }
 
-// pool_run_job claims, applies and reports one job.
-static void
-pool_run_job(struct pool_worker *w, int64_t seq, const char *job_id,
-    const char *tenant)
+// One dispatched job, as the pipe carries it.
+struct pool_job {
+    int64_t seq;
+    char job_id[BU_JOB_ID_SIZE];
+    char tenant[64];
+};
+
+// pool_apply_chunk applies the jobs of one tenant in one transaction,
+// waiting out a database locked by another writer (a schema change, an
+// operator's tool): the jobs must not stay RUNNING.
+static int
+pool_apply_chunk(struct pool_worker *w, struct pool_tenant *t,
+    struct bu_apply_item *items, size_t n)
 {
-    const struct bu_pool_config *cfg = &w->pool->cfg;
-    if (cfg->claim != NULL && cfg->claim(cfg->event_arg, job_id) != BU_OK) {
-        return; // cancelled, finished, or the journal is stopping
-    }
-    struct bu_job_event ev = { 0 };
-    snprintf(ev.job_id, sizeof(ev.job_id), "%s", job_id);
-    snprintf(ev.tenant, sizeof(ev.tenant), "%s", tenant);
-    uint8_t *payload = NULL;
-    size_t n = 0;
-    struct pool_tenant *t = NULL;
-    int rv = bu_jobs_payload(w->jobs, job_id, &payload, &n);
-    if (rv == BU_OK) {
-        rv = pool_tenant_get(w, tenant, &t);
-    }
-    // A database locked by another writer (a schema change, an operator's
-    // tool) is waited out: the job must not stay RUNNING.
-    for (int attempt = 0; rv == BU_OK; attempt++) {
-        rv = bu_apply_job(t->db, job_id, seq, payload, n, &ev.counts);
+    int rv = BU_OK;
+    for (int attempt = 0;; attempt++) {
+        rv = bu_apply_batch(t->db, items, n);
         if (rv != BU_EBUSY || attempt == POOL_BUSY_RETRIES) {
             break;
         }
-        BU_WARN("job %s: tenant %s busy, retrying", job_id, tenant);
+        BU_WARN("worker %d: tenant %s busy, retrying", w->index, t->name);
         struct timespec ts = { 0, 200 * 1000000L };
         nanosleep(&ts, NULL);
-        rv = BU_OK;
     }
-    bu_free(payload);
-    if (rv == BU_OK) {
+    return rv;
+}
+
+// pool_report sends the finished event of one applied (or failed) item.
+static void
+pool_report(struct pool_worker *w, const char *tenant,
+    const struct bu_apply_item *item)
+{
+    const struct bu_pool_config *cfg = &w->pool->cfg;
+    struct bu_job_event ev = { 0 };
+    snprintf(ev.job_id, sizeof(ev.job_id), "%s", item->job_id);
+    snprintf(ev.tenant, sizeof(ev.tenant), "%s", tenant);
+    if (item->rv == BU_OK) {
+        ev.counts = item->counts;
         ev.state = bu_apply_state(&ev.counts);
-        pool_tenant_purge(w, t);
-    } else if (rv == BU_ENOENT) {
-        return; // finished meanwhile (a replayed dispatch)
     } else {
-        // Storage trouble leaves the job RUNNING for the next start; a
-        // payload that cannot decode fails for good.
-        BU_ERROR("job %s (tenant %s): %s", job_id, tenant, bu_strerror(rv));
-        if (rv != BU_EPARSE) {
-            return;
-        }
+        // Only a payload that cannot decode gets here: it fails for good.
         ev.state = BU_JOB_FAILED;
         snprintf(ev.error, sizeof(ev.error), "stored request unreadable: %s",
-            bu_strerror(rv));
+            bu_strerror(item->rv));
     }
     ev.at_ms = bu_now_ms();
     cfg->on_event(cfg->event_arg, &ev);
+}
+
+// pool_run_group claims, applies and reports the jobs of one tenant, in
+// order, in transactions of up to POOL_BATCH_BYTES of requests.
+static void
+pool_run_group(struct pool_worker *w, struct pool_job *const *jobs, size_t n)
+{
+    const struct bu_pool_config *cfg = &w->pool->cfg;
+    const char *tenant = jobs[0]->tenant;
+    const char *ids[POOL_BATCH_JOBS];
+    int claimed[POOL_BATCH_JOBS];
+    struct bu_apply_item items[POOL_BATCH_JOBS];
+    uint8_t *payloads[POOL_BATCH_JOBS] = { 0 };
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = jobs[i]->job_id;
+        claimed[i] = BU_OK;
+    }
+    if (cfg->claim != NULL && cfg->claim(cfg->event_arg, ids, n, claimed) !=
+            BU_OK) {
+        return; // the journal is stopping: the jobs stay for the next start
+    }
+    struct pool_tenant *t = NULL;
+    int rv = pool_tenant_get(w, tenant, &t);
+    if (rv != BU_OK) {
+        BU_ERROR("worker %d: tenant %s: %s; its jobs resume at the next "
+                 "start", w->index, tenant, bu_strerror(rv));
+        return;
+    }
+    size_t i = 0;
+    while (i < n) {
+        // One chunk: claimed jobs whose payloads fit the byte bound.
+        size_t k = 0, bytes = 0;
+        for (; i < n && (k == 0 || bytes < POOL_BATCH_BYTES); i++) {
+            if (claimed[i] != BU_OK) {
+                continue; // cancelled, or finished by an earlier dispatch
+            }
+            size_t len = 0;
+            uint8_t *p = NULL;
+            rv = bu_jobs_payload(w->jobs, ids[i], &p, &len);
+            if (rv != BU_OK) {
+                if (rv != BU_ENOENT) {
+                    BU_ERROR("job %s: payload: %s", ids[i], bu_strerror(rv));
+                }
+                continue;
+            }
+            payloads[k] = p;
+            items[k] = (struct bu_apply_item) {
+                .job_id = ids[i],
+                .seq = jobs[i]->seq,
+                .payload = p,
+                .len = len,
+            };
+            k++;
+            bytes += len;
+        }
+        rv = k > 0 ? pool_apply_chunk(w, t, items, k) : BU_OK;
+        if (rv != BU_OK) {
+            BU_ERROR("worker %d: tenant %s: %zu jobs not applied, they "
+                     "resume at the next start: %s",
+                w->index, tenant, k, bu_strerror(rv));
+        }
+        for (size_t x = 0; x < k; x++) {
+            if (rv == BU_OK) {
+                pool_report(w, tenant, &items[x]);
+            }
+            bu_free(payloads[x]);
+            payloads[x] = NULL;
+        }
+    }
+    pool_tenant_purge(w, t);
+}
+
+// pool_parse reads "<seq> <job_id> <tenant>" from a pipe message.
+static int
+pool_parse(nng_msg *msg, struct pool_job *job)
+{
+    char text[256];
+    size_t len = nng_msg_len(msg);
+    if (len >= sizeof(text)) {
+        len = sizeof(text) - 1;
+    }
+    memcpy(text, nng_msg_body(msg), len);
+    text[len] = '\0';
+    long long seq;
+    if (sscanf(text, "%lld %36s %63s", &seq, job->job_id, job->tenant) != 3) {
+        BU_ERROR("bad dispatch \"%s\"", text);
+        return BU_EPARSE;
+    }
+    job->seq = seq;
+    return BU_OK;
+}
+
+// pool_run_batch applies a batch taken from the pipe, tenant by tenant;
+// each tenant's jobs keep their dispatch order.
+static void
+pool_run_batch(struct pool_worker *w, struct pool_job *batch, size_t n)
+{
+    bool done[POOL_BATCH_JOBS] = { false };
+    struct pool_job *group[POOL_BATCH_JOBS];
+    for (size_t i = 0; i < n; i++) {
+        if (done[i]) {
+            continue;
+        }
+        size_t k = 0;
+        for (size_t j = i; j < n; j++) {
+            if (!done[j] && strcmp(batch[j].tenant, batch[i].tenant) == 0) {
+                group[k++] = &batch[j];
+                done[j] = true;
+            }
+        }
+        pool_run_group(w, group, k);
+    }
 }
 
 static void *
 pool_worker_main(void *arg)
 {
     struct pool_worker *w = arg;
+    struct pool_job *batch = bu_calloc(POOL_BATCH_JOBS, sizeof(*batch));
     for (;;) {
         nng_msg *msg;
         int rv = nng_recvmsg(w->pull, &msg, 0);
@@ -189,23 +304,23 @@ pool_worker_main(void *arg)
             }
             break;
         }
-        char text[256];
-        size_t len = nng_msg_len(msg);
-        if (len >= sizeof(text)) {
-            len = sizeof(text) - 1;
-        }
-        memcpy(text, nng_msg_body(msg), len);
-        text[len] = '\0';
-        nng_msg_free(msg);
-        long long seq;
-        char job_id[BU_JOB_ID_SIZE];
-        char tenant[64];
-        if (sscanf(text, "%lld %36s %63s", &seq, job_id, tenant) != 3) {
-            BU_ERROR("worker %d: bad dispatch \"%s\"", w->index, text);
+        if (batch == NULL) {
+            // No memory for a batch: the job stays queued on disk.
+            nng_msg_free(msg);
+            BU_ERROR("worker %d: out of memory", w->index);
             continue;
         }
-        pool_run_job(w, seq, job_id, tenant);
+        size_t n = 0;
+        do {
+            if (pool_parse(msg, &batch[n]) == BU_OK) {
+                n++;
+            }
+            nng_msg_free(msg);
+        } while (n < POOL_BATCH_JOBS &&
+            nng_recvmsg(w->pull, &msg, NNG_FLAG_NONBLOCK) == 0);
+        pool_run_batch(w, batch, n);
     }
+    bu_free(batch);
     for (int i = 0; i < w->pool->cfg.max_open_tenants; i++) {
         pool_tenant_close(&w->tenants[i]);
     }

@@ -7,7 +7,10 @@
  * (DESIGN inv 3), while different tenants proceed in parallel.
  *
  * A message carries only the job's identity; the worker reads the request
- * payload from queue.db, so queued work costs disk, not memory.
+ * payload from queue.db, so queued work costs disk, not memory. A worker
+ * takes every job waiting in its pipe (up to a bound), and applies each
+ * tenant's jobs among them in one transaction: larger transactions are
+ * where SQLite's throughput comes from.
  *
  * Threads: bu_pool_dispatch may be called from any one thread at a time (the
  * journal thread, or main during recovery); it blocks when the worker's
@@ -35,9 +38,11 @@ struct bu_job_event {
 // ev is only valid during the call.
 typedef void (*bu_job_event_fn)(void *arg, const struct bu_job_event *ev);
 
-// Called from a worker thread before it applies a job; may block. Returns
-// BU_OK to go ahead, anything else to skip the job (e.g. it was cancelled).
-typedef int (*bu_job_claim_fn)(void *arg, const char *job_id);
+// Called from a worker thread before it applies jobs; may block. For each
+// of the n jobs, rvs[i] gets BU_OK to go ahead or anything else to skip it
+// (e.g. it was cancelled). Returns BU_OK, or an error for all of them.
+typedef int (*bu_job_claim_fn)(
+    void *arg, const char *const *job_ids, size_t n, int *rvs);
 
 struct bu_pool_config {
     const char *data_dir;   // holds queue.db and tenants/
