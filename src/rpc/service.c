@@ -109,13 +109,16 @@ struct svc_call {
     char next_page_token[24];
 };
 
-static unsigned
-svc_http_status(Bulkupsert__V1__Code code, const ProtobufCMethodDescriptor *m)
+unsigned
+bu_service_http_status(int code, const char *method)
 {
-    switch (code) {
+    switch ((Bulkupsert__V1__Code) code) {
     case BULKUPSERT__V1__CODE__OK:
-        return m != NULL && strcmp(m->name, "SubmitBulkUpsert") == 0 ? 202
-                                                                     : 200;
+        return method != NULL && strcmp(method, "SubmitBulkUpsert") == 0
+            ? 202
+            : 200;
+    case BULKUPSERT__V1__CODE__ALREADY_EXISTS:
+        return 409;
     case BULKUPSERT__V1__CODE__INVALID_ARGUMENT:
     case BULKUPSERT__V1__CODE__FAILED_PRECONDITION:
         return 400;
@@ -228,7 +231,8 @@ svc_finish(const ProtobufCMessage *output, void *closure_data)
     st.has_code = 1;
     st.code = sc->code;
     st.has_http_status = 1;
-    st.http_status = svc_http_status(sc->code, sc->method);
+    st.http_status = bu_service_http_status(
+        sc->code, sc->method != NULL ? sc->method->name : NULL);
     if (sc->response_code != SVC_RC_NONE) {
         st.has_response_code = 1;
         st.response_code = sc->response_code;

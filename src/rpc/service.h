@@ -43,6 +43,14 @@ struct bu_service_config {
 
 struct bu_service;
 
+// bu_service_http_status maps a gRPC code (bulkupsert.v1.Code) to the HTTP
+// status the vendor API answers with: OK is 202 for SubmitBulkUpsert
+// (method name) and 200 otherwise, INVALID_ARGUMENT and FAILED_PRECONDITION
+// 400, UNAUTHENTICATED 401, PERMISSION_DENIED 403, NOT_FOUND 404,
+// ALREADY_EXISTS 409, RESOURCE_EXHAUSTED 429, UNIMPLEMENTED 501,
+// UNAVAILABLE 503, anything else 500.
+unsigned bu_service_http_status(int code, const char *method);
+
 // bu_service_start starts the handler threads. Returns BU_EINVAL, BU_ENOMEM,
 // BU_ESTORE (queue.db could not be opened for reading).
 int bu_service_start(

@@ -354,13 +354,15 @@ static int
 tenant_colset_build(struct bu_tenant_db *db, const struct bu_schema *schema,
     struct tenant_colset *cs)
 {
-    char sel[16384], ins[16384], upd[32768];
-    size_t ps = 0, pi = 0, pu = 0, pv = 0;
-    char vals[8192];
-    int ok = tenant_sql_append(sel, sizeof(sel), &ps, "SELECT ") &&
-        tenant_sql_append(ins, sizeof(ins), &pi, "INSERT INTO master_contact(")
-        && tenant_sql_append(upd, sizeof(upd), &pu,
-            "UPDATE master_contact SET ");
+    // sqlite3_str grows as needed: 256 columns of 63-character names make
+    // statements of tens of kilobytes.
+    sqlite3_str *sel = sqlite3_str_new(db->db);
+    sqlite3_str *ins = sqlite3_str_new(db->db);
+    sqlite3_str *vals = sqlite3_str_new(db->db);
+    sqlite3_str *upd = sqlite3_str_new(db->db);
+    sqlite3_str_appendall(sel, "SELECT ");
+    sqlite3_str_appendall(ins, "INSERT INTO master_contact(");
+    sqlite3_str_appendall(upd, "UPDATE master_contact SET ");
     int nset = 0;
     size_t n = cs->ncols;
     cs->email_j = cs->email_status_j = cs->gsm_j = cs->gsm_status_j = -1;
@@ -375,58 +377,69 @@ tenant_colset_build(struct bu_tenant_db *db, const struct bu_schema *schema,
             *slot = (int) j;
         }
     }
-    for (size_t j = 0; ok && j < n; j++) {
+    for (size_t j = 0; j < n; j++) {
         const char *name = schema->cols[cs->cols[j]].name;
         const char *sep = j > 0 ? ", " : "";
-        ok = tenant_sql_append(sel, sizeof(sel), &ps, "%s\"%s\"", sep, name) &&
-            tenant_sql_append(ins, sizeof(ins), &pi, "%s\"%s\"", sep, name) &&
-            tenant_sql_append(vals, sizeof(vals), &pv, "%s?%zu", sep, j + 1);
-        if (!ok || strcmp(name, BU_COL_CONTACT_KEY) == 0) {
+        sqlite3_str_appendf(sel, "%s\"%w\"", sep, name);
+        sqlite3_str_appendf(ins, "%s\"%w\"", sep, name);
+        sqlite3_str_appendf(vals, "%s?%d", sep, (int) j + 1);
+        if (strcmp(name, BU_COL_CONTACT_KEY) == 0) {
             continue;
         }
         // A changed email (gsm) makes its status A again unless the same
         // record sets the status: "WHEN ?changed THEN 'A'".
-        size_t chg = 0;
+        int chg = 0;
         if ((int) j == cs->email_status_j && cs->email_j >= 0) {
-            chg = 2 * n + 2;
+            chg = (int) (2 * n + 2);
         } else if ((int) j == cs->gsm_status_j && cs->gsm_j >= 0) {
-            chg = 2 * n + 3;
+            chg = (int) (2 * n + 3);
         }
-        ok = tenant_sql_append(upd, sizeof(upd), &pu,
-                 "%s\"%s\" = CASE WHEN ?%zu THEN ?%zu", nset++ > 0 ? ", " : "",
-                 name, 2 * j + 2, 2 * j + 1) &&
-            (chg == 0 ||
-                tenant_sql_append(upd, sizeof(upd), &pu, " WHEN ?%zu THEN 'A'",
-                    chg)) &&
-            tenant_sql_append(upd, sizeof(upd), &pu, " ELSE \"%s\" END", name);
+        sqlite3_str_appendf(upd, "%s\"%w\" = CASE WHEN ?%d THEN ?%d",
+            nset++ > 0 ? ", " : "", name, (int) (2 * j + 2),
+            (int) (2 * j + 1));
+        if (chg != 0) {
+            sqlite3_str_appendf(upd, " WHEN ?%d THEN 'A'", chg);
+        }
+        sqlite3_str_appendf(upd, " ELSE \"%w\" END", name);
     }
-    if (ok && cs->email_j >= 0 && cs->email_status_j < 0) {
-        ok = tenant_sql_append(upd, sizeof(upd), &pu,
-            ", \"email_status\" = CASE WHEN ?%zu THEN 'A' ELSE"
-            " \"email_status\" END", 2 * n + 2);
+    if (cs->email_j >= 0 && cs->email_status_j < 0) {
+        sqlite3_str_appendf(upd,
+            "%s\"email_status\" = CASE WHEN ?%d THEN 'A' ELSE"
+            " \"email_status\" END", nset++ > 0 ? ", " : "", (int) (2 * n + 2));
     }
-    if (ok && cs->gsm_j >= 0 && cs->gsm_status_j < 0) {
-        ok = tenant_sql_append(upd, sizeof(upd), &pu,
-            ", \"gsm_status\" = CASE WHEN ?%zu THEN 'A' ELSE"
-            " \"gsm_status\" END", 2 * n + 3);
+    if (cs->gsm_j >= 0 && cs->gsm_status_j < 0) {
+        sqlite3_str_appendf(upd,
+            "%s\"gsm_status\" = CASE WHEN ?%d THEN 'A' ELSE"
+            " \"gsm_status\" END", nset++ > 0 ? ", " : "", (int) (2 * n + 3));
     }
-    ok = ok &&
-        tenant_sql_append(sel, sizeof(sel), &ps,
-            " FROM master_contact WHERE contact_key = ?1") &&
-        tenant_sql_append(ins, sizeof(ins), &pi, ") VALUES(%s)", vals) &&
-        tenant_sql_append(upd, sizeof(upd), &pu,
-            " WHERE contact_key = ?%zu", 2 * cs->ncols + 1);
-    if (!ok) {
-        return BU_ETOOBIG;
+    sqlite3_str_appendall(sel, " FROM master_contact WHERE contact_key = ?1");
+    sqlite3_str_appendf(ins, ") VALUES(%s)", sqlite3_str_value(vals));
+    sqlite3_str_appendf(
+        upd, " WHERE contact_key = ?%d", (int) (2 * cs->ncols + 1));
+    int rv = BU_OK;
+    if (sqlite3_str_errcode(sel) != SQLITE_OK ||
+        sqlite3_str_errcode(ins) != SQLITE_OK ||
+        sqlite3_str_errcode(vals) != SQLITE_OK ||
+        sqlite3_str_errcode(upd) != SQLITE_OK) {
+        rv = BU_ENOMEM;
     }
-    int rv = tenant_prepare(db, sel, &cs->select);
+    char *ssel = sqlite3_str_finish(sel);
+    char *sins = sqlite3_str_finish(ins);
+    sqlite3_free(sqlite3_str_finish(vals));
+    char *supd = sqlite3_str_finish(upd);
     if (rv == BU_OK) {
-        rv = tenant_prepare(db, ins, &cs->insert);
+        rv = tenant_prepare(db, ssel, &cs->select);
+    }
+    if (rv == BU_OK) {
+        rv = tenant_prepare(db, sins, &cs->insert);
     }
     // A request of contact_key alone has nothing to update.
     if (rv == BU_OK && nset > 0) {
-        rv = tenant_prepare(db, upd, &cs->update);
+        rv = tenant_prepare(db, supd, &cs->update);
     }
+    sqlite3_free(ssel);
+    sqlite3_free(sins);
+    sqlite3_free(supd);
     return rv;
 }
 

@@ -34,6 +34,22 @@ apply_rec_cmp(const void *a, const void *b)
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
+bool
+bu_apply_job_fault(int rv)
+{
+    switch (rv) {
+    case BU_OK:
+    case BU_EPARSE:  // the stored request does not decode
+    case BU_EINVAL:  // a record the store refuses
+    case BU_ETOOBIG: // a statement past SQLite's limits
+    case BU_EEXIST:  // a constraint the validator did not foresee
+    case BU_ESTORE:  // an SQL error particular to this job's columns
+        return true;
+    default:
+        return false;
+    }
+}
+
 enum bu_job_state
 bu_apply_state(const struct bu_job_counts *c)
 {
@@ -337,7 +353,7 @@ bu_apply_batch(struct bu_tenant_db *db, struct bu_apply_item *items,
     }
     for (size_t i = 0; rv == BU_OK && i < n; i++) {
         items[i].rv = apply_one(db, schema, &items[i]);
-        if (items[i].rv != BU_OK && items[i].rv != BU_EPARSE) {
+        if (!bu_apply_job_fault(items[i].rv)) {
             rv = items[i].rv; // storage trouble: nothing commits
         }
     }

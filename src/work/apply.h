@@ -14,6 +14,7 @@
 #ifndef BU_WORK_APPLY_H
 #define BU_WORK_APPLY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,10 +45,18 @@ struct bu_apply_item {
 // bu_apply_batch applies several jobs of one tenant, in the given order, in
 // ONE transaction: each job keeps its own results and applied-marker (a
 // savepoint each), and one commit makes them all durable. A job whose
-// payload does not decode fails alone (BU_EPARSE); a storage error fails
-// every item and commits nothing. Returns BU_OK when the commit happened.
+// payload does not decode, or that the store refuses, fails alone (see
+// bu_apply_job_fault); a storage error fails every item and commits
+// nothing. Returns BU_OK when the commit happened.
 int bu_apply_batch(struct bu_tenant_db *db, struct bu_apply_item *items,
     size_t n);
+
+// bu_apply_job_fault returns true when rv (an item's result) belongs to
+// that job alone, so the job fails and the rest of the batch goes on: a
+// request that does not decode, or one the store refuses. Busy, I/O and
+// memory errors are the database's, and fail the whole batch (retried or
+// resumed at the next start).
+bool bu_apply_job_fault(int rv);
 
 // bu_apply_state returns the final state that counts imply: COMPLETED when
 // nothing failed or went unfound, else COMPLETED_WITH_ERRORS.

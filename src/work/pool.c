@@ -169,9 +169,11 @@ pool_report(struct pool_worker *w, const char *tenant,
         ev.counts = item->counts;
         ev.state = bu_apply_state(&ev.counts);
     } else {
-        // Only a payload that cannot decode gets here: it fails for good.
+        // A fault of the job itself (bu_apply_job_fault): it fails for good.
         ev.state = BU_JOB_FAILED;
-        snprintf(ev.error, sizeof(ev.error), "stored request unreadable: %s",
+        snprintf(ev.error, sizeof(ev.error), "the job could not be applied: %s",
+            bu_strerror(item->rv));
+        BU_ERROR("job %s (tenant %s) failed: %s", item->job_id, tenant,
             bu_strerror(item->rv));
     }
     ev.at_ms = bu_now_ms();
