@@ -14,6 +14,43 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+// Whether standard output gets colours; set once by cli_color_init.
+static int cli_color;
+
+void
+cli_color_init(void)
+{
+    const char *no_color = getenv("NO_COLOR");
+    const char *term = getenv("TERM");
+
+    cli_color = (no_color == NULL || no_color[0] == '\0')
+        && (term == NULL || strcmp(term, "dumb") != 0)
+        && isatty(STDOUT_FILENO);
+}
+
+const char *
+cli_sgr(const char *seq)
+{
+    return cli_color ? seq : "";
+}
+
+const char *
+cli_state_sgr(const char *state)
+{
+    if (strcmp(state, "COMPLETED") == 0) {
+        return cli_sgr(CLI_SGR_GREEN);
+    }
+    if (strcmp(state, "COMPLETED_WITH_ERRORS") == 0
+        || strcmp(state, "CANCELLED") == 0) {
+        return cli_sgr(CLI_SGR_YELLOW);
+    }
+    if (strcmp(state, "FAILED") == 0) {
+        return cli_sgr(CLI_SGR_RED);
+    }
+    return "";
+}
 
 void
 cli_conn_init(struct cli_conn *conn)

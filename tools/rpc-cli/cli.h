@@ -2,9 +2,10 @@
 /*
  * Shared parts of rpc-cli: exit codes, the connection options every server
  * command accepts (--url, --token, --timeout, with BULKUPSERT_URL and
- * BULKUPSERT_TOKEN as defaults), usage-error and status printing, and the
- * entry point of each command. The program is single-threaded; nothing here
- * is meant for use from several threads.
+ * BULKUPSERT_TOKEN as defaults), usage-error and status printing, colours
+ * (only on a terminal, never with NO_COLOR), and the entry point of each
+ * command. The program is single-threaded; nothing here is meant for use
+ * from several threads.
  */
 #ifndef BU_RPC_CLI_CLI_H
 #define BU_RPC_CLI_CLI_H
@@ -97,6 +98,26 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_print_status(
     const struct bulkupsert_status *status, const long *lines, size_t nlines);
 
+// ANSI SGR sequences for cli_sgr.
+#define CLI_SGR_BOLD   "\033[1m"
+#define CLI_SGR_RED    "\033[31m"
+#define CLI_SGR_GREEN  "\033[32m"
+#define CLI_SGR_YELLOW "\033[33m"
+#define CLI_SGR_RESET  "\033[0m"
+
+// cli_color_init decides once whether standard output gets colours: only
+// when it is a terminal, TERM is not "dumb" and NO_COLOR is unset or empty
+// (https://no-color.org). main calls it before any command runs.
+void cli_color_init(void);
+
+// cli_sgr returns seq (a CLI_SGR_ string) when standard output gets
+// colours, and "" otherwise, so that callers can print it unconditionally.
+const char *cli_sgr(const char *seq);
+
+// cli_state_sgr returns the colour of a job state name (green COMPLETED,
+// yellow COMPLETED_WITH_ERRORS and CANCELLED, red FAILED), through cli_sgr.
+const char *cli_state_sgr(const char *state);
+
 // cli_parse_long reads s as a decimal integer in [min, max] into *outp.
 // Returns 0, or -1 (nothing written) when s is not such a number.
 int cli_parse_long(const char *s, long min, long max, long *outp);
@@ -105,6 +126,7 @@ int cli_parse_long(const char *s, long min, long max, long *outp);
 // code. conn holds the global options given before the command.
 int cmd_submit(int argc, char *argv[], const struct cli_conn *conn);
 int cmd_job(int argc, char *argv[], const struct cli_conn *conn);
+int cmd_columns(int argc, char *argv[], const struct cli_conn *conn);
 int cmd_keygen(int argc, char *argv[]);
 int cmd_token(int argc, char *argv[]);
 

@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * `rpc-cli job get JOB_ID`: calls GetJob and prints the job's state,
- * timestamps (RFC 3339, UTC, milliseconds) and counts as a text block, or
- * with --json as one JSON object built with jansson. --records pages through
- * the per-record results (1000 a call) and prints them after the job;
- * --errors-only keeps the records with errors or warnings.
+ * `rpc-cli job get JOB_ID` and `rpc-cli job cancel JOB_ID`. get calls GetJob
+ * and prints the job's state, timestamps (RFC 3339, UTC, milliseconds) and
+ * counts as a text block, or with --json as one JSON object built with
+ * jansson. --records pages through the per-record results (1000 a call
+ * unless --page-size says less, following next_page_token to the end) and
+ * prints them after the job; --errors-only keeps the records with errors
+ * or warnings. cancel calls CancelJob, which only a QUEUED job survives,
+ * and prints the job as get does.
  */
 // getopt_long is a GNU/BSD extension; _DEFAULT_SOURCE declares it.
 #define _DEFAULT_SOURCE
@@ -24,12 +27,14 @@
 
 // clang-format off
 static const char job_usage[] =
-    "Usage: rpc-cli [GLOBAL OPTIONS] job get JOB_ID [OPTIONS]\n"
+    "Usage: rpc-cli [GLOBAL OPTIONS] job SUBCOMMAND JOB_ID [OPTIONS]\n"
     "\n"
-    "Commands:\n"
-    "  get JOB_ID            show a job's state, timestamps and counts\n"
+    "Subcommands:\n"
+    "  get JOB_ID            show a job's state, timestamps and counts, and\n"
+    "                        with --records its per-record results\n"
+    "  cancel JOB_ID         cancel a job that is still QUEUED\n"
     "\n"
-    "Run 'rpc-cli job get --help' for its options.\n"
+    "Run 'rpc-cli job SUBCOMMAND --help' for its options.\n"
     "\n"
     "Example:\n"
     "  rpc-cli job get 0190b7c4-5a4e-7c1d-9b7e-3f2a1c9d8e7f\n";
@@ -42,7 +47,13 @@ static const char job_get_usage[] =
     "Shows a job's state (QUEUED, RUNNING, COMPLETED, COMPLETED_WITH_ERRORS,\n"
     "FAILED, CANCELLED), its timestamps in RFC 3339 (UTC) and its counts:\n"
     "total, inserted, updated, unchanged, superseded, not_found, failed.\n"
-    "A job of another tenant is reported as not found.\n"
+    "A job of another tenant is reported as not found. Needs a token with\n"
+    "DataSpace.Read.\n"
+    "\n"
+    "With --records, every per-record result follows, in input order: the\n"
+    "record's index in its request, contact_key, outcome (INSERTED, UPDATED,\n"
+    "UNCHANGED, SUPERSEDED by a later record, NOT_FOUND, FAILED), and its\n"
+    "errors (column: reason) and warnings. All pages are fetched.\n"
     "\n"
     "Options:\n"
     "  --json                print one JSON object with the keys job_id,\n"
@@ -50,20 +61,50 @@ static const char job_get_usage[] =
     "                        counts and error (timestamps and error are\n"
     "                        null when unset)\n"
     "  --records             also print the per-record results (in JSON,\n"
-    "                        under \"records\")\n"
+    "                        under \"records\": index, contact_key, outcome,\n"
+    "                        superseded_by, errors [{column, reason}],\n"
+    "                        warnings)\n"
     "  --errors-only         with --records: only the records with errors\n"
-    "                        or warnings\n" CLI_CONN_HELP
+    "                        or warnings (and those not found)\n"
+    "  --page-size N         with --records: records fetched per call, 1 to\n"
+    "                        1000 (default 1000); the output is the same\n"
+    CLI_CONN_HELP
+    "  -h, --help            show this help\n"
+    "\n"
+    "Examples:\n"
+    "  rpc-cli job get 0190b7c4-5a4e-7c1d-9b7e-3f2a1c9d8e7f --json\n"
+    "  rpc-cli job get 0190b7c4-5a4e-7c1d-9b7e-3f2a1c9d8e7f --records \\\n"
+    "      --errors-only\n";
+// clang-format on
+
+// clang-format off
+static const char job_cancel_usage[] =
+    "Usage: rpc-cli [GLOBAL OPTIONS] job cancel JOB_ID [OPTIONS]\n"
+    "\n"
+    "Cancels a job that is still QUEUED: it becomes CANCELLED and none of\n"
+    "its records is applied. The job is then printed as 'job get' prints\n"
+    "it. A job that is RUNNING or finished cannot be cancelled; the server\n"
+    "answers FAILED_PRECONDITION and the exit code is 1. Needs a token with\n"
+    "DataSpace.Manage.\n"
+    "\n"
+    "Options:\n"
+    "  --json                print the job as one JSON object (the keys of\n"
+    "                        'job get --json')\n" CLI_CONN_HELP
     "  -h, --help            show this help\n"
     "\n"
     "Example:\n"
-    "  rpc-cli job get 0190b7c4-5a4e-7c1d-9b7e-3f2a1c9d8e7f --json\n";
+    "  rpc-cli job cancel 0190b7c4-5a4e-7c1d-9b7e-3f2a1c9d8e7f\n";
 // clang-format on
 
 enum job_opt {
     JOB_OPT_JSON = CLI_OPT_FIRST_LOCAL,
     JOB_OPT_RECORDS,
     JOB_OPT_ERRORS_ONLY,
+    JOB_OPT_PAGE_SIZE,
 };
+
+// Most per-record results one GetJob call may return.
+#define JOB_PAGE_MAX 1000
 
 struct job_args {
     struct cli_conn conn;
@@ -71,6 +112,7 @@ struct job_args {
     int             json;
     int             records;
     int             errors_only;
+    long            page_size;
 };
 
 // Writes ms (Unix milliseconds) as "YYYY-MM-DDTHH:MM:SS.mmmZ" into buf (at
@@ -145,7 +187,10 @@ job_print_text(const Bulkupsert__V1__Job *job)
     char             buf[40];
 
     printf("job_id       %s\n", job->job_id != NULL ? job->job_id : "");
-    printf("state        %s\n", bulkupsert_job_state_name(job->state));
+    const char *state = bulkupsert_job_state_name(job->state);
+    const char *sgr = cli_state_sgr(state);
+    printf("state        %s%s%s\n", sgr, state,
+        sgr[0] != '\0' ? CLI_SGR_RESET : "");
     for (size_t i = 0; i < 3; i++) {
         int set = job_time_format(times[i].ms, buf, sizeof(buf)) == 0;
         printf("%-12s %s\n", times[i].name, set ? buf : "-");
@@ -167,7 +212,15 @@ job_print_record_text(const Bulkupsert__V1__RecordResult *r)
     if (r->contact_key != NULL) {
         printf(" (key %s)", r->contact_key);
     }
-    printf(": %s", job_outcome_name(r->outcome));
+    const char *sgr = "";
+    if (r->outcome == BULKUPSERT__V1__RECORD_OUTCOME__OUTCOME_FAILED) {
+        sgr = cli_sgr(CLI_SGR_RED);
+    } else if (r->outcome
+        == BULKUPSERT__V1__RECORD_OUTCOME__OUTCOME_NOT_FOUND) {
+        sgr = cli_sgr(CLI_SGR_YELLOW);
+    }
+    printf(": %s%s%s", sgr, job_outcome_name(r->outcome),
+        sgr[0] != '\0' ? CLI_SGR_RESET : "");
     if (r->outcome == BULKUPSERT__V1__RECORD_OUTCOME__OUTCOME_SUPERSEDED
         && r->has_superseded_by) {
         printf(" by record %" PRIu32, r->superseded_by);
@@ -292,28 +345,38 @@ job_json_record(const Bulkupsert__V1__RecordResult *r)
     return obj;
 }
 
-// Parses the command line of `job get`. Returns CLI_EXIT_OK, an exit code
-// after a usage error, or -1 when help was printed.
+// Parses the command line of `job get` (with_records) or `job cancel`,
+// named cmd and answering --help with usage. Returns CLI_EXIT_OK, an exit
+// code after a usage error, or -1 when help was printed.
 static int
-job_get_parse(int argc, char *argv[], struct job_args *a)
+job_parse(int argc, char *argv[], const char *cmd, const char *usage,
+    int with_records, struct job_args *a)
 {
-    static const struct option longopts[] = {
+    static const struct option get_opts[] = {
         { "json", no_argument, NULL, JOB_OPT_JSON },
         { "records", no_argument, NULL, JOB_OPT_RECORDS },
         { "errors-only", no_argument, NULL, JOB_OPT_ERRORS_ONLY },
+        { "page-size", required_argument, NULL, JOB_OPT_PAGE_SIZE },
         { "help", no_argument, NULL, 'h' },
         CLI_CONN_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
-    int c;
-    int rv;
+    static const struct option cancel_opts[] = {
+        { "json", no_argument, NULL, JOB_OPT_JSON },
+        { "help", no_argument, NULL, 'h' },
+        CLI_CONN_LONGOPTS,
+        { NULL, 0, NULL, 0 },
+    };
+    const struct option *longopts = with_records ? get_opts : cancel_opts;
+    int                  c;
+    int                  rv;
 
     optind = 0; // glibc: rescan from argv[1] with fresh state
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (c) {
         case 'h':
-            fputs(job_get_usage, stdout);
+            fputs(usage, stdout);
             return -1;
         case JOB_OPT_JSON:
             a->json = 1;
@@ -324,30 +387,40 @@ job_get_parse(int argc, char *argv[], struct job_args *a)
         case JOB_OPT_ERRORS_ONLY:
             a->errors_only = 1;
             break;
+        case JOB_OPT_PAGE_SIZE:
+            if (cli_parse_long(optarg, 1, JOB_PAGE_MAX, &a->page_size) != 0) {
+                return cli_usage_error(cmd,
+                    "--page-size '%s' is not a number from 1 to %d", optarg,
+                    JOB_PAGE_MAX);
+            }
+            break;
         case CLI_OPT_URL:
         case CLI_OPT_TOKEN:
         case CLI_OPT_TIMEOUT:
-            if ((rv = cli_conn_option(&a->conn, c, optarg, "job get")) != 0) {
+            if ((rv = cli_conn_option(&a->conn, c, optarg, cmd)) != 0) {
                 return rv;
             }
             break;
         default:
-            return cli_getopt_error("job get", c, argv, optind);
+            return cli_getopt_error(cmd, c, argv, optind);
         }
     }
     if (optind >= argc) {
-        return cli_usage_error("job get", "missing JOB_ID");
+        return cli_usage_error(cmd, "missing JOB_ID");
     }
     if (optind + 1 < argc) {
         return cli_usage_error(
-            "job get", "unexpected argument '%s'", argv[optind + 1]);
+            cmd, "unexpected argument '%s'", argv[optind + 1]);
     }
     if (a->errors_only && !a->records) {
-        return cli_usage_error("job get", "--errors-only needs --records");
+        return cli_usage_error(cmd, "--errors-only needs --records");
+    }
+    if (a->page_size != 0 && !a->records) {
+        return cli_usage_error(cmd, "--page-size needs --records");
     }
     a->job_id = argv[optind];
     if (a->job_id[0] == '\0') {
-        return cli_usage_error("job get", "JOB_ID is empty");
+        return cli_usage_error(cmd, "JOB_ID is empty");
     }
     return CLI_EXIT_OK;
 }
@@ -364,7 +437,7 @@ job_get(int argc, char *argv[], const struct cli_conn *conn)
     json_t                       *records = NULL;
     char                         *page_token = NULL;
 
-    int rv = job_get_parse(argc, argv, &a);
+    int rv = job_parse(argc, argv, "job get", job_get_usage, 1, &a);
     if (rv != CLI_EXIT_OK) {
         return rv < 0 ? CLI_EXIT_OK : rv;
     }
@@ -375,7 +448,8 @@ job_get(int argc, char *argv[], const struct cli_conn *conn)
     req.job_id = (char *) a.job_id;
     if (a.records) {
         req.has_page_size = 1;
-        req.page_size = 1000;
+        req.page_size
+            = a.page_size != 0 ? (uint32_t) a.page_size : JOB_PAGE_MAX;
         req.has_errors_only = a.errors_only;
         req.errors_only = a.errors_only;
     }
@@ -453,11 +527,65 @@ out:
     return rv;
 }
 
+static int
+job_cancel(int argc, char *argv[], const struct cli_conn *conn)
+{
+    struct job_args                  a = { .conn = *conn };
+    Bulkupsert__V1__CancelJobRequest req
+        = BULKUPSERT__V1__CANCEL_JOB_REQUEST__INIT;
+    Bulkupsert__V1__Job     *job = NULL;
+    bulkupsert_client       *client = NULL;
+    struct bulkupsert_status st;
+    json_t                  *out = NULL;
+
+    int rv = job_parse(argc, argv, "job cancel", job_cancel_usage, 0, &a);
+    if (rv != CLI_EXIT_OK) {
+        return rv < 0 ? CLI_EXIT_OK : rv;
+    }
+    if ((rv = cli_client_open(&a.conn, "job cancel", &client))
+        != CLI_EXIT_OK) {
+        return rv;
+    }
+    // The request borrows job_id from argv.
+    req.job_id = (char *) a.job_id;
+    if (bulkupsert_cancel_job(client, &req, &job, &st) != BULKUPSERT_OK) {
+        cli_print_status(&st, NULL, 0);
+        bulkupsert_status_clear(&st);
+        rv = CLI_EXIT_FAIL;
+        goto out;
+    }
+    bulkupsert_status_clear(&st);
+    if (a.json) {
+        if ((out = job_json(job)) == NULL) {
+            cli_error("job cancel: out of memory");
+            rv = CLI_EXIT_FAIL;
+            goto out;
+        }
+        if (json_dumpf(out, stdout, JSON_PRESERVE_ORDER) != 0) {
+            cli_error("job cancel: cannot write the JSON output");
+            rv = CLI_EXIT_FAIL;
+            goto out;
+        }
+        putchar('\n');
+    } else {
+        job_print_text(job);
+    }
+    rv = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+
+out:
+    json_decref(out);
+    if (job != NULL) {
+        bulkupsert__v1__job__free_unpacked(job, NULL);
+    }
+    bulkupsert_client_close(client);
+    return rv;
+}
+
 int
 cmd_job(int argc, char *argv[], const struct cli_conn *conn)
 {
     if (argc < 2) {
-        return cli_usage_error("job", "missing subcommand (get)");
+        return cli_usage_error("job", "missing subcommand (get or cancel)");
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(job_usage, stdout);
@@ -465,6 +593,9 @@ cmd_job(int argc, char *argv[], const struct cli_conn *conn)
     }
     if (strcmp(argv[1], "get") == 0) {
         return job_get(argc - 1, argv + 1, conn);
+    }
+    if (strcmp(argv[1], "cancel") == 0) {
+        return job_cancel(argc - 1, argv + 1, conn);
     }
     return cli_usage_error("job", "unknown subcommand '%s'", argv[1]);
 }

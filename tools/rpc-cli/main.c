@@ -25,14 +25,23 @@ static const char main_usage[] =
     "jobs, and make the keys and access tokens the server checks.\n"
     "\n"
     "Commands:\n"
-    "  submit FILE       submit CSV or NDJSON records; prints one job id per\n"
-    "                    request of at most 1000 records\n"
-    "  job get JOB_ID    show a job's state, timestamps and counts\n"
-    "  keygen            make a signing key pair: secret file + keyring line\n"
-    "  token issue       sign an access token for one tenant\n"
-    "Run 'rpc-cli COMMAND --help' for a command's options and an example.\n"
+    "  submit FILE           submit CSV or NDJSON records; prints one job\n"
+    "                        id per request of at most 1000 records\n"
+    "  job get JOB_ID        show a job's state, timestamps and counts, and\n"
+    "                        with --records every record's result\n"
+    "  job cancel JOB_ID     cancel a job that is still QUEUED\n"
+    "  columns list          show the tenant's columns and their metadata\n"
+    "  columns add NAME      add a custom text column\n"
+    "  columns enable NAME   allow a column in submitted files\n"
+    "  columns disable NAME  refuse a column in submitted files\n"
+    "  keygen                make a signing key pair: secret file + keyring\n"
+    "                        line\n"
+    "  token issue           sign an access token for one tenant\n"
+    "Run 'rpc-cli COMMAND --help' for a command's options and an example,\n"
+    "and 'man rpc-cli' for the whole manual.\n"
     "\n"
-    "Global options (submit and job get also take them after the command):\n"
+    "Global options (the server commands also take them after the\n"
+    "command):\n"
     CLI_CONN_HELP
     "  -h, --help            show this help\n"
     "  --version             print the version\n"
@@ -40,22 +49,25 @@ static const char main_usage[] =
     "Environment:\n"
     "  BULKUPSERT_URL        default for --url\n"
     "  BULKUPSERT_TOKEN      default for --token\n"
+    "  NO_COLOR              when set and not empty, never use colours\n"
+    "                        (they are only used on a terminal anyway)\n"
     "\n"
     "Exit codes:\n"
     "  0  success\n"
     "  1  the server refused the call or could not be reached (the error is\n"
     "     printed as 'rpc-cli: CODE (http STATUS): message', one line per\n"
     "     field error after it), or a local write failed\n"
-    "  2  usage error or bad input: unknown option or command, unreadable or\n"
-    "     malformed input file (the message names the line), existing key\n"
-    "     file\n"
+    "  2  usage error or bad input: unknown option or command, no access\n"
+    "     token, unreadable or malformed input file (the message names the\n"
+    "     line), existing key file\n"
     "\n"
     "Example:\n"
     "  rpc-cli keygen --secret ops.key --keyring /etc/bulkupsert/keyring\n"
     "  export BULKUPSERT_TOKEN=\"$(rpc-cli token issue --secret ops.key \\\n"
     "      --tenant acme --perm DataSpace.Manage,DataSpace.Read)\"\n"
     "  rpc-cli --url tcp://10.0.0.5:7450 submit contacts.csv\n"
-    "  rpc-cli job get \"$(rpc-cli submit new.ndjson | tail -n 1)\"\n";
+    "  rpc-cli job get \"$(rpc-cli submit new.ndjson | tail -n 1)\"\n"
+    "  rpc-cli columns add loyalty_tier --max-length 20\n";
 // clang-format on
 
 enum main_opt {
@@ -82,6 +94,7 @@ main(int argc, char *argv[])
         return CLI_EXIT_FAIL;
     }
     cli_conn_init(&conn);
+    cli_color_init();
 
     // "+": stop at the command name; what follows belongs to the command.
     opterr = 0;
@@ -115,6 +128,9 @@ main(int argc, char *argv[])
     }
     if (strcmp(cmd, "job") == 0) {
         return cmd_job(cargc, cargv, &conn);
+    }
+    if (strcmp(cmd, "columns") == 0) {
+        return cmd_columns(cargc, cargv, &conn);
     }
     if (strcmp(cmd, "keygen") == 0) {
         return cmd_keygen(cargc, cargv);
