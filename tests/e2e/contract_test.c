@@ -327,7 +327,7 @@ req_build(const struct creq *q, Bulkupsert__V1__SubmitBulkUpsertRequest *req)
         if (q->gen > 0) {
             Bulkupsert__V1__ContactData *cd = record_new(ncols);
             for (size_t i = 0; i < ncols; i++) {
-                char buf[16];
+                char buf[32];
                 snprintf(buf, sizeof(buf), "g%04zu", r);
                 int key = strcmp(q->cols[i], "contact_key") == 0;
                 cd->values[i] = value_new(V_STR, strdup(key ? buf : "x"));
