@@ -3,6 +3,7 @@
 #include "base/utf8.h"
 
 #include <stdint.h>
+#include <string.h>
 
 bool
 bu_utf8_count(const char *str, size_t n, size_t *charsp)
@@ -50,4 +51,27 @@ bu_utf8_count(const char *str, size_t n, size_t *charsp)
     }
     *charsp = chars;
     return true;
+}
+
+void
+bu_utf8_trim(char *s)
+{
+    size_t n = strlen(s);
+    // Step back over continuation bytes to the last lead byte, at most 3.
+    size_t i = n;
+    while (i > 0 && n - i < 4 && ((uint8_t) s[i - 1] & 0xc0) == 0x80) {
+        i--;
+    }
+    if (i == 0) {
+        return;
+    }
+    uint8_t lead = (uint8_t) s[i - 1];
+    size_t need = lead < 0x80 ? 1
+        : (lead & 0xe0) == 0xc0 ? 2
+        : (lead & 0xf0) == 0xe0 ? 3
+        : (lead & 0xf8) == 0xf0 ? 4
+                                : 1;
+    if (lead >= 0x80 && n - (i - 1) < need) {
+        s[i - 1] = '\0';
+    }
 }

@@ -15,4 +15,9 @@
 // left alone).
 bool bu_utf8_count(const char *s, size_t n, size_t *charsp);
 
+// bu_utf8_trim cuts s (NUL-terminated) before an incomplete UTF-8 sequence
+// at its end, as a fixed buffer's truncation can leave one. s must have
+// been valid UTF-8 before the cut.
+void bu_utf8_trim(char *s);
+
 #endif // BU_BASE_UTF8_H

@@ -29,6 +29,7 @@
 #include "store/schema.h"
 #include "store/tenant.h"
 #include "valid/validate.h"
+#include "valid/wire.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -154,6 +155,7 @@ svc_fail(struct svc_call *sc, Bulkupsert__V1__Code code, unsigned rc,
     va_start(ap, fmt);
     vsnprintf(sc->message, sizeof(sc->message), fmt, ap);
     va_end(ap);
+    bu_utf8_trim(sc->message); // the cut may split a quoted name
 }
 
 // A client-supplied string fit to quote in a message: valid UTF-8 and
@@ -992,6 +994,15 @@ svc_serve(struct svc_thread *t, struct bu_rpc_call *call)
         svc_finish(NULL, sc);
         return;
     }
+    char where[256];
+    if (bu_wire_check_strings(&bulkupsert__v1__rpc_request__descriptor, body,
+            len, where, sizeof(where)) != BU_OK) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
+            SVC_RC_FIELD_ERROR, "%s holds a NUL byte; strings may not",
+            where);
+        svc_finish(NULL, sc);
+        return;
+    }
     sc->env = bulkupsert__v1__rpc_request__unpack(NULL, len, body);
     if (sc->env == NULL) {
         svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
@@ -1010,6 +1021,14 @@ svc_serve(struct svc_thread *t, struct bu_rpc_call *call)
         return;
     }
     if (svc_authenticate(sc) != BU_OK || svc_authorize(sc) != BU_OK) {
+        svc_finish(NULL, sc);
+        return;
+    }
+    if (bu_wire_check_strings(sc->method->input, sc->env->payload.data,
+            sc->env->payload.len, where, sizeof(where)) != BU_OK) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
+            SVC_RC_FIELD_ERROR, "%s holds a NUL byte; strings may not",
+            where);
         svc_finish(NULL, sc);
         return;
     }

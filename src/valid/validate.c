@@ -25,6 +25,7 @@ verdict_reason(char *reason, size_t len, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(reason, len, fmt, ap);
     va_end(ap);
+    bu_utf8_trim(reason);
 }
 
 // verdict_add appends one error; returns BU_ENOMEM when it cannot.
@@ -54,6 +55,7 @@ verdict_add(struct bu_verdict *v, int64_t record, const char *key,
     va_start(ap, fmt);
     vsnprintf(e->reason, sizeof(e->reason), fmt, ap);
     va_end(ap);
+    bu_utf8_trim(e->reason); // a long quoted name may have been cut
     return BU_OK;
 }
 
@@ -135,12 +137,29 @@ validate_shape(const struct bu_schema *schema,
             "%zu records; a request carries 1 to %d", req->n_contact_datas,
             BU_MAX_RECORDS);
     }
-    for (size_t r = 0; rv == BU_OK && r < req->n_contact_datas; r++) {
-        size_t nv = req->contact_datas[r]->n_values;
-        if (nv != req->n_columns) {
-            rv = verdict_add(v, (int64_t) r, NULL, "values",
-                "record %zu has %zu values for %zu columns", r, nv,
-                req->n_columns);
+    if (rv != BU_OK || v->nerrors > 0) {
+        return rv; // a shape error stops the check
+    }
+    // One error for the first ragged record, however many there are: the
+    // answer stays small whatever the request's size.
+    size_t nragged = 0, first = 0;
+    for (size_t r = 0; r < req->n_contact_datas; r++) {
+        if (req->contact_datas[r]->n_values != req->n_columns &&
+            nragged++ == 0) {
+            first = r;
+        }
+    }
+    if (nragged > 0) {
+        rv = verdict_add(v, (int64_t) first, NULL, "values",
+            "record %zu has %zu values for %zu columns%s", first,
+            req->contact_datas[first]->n_values, req->n_columns,
+            nragged > 1 ? " (and more records are as ragged)" : "");
+        if (rv == BU_OK && nragged > 1) {
+            snprintf(v->errors[v->nerrors - 1].reason,
+                sizeof(v->errors[0].reason),
+                "record %zu has %zu values for %zu columns (%zu records "
+                "in all have the wrong number)", first,
+                req->contact_datas[first]->n_values, req->n_columns, nragged);
         }
     }
     return rv;

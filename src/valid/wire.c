@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Wire-format walk (tag, then varint / 64-bit / length-delimited / 32-bit
+ * value). Repeated fields count their occurrences for the path. Nesting is
+ * bounded, so a hostile message cannot exhaust the stack.
+ */
+#include "valid/wire.h"
+
+#include "base/err.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define WIRE_MAX_DEPTH 32
+
+// wire_varint reads a varint at *p (before end); 0 when malformed.
+static int
+wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *vp)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        v |= (uint64_t) (b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            *vp = v;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+// wire_walk checks one message; *pos is the path written so far.
+static int
+wire_walk(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
+    const uint8_t *end, int depth, char *where, size_t len, size_t pos)
+{
+    unsigned counts[64] = { 0 }; // occurrences of the first 64 fields
+    while (p < end) {
+        uint64_t tag, v;
+        if (!wire_varint(&p, end, &tag)) {
+            return BU_OK; // malformed: the decoder refuses it
+        }
+        uint32_t num = (uint32_t) (tag >> 3);
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field(desc, num);
+        unsigned nth = 0;
+        if (f != NULL) {
+            size_t fi = (size_t) (f - desc->fields);
+            if (fi < 64) {
+                nth = counts[fi]++;
+            }
+        }
+        switch (tag & 7) {
+        case 0:
+            if (!wire_varint(&p, end, &v)) {
+                return BU_OK;
+            }
+            break;
+        case 1:
+            if (end - p < 8) {
+                return BU_OK;
+            }
+            p += 8;
+            break;
+        case 5:
+            if (end - p < 4) {
+                return BU_OK;
+            }
+            p += 4;
+            break;
+        case 2: {
+            if (!wire_varint(&p, end, &v) || v > (uint64_t) (end - p)) {
+                return BU_OK;
+            }
+            const uint8_t *body = p;
+            p += v;
+            if (f == NULL) {
+                break;
+            }
+            size_t at = pos;
+            int n = snprintf(where + at, len - at,
+                f->label == PROTOBUF_C_LABEL_REPEATED ? "%s%s[%u]" : "%s%s",
+                at > 0 ? "." : "", f->name, nth);
+            size_t next = n > 0 && (size_t) n < len - at ? at + (size_t) n
+                                                         : at;
+            if (f->type == PROTOBUF_C_TYPE_STRING &&
+                memchr(body, '\0', (size_t) v) != NULL) {
+                return BU_EINVAL;
+            }
+            if (f->type == PROTOBUF_C_TYPE_MESSAGE && depth < WIRE_MAX_DEPTH) {
+                int rv = wire_walk(f->descriptor, body, body + v, depth + 1,
+                    where, len, next);
+                if (rv != BU_OK) {
+                    return rv;
+                }
+            }
+            where[at] = '\0';
+            break;
+        }
+        default:
+            return BU_OK; // groups or junk: the decoder refuses them
+        }
+    }
+    return BU_OK;
+}
+
+int
+bu_wire_check_strings(const ProtobufCMessageDescriptor *desc,
+    const uint8_t *buf, size_t n, char *where, size_t len)
+{
+    if (len == 0) {
+        return BU_EINVAL;
+    }
+    where[0] = '\0';
+    return wire_walk(desc, buf, buf + n, 0, where, len, 0);
+}
