@@ -10,36 +10,39 @@
 #include "store/sql.h"
 #include "store/tenant.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define BASELINE_NAIVE_TXN 1000
 #define BASELINE_TUNED_TXN 10000
 
 struct baseline_db {
-    sqlite3 *db;
-    sqlite3_stmt *upsert;
-    size_t txn_rows;
+    sqlite3         *db;
+    sqlite3_stmt    *upsert;
+    size_t           txn_rows;
     struct rows_row *rows; // txn_rows rows, remade for each transaction
 };
 
-static const char baseline_upsert_sql[] =
-    "INSERT INTO master_contact(contact_key, email, name, surname, gsm,"
-    " email_permission, contact_status, birth_date, gender)"
-    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-    " ON CONFLICT(contact_key) DO UPDATE SET"
-    " email = excluded.email, name = excluded.name,"
-    " surname = excluded.surname, gsm = excluded.gsm,"
-    " email_permission = excluded.email_permission,"
-    " contact_status = excluded.contact_status,"
-    " birth_date = excluded.birth_date, gender = excluded.gender";
+static const char baseline_upsert_sql[]
+    = "INSERT INTO master_contact(contact_key, email, name, surname, gsm,"
+      " email_permission, contact_status, birth_date, gender)"
+      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+      " ON CONFLICT(contact_key) DO UPDATE SET"
+      " email = excluded.email, name = excluded.name,"
+      " surname = excluded.surname, gsm = excluded.gsm,"
+      " email_permission = excluded.email_permission,"
+      " contact_status = excluded.contact_status,"
+      " birth_date = excluded.birth_date, gender = excluded.gender";
 
-static void
-baseline_err(char *err, size_t errlen, const char *fmt, ...)
+static void baseline_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
@@ -69,12 +72,17 @@ int
 baseline_create(
     const char *data_dir, const char *tenant, char *err, size_t errlen)
 {
+    if (mkdir(data_dir, 0750) != 0 && errno != EEXIST) {
+        baseline_err(err, errlen, "mkdir %s: %s", data_dir, strerror(errno));
+        return -1;
+    }
     struct bu_tenant_db *tdb = NULL;
     int rv = bu_tenant_db_open(&tdb, data_dir, tenant, BU_SQL_WRITER);
     if (rv != 0) {
         baseline_err(err, errlen,
             "cannot create %s/tenants/%s.db with the daemon's schema "
-            "(store error %d)", data_dir, tenant, rv);
+            "(store error %d)",
+            data_dir, tenant, rv);
         return -1;
     }
     bu_tenant_db_close(tdb);
@@ -90,8 +98,8 @@ baseline_open(struct baseline_db **dbp, const char *path,
         baseline_err(err, errlen, "out of memory");
         return -1;
     }
-    b->txn_rows = kind == BASELINE_NAIVE ? BASELINE_NAIVE_TXN
-                                         : BASELINE_TUNED_TXN;
+    b->txn_rows
+        = kind == BASELINE_NAIVE ? BASELINE_NAIVE_TXN : BASELINE_TUNED_TXN;
     const char *pragmas = kind == BASELINE_NAIVE
         ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
         : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
@@ -177,8 +185,8 @@ baseline_run(struct baseline_db *db, uint64_t salt, enum rows_space space,
             rows_make(&db->rows[i], salt, space, id_base + id, version);
         }
         double t0 = baseline_now();
-        char msg[256];
-        int rc = baseline_txn(db, k, msg, sizeof(msg));
+        char   msg[256];
+        int    rc = baseline_txn(db, k, msg, sizeof(msg));
         secs += baseline_now() - t0;
         if (rc != SQLITE_OK) {
             baseline_err(err, errlen, "upsert after %zu rows: %s", done, msg);
@@ -190,4 +198,65 @@ baseline_run(struct baseline_db *db, uint64_t salt, enum rows_space space,
     outp->secs = secs;
     outp->rps = secs > 0 ? (double) n / secs : 0;
     return 0;
+}
+
+static int
+baseline_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *) a;
+    double y = *(const double *) b;
+    return x < y ? -1 : x > y;
+}
+
+int
+baseline_fsync_probe(const char *dir, int n, int append, double *p50p,
+    double *p99p, char *err, size_t errlen)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/fsync-probe", dir);
+    double *ms = calloc((size_t) n, sizeof(*ms));
+    int     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (ms == NULL || fd < 0) {
+        baseline_err(err, errlen, "%s: %s", path,
+            ms == NULL ? "out of memory" : strerror(errno));
+        free(ms);
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    char block[4096];
+    memset(block, 'x', sizeof(block));
+    int rv = 0;
+    for (int i = 0; !append && rv == 0 && i < 16; i++) {
+        if (pwrite(fd, block, sizeof(block), (off_t) i * 4096)
+            != (ssize_t) sizeof(block)) {
+            baseline_err(err, errlen, "%s: %s", path, strerror(errno));
+            rv = -1;
+        }
+    }
+    if (rv == 0 && fsync(fd) != 0) {
+        baseline_err(err, errlen, "%s: %s", path, strerror(errno));
+        rv = -1;
+    }
+    for (int i = 0; rv == 0 && i < n; i++) {
+        off_t  at = (off_t) (append ? i : i % 16) * 4096;
+        double t0 = baseline_now();
+        if (pwrite(fd, block, sizeof(block), at) != (ssize_t) sizeof(block)
+            || fdatasync(fd) != 0) {
+            baseline_err(err, errlen, "%s: %s", path, strerror(errno));
+            rv = -1;
+            break;
+        }
+        ms[i] = (baseline_now() - t0) * 1000.0;
+    }
+    close(fd);
+    unlink(path);
+    if (rv == 0) {
+        qsort(ms, (size_t) n, sizeof(*ms), baseline_cmp_double);
+        *p50p = ms[n / 2];
+        *p99p = ms[(n * 99 + 99) / 100 - 1];
+    }
+    free(ms);
+    return rv;
 }

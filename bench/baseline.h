@@ -33,11 +33,12 @@ struct baseline_pass {
     double rps;  // rows / secs
 };
 
-// baseline_create makes data_dir/tenants/<tenant>.db with the daemon's
-// schema (standard columns, metadata tables), as the daemon would on first
-// use. Returns 0, or -1 with a message in err.
-int baseline_create(const char *data_dir, const char *tenant,
-    char *err, size_t errlen);
+// baseline_create makes data_dir (when missing) and
+// data_dir/tenants/<tenant>.db with the daemon's schema (standard columns,
+// metadata tables), as the daemon would on first use. Returns 0, or -1 with
+// a message in err.
+int baseline_create(
+    const char *data_dir, const char *tenant, char *err, size_t errlen);
 
 // baseline_db is one open loop: a connection set up for kind and its
 // prepared upsert. Release with baseline_close.
@@ -55,15 +56,32 @@ void baseline_close(struct baseline_db *db);
 // version, or (space, i + id_base) when ids is NULL, in transactions of
 // the kind's size. Blocks until done. Returns 0 with *outp filled, or -1
 // with SQLite's message in err.
+// clang-format off
 int baseline_run(struct baseline_db *db,
-    uint64_t salt,
-    enum rows_space space,
-    const uint32_t *ids, // order of ids, or NULL for 0 .. n-1
-    uint32_t id_base,
-    size_t n,
-    unsigned version,
+    uint64_t salt,              // the run's seed
+    enum rows_space space,      // key space of the rows
+    const uint32_t *ids,        // order of ids, or NULL for 0 .. n-1
+    uint32_t id_base,           // added to every id
+    size_t n,                   // rows to write
+    unsigned version,           // row version (rows.h)
     struct baseline_pass *outp, // OUT
-    char *err, size_t errlen);
+    char *err, size_t errlen);  // OUT: message on failure
+// clang-format on                // OUT: message on failure
+
+// baseline_fsync_probe times n rounds of a 4 KiB pwrite plus fdatasync to a
+// scratch file in dir (removed afterwards), the cost of one durable commit
+// on this disk, and returns the median and 99th percentile in ms. With
+// append each write extends the file (so the file system journals its new
+// size too); without, the writes go round 16 blocks already written, as a
+// reused WAL does. Returns 0, or -1 with a message in err.
+// clang-format off
+int baseline_fsync_probe(const char *dir,
+    int n,                     // rounds
+    int append,                // extend the file instead of rewriting
+    double *p50p,              // OUT
+    double *p99p,              // OUT
+    char *err, size_t errlen); // OUT: message on failure
+// clang-format on          // OUT: message on failure
 
 // baseline_kind_name returns "naive" or "tuned".
 const char *baseline_kind_name(enum baseline_kind kind);

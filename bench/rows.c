@@ -4,7 +4,7 @@
  * row's buffer (no snprintf) so that making a row costs far less than
  * storing it: the load threads share the CPU with the server they measure.
  * The lists below give names, e-mail addresses and dates of realistic
- * lengths, about 110 bytes of values a row.
+ * lengths, about 125 bytes of values a row.
  */
 #include "rows.h"
 
@@ -24,29 +24,91 @@ const char *const rows_columns[ROWS_NCOLS] = {
 };
 
 static const char *const rows_first[32] = {
-    "ayse", "fatma", "zeynep", "elif", "emine", "merve", "hatice", "ozlem",
-    "mehmet", "mustafa", "ahmet", "ali", "huseyin", "hasan", "ibrahim",
-    "ismail", "maria", "anna", "sophie", "charlotte", "olivia", "emma",
-    "isabella", "amelia", "james", "william", "benjamin", "alexander",
-    "sebastian", "nicholas", "christopher", "jonathan",
+    "ayse",
+    "fatma",
+    "zeynep",
+    "elif",
+    "emine",
+    "merve",
+    "hatice",
+    "ozlem",
+    "mehmet",
+    "mustafa",
+    "ahmet",
+    "ali",
+    "huseyin",
+    "hasan",
+    "ibrahim",
+    "ismail",
+    "maria",
+    "anna",
+    "sophie",
+    "charlotte",
+    "olivia",
+    "emma",
+    "isabella",
+    "amelia",
+    "james",
+    "william",
+    "benjamin",
+    "alexander",
+    "sebastian",
+    "nicholas",
+    "christopher",
+    "jonathan",
 };
 
 static const char *const rows_last[32] = {
-    "yilmaz", "kaya", "demir", "sahin", "celik", "yildiz", "yildirim",
-    "ozturk", "aydin", "ozdemir", "arslan", "dogan", "kilic", "aslan",
-    "cetin", "kara", "smith", "johnson", "williams", "brown", "jones",
-    "garcia", "miller", "davis", "rodriguez", "martinez", "hernandez",
-    "lopez", "gonzalez", "wilson", "anderson", "thompson",
+    "yilmaz",
+    "kaya",
+    "demir",
+    "sahin",
+    "celik",
+    "yildiz",
+    "yildirim",
+    "ozturk",
+    "aydin",
+    "ozdemir",
+    "arslan",
+    "dogan",
+    "kilic",
+    "aslan",
+    "cetin",
+    "kara",
+    "smith",
+    "johnson",
+    "williams",
+    "brown",
+    "jones",
+    "garcia",
+    "miller",
+    "davis",
+    "rodriguez",
+    "martinez",
+    "hernandez",
+    "lopez",
+    "gonzalez",
+    "wilson",
+    "anderson",
+    "thompson",
 };
 
 static const char *const rows_domain[8] = {
-    "example.com", "mail.example.org", "example.net", "corp.example.com",
-    "example-mail.com", "post.example.net", "inbox.example.org",
-    "customers.example.com",
+    "mail.example.com",
+    "customers.example.org",
+    "example-mail.net",
+    "corp.example-company.com",
+    "post.example.net",
+    "inbox.example.org",
+    "members.example-shop.com",
+    "example-provider.com.tr",
 };
 
 static const char *const rows_gender[4] = {
-    "female", "male", "female", "unspecified",
+    "female",
+    "male",
+    "female",
+    "unspecified",
 };
 
 uint64_t
@@ -96,26 +158,29 @@ rows_make(struct rows_row *row, uint64_t salt, enum rows_space space,
     uint32_t id, unsigned version)
 {
     static const char hex[] = "0123456789abcdef";
-    uint64_t k = rows_mix((((uint64_t) space << 32) | id) ^ salt);
+    uint64_t          k = rows_mix((((uint64_t) space << 32) | id) ^ salt);
     uint64_t h = rows_mix(k ^ (0x9e3779b97f4a7c15ULL * (version + 1)));
     uint64_t g = rows_mix(h);
-    char *p = row->buf;
-    char *start;
+    char    *p = row->buf;
+    char    *start;
 
-    // contact_key: "ck-" and 16 hex digits.
+    // contact_key: "contact-" and 16 hex digits.
     start = p;
-    p = rows_put(p, "ck-");
+    p = rows_put(p, "contact-");
     for (int i = 15; i >= 0; i--) {
         *p++ = hex[(k >> (4 * i)) & 15];
     }
     p = rows_field(row, 0, start, p);
 
     const char *first = rows_first[h & 31];
+    const char *second = rows_first[(h >> 48) & 31];
     const char *last = rows_last[(h >> 5) & 31];
 
-    // email: first.last1234@domain
+    // email: first.second.last1234@domain
     start = p;
     p = rows_put(p, first);
+    *p++ = '.';
+    p = rows_put(p, second);
     *p++ = '.';
     p = rows_put(p, last);
     p = rows_digits(p, (h >> 10) % 10000, 4);
@@ -123,10 +188,14 @@ rows_make(struct rows_row *row, uint64_t salt, enum rows_space space,
     p = rows_put(p, rows_domain[(h >> 24) & 7]);
     p = rows_field(row, 1, start, p);
 
-    // name and surname, capitalised.
+    // name (two given names) and surname, capitalised.
     start = p;
     p = rows_put(p, first);
     *start = (char) (*start - 'a' + 'A');
+    *p++ = ' ';
+    char *cap = p;
+    p = rows_put(p, second);
+    *cap = (char) (*cap - 'a' + 'A');
     p = rows_field(row, 2, start, p);
     start = p;
     p = rows_put(p, last);
@@ -186,7 +255,7 @@ rows_perm(size_t n, uint64_t seed)
     uint64_t s = seed;
     for (size_t i = n; i > 1; i--) {
         s += 0x9e3779b97f4a7c15ULL;
-        size_t j = (size_t) (rows_mix(s) % i);
+        size_t   j = (size_t) (rows_mix(s) % i);
         uint32_t t = perm[i - 1];
         perm[i - 1] = perm[j];
         perm[j] = t;

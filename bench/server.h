@@ -27,8 +27,8 @@ int server_keys_make(struct server_keys *keys, const char *keyring_path,
 
 // server_keys_load reads a k4.secret PASERK from the first line of path.
 // Returns 0, or -1 with a message in err.
-int server_keys_load(struct server_keys *keys, const char *path,
-    char *err, size_t errlen);
+int server_keys_load(
+    struct server_keys *keys, const char *path, char *err, size_t errlen);
 
 // server_keys_wipe zeroes the secret key.
 void server_keys_wipe(struct server_keys *keys);
@@ -46,8 +46,8 @@ int server_free_port(void);
 // A started daemon.
 struct server {
     pid_t pid;
-    char url[64];
-    char log[4096];
+    char  url[64];
+    char  log[4096];
 };
 
 // server_start runs daemon with --listen tcp://127.0.0.1:<free port>
@@ -55,13 +55,15 @@ struct server {
 // NULL), its stderr appended to log_path, and waits (up to 15 s) until it
 // answers a call. Returns 0, or -1 with a message in err (the daemon is
 // stopped again and its log's tail printed on stderr).
+// clang-format off
 int server_start(struct server *srv,
-    const char *daemon,
-    const char *data_dir,
-    const char *keyring,
-    const char *log_path,
-    const char *const *extra, // NULL-terminated, may be NULL
-    char *err, size_t errlen);
+    const char *daemon,        // path of bulkupsertd
+    const char *data_dir,      // its --data-dir
+    const char *keyring,       // its --keyring
+    const char *log_path,      // its stderr, appended
+    const char *const *extra,  // NULL-terminated, may be NULL
+    char *err, size_t errlen); // OUT: message on failure
+// clang-format on
 
 // server_stop sends SIGTERM and waits up to 60 s (then SIGKILL). Returns
 // the exit status (128 + signal when killed), or -1 when none was running.
