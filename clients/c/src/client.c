@@ -332,25 +332,9 @@ client_invoke(ProtobufCService *service, unsigned method_index,
     closure(reply, closure_data);
 }
 
-// The closures of the public calls keep the reply the transport hands
-// over. The const comes from protobuf-c's closure types; the transport
-// gives the message up, so the call may free it.
-static void
-client_submit_done(
-    const Bulkupsert__V1__SubmitBulkUpsertResponse *reply, void *closure_data)
-{
-    struct client_call *call = closure_data;
-    call->reply = reply != NULL ? (ProtobufCMessage *) &reply->base : NULL;
-}
-
-static void
-client_get_job_done(const Bulkupsert__V1__Job *reply, void *closure_data)
-{
-    struct client_call *call = closure_data;
-    call->reply = reply != NULL ? (ProtobufCMessage *) &reply->base : NULL;
-}
-
-// The closure of the calls made by method name.
+// The closure of every call: it keeps the reply the transport hands over.
+// The const comes from protobuf-c's closure type; the transport gives the
+// message up, so the call may free it.
 static void
 client_keep_reply(const ProtobufCMessage *reply, void *closure_data)
 {
@@ -477,68 +461,6 @@ client_call_check(const bulkupsert_client *client, const void *request,
     return BULKUPSERT_OK;
 }
 
-int
-bulkupsert_submit(bulkupsert_client               *client,
-    const Bulkupsert__V1__SubmitBulkUpsertRequest *request,
-    Bulkupsert__V1__SubmitBulkUpsertResponse     **replyp,
-    struct bulkupsert_status                      *status)
-{
-    struct bulkupsert_status scratch;
-    struct client_call       call = { .status = status, .reply = NULL };
-
-    // A caller that does not want the details may pass no status.
-    if (status == NULL) {
-        call.status = &scratch;
-    }
-    bu__status_reset(call.status);
-    *replyp = NULL;
-    if (client_call_check(client, request, "SubmitBulkUpsert", call.status)
-        == BULKUPSERT_OK) {
-        bulkupsert__v1__bulk_upsert__submit_bulk_upsert(
-            &client->service, request, client_submit_done, &call);
-    }
-    int rv = call.status->code;
-    if (rv == BULKUPSERT_OK) {
-        *replyp = (Bulkupsert__V1__SubmitBulkUpsertResponse *) call.reply;
-    } else if (call.reply != NULL) {
-        protobuf_c_message_free_unpacked(call.reply, NULL);
-    }
-    if (status == NULL) {
-        bulkupsert_status_clear(&scratch);
-    }
-    return rv;
-}
-
-int
-bulkupsert_get_job(bulkupsert_client    *client,
-    const Bulkupsert__V1__GetJobRequest *request, Bulkupsert__V1__Job **jobp,
-    struct bulkupsert_status *status)
-{
-    struct bulkupsert_status scratch;
-    struct client_call       call = { .status = status, .reply = NULL };
-
-    if (status == NULL) {
-        call.status = &scratch;
-    }
-    bu__status_reset(call.status);
-    *jobp = NULL;
-    if (client_call_check(client, request, "GetJob", call.status)
-        == BULKUPSERT_OK) {
-        bulkupsert__v1__bulk_upsert__get_job(
-            &client->service, request, client_get_job_done, &call);
-    }
-    int rv = call.status->code;
-    if (rv == BULKUPSERT_OK) {
-        *jobp = (Bulkupsert__V1__Job *) call.reply;
-    } else if (call.reply != NULL) {
-        protobuf_c_message_free_unpacked(call.reply, NULL);
-    }
-    if (status == NULL) {
-        bulkupsert_status_clear(&scratch);
-    }
-    return rv;
-}
-
 // client_call_method calls the method called name through the service's
 // invoke (the same path the generated stubs take) and hands back the reply.
 static int
@@ -589,7 +511,8 @@ bulkupsert_cancel_job(bulkupsert_client *client,
     const Bulkupsert__V1__CancelJobRequest *request,
     Bulkupsert__V1__Job **jobp, struct bulkupsert_status *status)
 {
-    return client_call_method(client, "CancelJob", &request->base,
+    return client_call_method(client, "CancelJob",
+        request != NULL ? &request->base : NULL,
         (ProtobufCMessage **) jobp, status);
 }
 
@@ -599,7 +522,8 @@ bulkupsert_describe_table(bulkupsert_client *client,
     Bulkupsert__V1__DescribeTableResponse **replyp,
     struct bulkupsert_status *status)
 {
-    return client_call_method(client, "DescribeTable", &request->base,
+    return client_call_method(client, "DescribeTable",
+        request != NULL ? &request->base : NULL,
         (ProtobufCMessage **) replyp, status);
 }
 
@@ -609,7 +533,8 @@ bulkupsert_add_column(bulkupsert_client *client,
     Bulkupsert__V1__AddColumnResponse **replyp,
     struct bulkupsert_status *status)
 {
-    return client_call_method(client, "AddColumn", &request->base,
+    return client_call_method(client, "AddColumn",
+        request != NULL ? &request->base : NULL,
         (ProtobufCMessage **) replyp, status);
 }
 
@@ -619,6 +544,28 @@ bulkupsert_set_import_enabled(bulkupsert_client *client,
     Bulkupsert__V1__SetImportEnabledResponse **replyp,
     struct bulkupsert_status *status)
 {
-    return client_call_method(client, "SetImportEnabled", &request->base,
+    return client_call_method(client, "SetImportEnabled",
+        request != NULL ? &request->base : NULL,
         (ProtobufCMessage **) replyp, status);
+}
+
+int
+bulkupsert_submit(bulkupsert_client               *client,
+    const Bulkupsert__V1__SubmitBulkUpsertRequest *request,
+    Bulkupsert__V1__SubmitBulkUpsertResponse     **replyp,
+    struct bulkupsert_status                      *status)
+{
+    return client_call_method(client, "SubmitBulkUpsert",
+        request != NULL ? &request->base : NULL, (ProtobufCMessage **) replyp,
+        status);
+}
+
+int
+bulkupsert_get_job(bulkupsert_client    *client,
+    const Bulkupsert__V1__GetJobRequest *request, Bulkupsert__V1__Job **jobp,
+    struct bulkupsert_status *status)
+{
+    return client_call_method(client, "GetJob",
+        request != NULL ? &request->base : NULL, (ProtobufCMessage **) jobp,
+        status);
 }
