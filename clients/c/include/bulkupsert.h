@@ -3,9 +3,10 @@
  * bulkupsert client library: calls the bulkupsert.v1.BulkUpsert service of a
  * bulkupsertd server over nng req/rep. Requests and replies are the
  * protobuf-c messages generated from proto/bulkupsert/v1/bulkupsert.proto;
- * each call goes through the generated service stubs, and this library is
- * the transport that turns a method call into an RpcRequest envelope and the
- * RpcResponse back into a reply message or a status.
+ * each call is looked up by name in the generated service descriptor and
+ * made through the service's invoke, which this library implements: it turns
+ * a method call into an RpcRequest envelope and the RpcResponse back into a
+ * reply message or a status.
  *
  * Threads: a bulkupsert_client may be used from several threads at once
  * (each call opens its own nng context). Calls block up to the client's

@@ -4,9 +4,10 @@
  * ProtobufCService of bulkupsert.v1.BulkUpsert, and the service's invoke
  * callback (client_invoke) carries every call: it packs the request into an
  * RpcRequest envelope, sends it on its own nng req0 context, waits for the
- * RpcResponse, and hands the decoded reply to the generated closure. The
- * public calls go through the generated stubs, so adding a method to the
- * proto only needs a thin wrapper here.
+ * RpcResponse, and hands the decoded reply to the closure. Every public
+ * call finds its method by name in the generated descriptor
+ * (client_call_method), so adding a method to the proto only needs a thin
+ * wrapper here.
  *
  * A call is one nng_ctx plus one nng_aio, opened and closed by the calling
  * thread, which is why calls from several threads are safe. The socket never
@@ -462,7 +463,7 @@ client_call_check(const bulkupsert_client *client, const void *request,
 }
 
 // client_call_method calls the method called name through the service's
-// invoke (the same path the generated stubs take) and hands back the reply.
+// invoke (the path the generated stubs take too) and hands back the reply.
 static int
 client_call_method(bulkupsert_client *client, const char *name,
     const ProtobufCMessage *request, ProtobufCMessage **replyp,
