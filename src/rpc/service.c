@@ -967,6 +967,28 @@ svc_authorize(struct svc_call *sc)
     return BU_EPERM;
 }
 
+// svc_wire_check refuses, before decoding, a message with a NUL inside a
+// string or more fields than any valid request has.
+static int
+svc_wire_check(struct svc_call *sc, const ProtobufCMessageDescriptor *desc,
+    const uint8_t *buf, size_t n, const char *what, char *where, size_t len)
+{
+    int rv = bu_wire_check_strings(desc, buf, n, BU_WIRE_MAX_FIELDS, where,
+        len);
+    if (rv == BU_EINVAL) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
+            SVC_RC_FIELD_ERROR, "%s: %s holds a NUL byte; strings may not",
+            what, where);
+    } else if (rv == BU_ETOOBIG) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
+            SVC_RC_FIELD_ERROR,
+            "%s: more than %d fields; a request carries at most %d "
+            "records of at most %d values", what, BU_WIRE_MAX_FIELDS,
+            BU_MAX_RECORDS, BU_SCHEMA_MAX_COLUMNS);
+    }
+    return rv;
+}
+
 // svc_serve takes one call from envelope to invoke; whatever happens, the
 // call is answered once (by svc_finish, now or later).
 static void
@@ -995,11 +1017,8 @@ svc_serve(struct svc_thread *t, struct bu_rpc_call *call)
         return;
     }
     char where[256];
-    if (bu_wire_check_strings(&bulkupsert__v1__rpc_request__descriptor, body,
-            len, where, sizeof(where)) != BU_OK) {
-        svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
-            SVC_RC_FIELD_ERROR, "%s holds a NUL byte; strings may not",
-            where);
+    if (svc_wire_check(sc, &bulkupsert__v1__rpc_request__descriptor, body,
+            len, "RpcRequest", where, sizeof(where)) != BU_OK) {
         svc_finish(NULL, sc);
         return;
     }
@@ -1024,11 +1043,9 @@ svc_serve(struct svc_thread *t, struct bu_rpc_call *call)
         svc_finish(NULL, sc);
         return;
     }
-    if (bu_wire_check_strings(sc->method->input, sc->env->payload.data,
-            sc->env->payload.len, where, sizeof(where)) != BU_OK) {
-        svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
-            SVC_RC_FIELD_ERROR, "%s holds a NUL byte; strings may not",
-            where);
+    if (svc_wire_check(sc, sc->method->input, sc->env->payload.data,
+            sc->env->payload.len, sc->method->input->short_name, where,
+            sizeof(where)) != BU_OK) {
         svc_finish(NULL, sc);
         return;
     }

@@ -32,7 +32,8 @@ wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *vp)
 // wire_walk checks one message; *pos is the path written so far.
 static int
 wire_walk(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
-    const uint8_t *end, int depth, char *where, size_t len, size_t pos)
+    const uint8_t *end, int depth, size_t *budget, char *where, size_t len,
+    size_t pos)
 {
     unsigned counts[64] = { 0 }; // occurrences of the first 64 fields
     while (p < end) {
@@ -40,6 +41,10 @@ wire_walk(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
         if (!wire_varint(&p, end, &tag)) {
             return BU_OK; // malformed: the decoder refuses it
         }
+        if (*budget == 0) {
+            return BU_ETOOBIG;
+        }
+        (*budget)--;
         uint32_t num = (uint32_t) (tag >> 3);
         const ProtobufCFieldDescriptor *f =
             protobuf_c_message_descriptor_get_field(desc, num);
@@ -89,7 +94,7 @@ wire_walk(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
             }
             if (f->type == PROTOBUF_C_TYPE_MESSAGE && depth < WIRE_MAX_DEPTH) {
                 int rv = wire_walk(f->descriptor, body, body + v, depth + 1,
-                    where, len, next);
+                    budget, where, len, next);
                 if (rv != BU_OK) {
                     return rv;
                 }
@@ -106,11 +111,13 @@ wire_walk(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
 
 int
 bu_wire_check_strings(const ProtobufCMessageDescriptor *desc,
-    const uint8_t *buf, size_t n, char *where, size_t len)
+    const uint8_t *buf, size_t n, size_t max_fields, char *where,
+    size_t len)
 {
     if (len == 0) {
         return BU_EINVAL;
     }
     where[0] = '\0';
-    return wire_walk(desc, buf, buf + n, 0, where, len, 0);
+    size_t budget = max_fields;
+    return wire_walk(desc, buf, buf + n, 0, &budget, where, len, 0);
 }

@@ -27,7 +27,31 @@
 #include <time.h>
 #include <unistd.h>
 
-static struct harness *harness_live; // for the atexit hook
+// Daemons started and not yet reaped: the atexit hook kills them even when
+// a failed assertion skipped the test's own stop.
+#define HARNESS_MAX_LIVE 32
+static pid_t harness_live[HARNESS_MAX_LIVE];
+
+static void
+harness_remember(pid_t pid)
+{
+    for (int i = 0; i < HARNESS_MAX_LIVE; i++) {
+        if (harness_live[i] == 0) {
+            harness_live[i] = pid;
+            return;
+        }
+    }
+}
+
+static void
+harness_forget(pid_t pid)
+{
+    for (int i = 0; i < HARNESS_MAX_LIVE; i++) {
+        if (harness_live[i] == pid) {
+            harness_live[i] = 0;
+        }
+    }
+}
 
 static void
 harness_sleep_ms(int ms)
@@ -39,10 +63,12 @@ harness_sleep_ms(int ms)
 static void
 harness_atexit(void)
 {
-    if (harness_live != NULL && harness_live->pid > 0) {
-        kill(harness_live->pid, SIGKILL);
-        waitpid(harness_live->pid, NULL, 0);
-        harness_live->pid = 0;
+    for (int i = 0; i < HARNESS_MAX_LIVE; i++) {
+        if (harness_live[i] > 0) {
+            kill(harness_live[i], SIGKILL);
+            waitpid(harness_live[i], NULL, 0);
+            harness_live[i] = 0;
+        }
     }
 }
 
@@ -126,8 +152,10 @@ harness_spawn(struct harness *h, const char *const *extra)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        // Neither output may hold the test's pipes: ctest waits for them.
         int fd = open(h->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
+            dup2(fd, 1);
             dup2(fd, 2);
             close(fd);
         }
@@ -135,7 +163,7 @@ harness_spawn(struct harness *h, const char *const *extra)
         _exit(127);
     }
     h->pid = pid;
-    harness_live = h;
+    harness_remember(pid);
 
     // Ready when a call gets any answer from the service itself.
     bulkupsert_client *c = harness_client(h, NULL);
@@ -156,6 +184,7 @@ harness_spawn(struct harness *h, const char *const *extra)
         }
         int status;
         if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
+            harness_forget(h->pid);
             h->pid = 0;
             harness_dump_log(h);
             bulkupsert_client_close(c);
@@ -210,6 +239,7 @@ harness_signal(struct harness *h, int sig)
     for (int i = 0; i < 600 * harness_slow(); i++) {
         int status;
         if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
+            harness_forget(h->pid);
             h->pid = 0;
             return WIFEXITED(status) ? WEXITSTATUS(status)
                                      : 128 + WTERMSIG(status);
@@ -218,6 +248,7 @@ harness_signal(struct harness *h, int sig)
     }
     kill(h->pid, SIGKILL);
     waitpid(h->pid, NULL, 0);
+    harness_forget(h->pid);
     h->pid = 0;
     return -1;
 }
@@ -242,7 +273,6 @@ harness_stop(struct harness *h)
     if (status != 0) {
         harness_dump_log(h);
     }
-    harness_live = NULL;
     harness_rmrf(h->dir);
     return status;
 }
@@ -490,6 +520,82 @@ req_fini(struct req_builder *b)
     }
     free(b->req.columns);
     memset(b, 0, sizeof(*b));
+}
+
+void
+harness_abort(struct harness *h)
+{
+    if (h->pid > 0) {
+        int status;
+        if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
+            fprintf(stderr, "bulkupsertd had exited (status %d)\n", status);
+            harness_dump_log(h);
+        } else {
+            kill(h->pid, SIGKILL);
+            waitpid(h->pid, NULL, 0);
+        }
+        harness_forget(h->pid);
+        h->pid = 0;
+    }
+    if (h->dir[0] != '\0') {
+        harness_rmrf(h->dir);
+        h->dir[0] = '\0';
+    }
+}
+
+// harness_only_nng_leaks reads the daemon's log: 1 when it holds a
+// LeakSanitizer report (and no other sanitizer error) whose every leak was
+// allocated by libnng alone, on one of nng's threads.
+static int
+harness_only_nng_leaks(const struct harness *h)
+{
+    FILE *f = fopen(h->log, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    char line[512];
+    int report = 0, ok = 1, in_leak = 0, frame = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strstr(line, "ERROR: LeakSanitizer") != NULL) {
+            report = 1;
+        } else if (strstr(line, "ERROR: AddressSanitizer") != NULL ||
+            strstr(line, "runtime error") != NULL) {
+            ok = 0;
+        } else if (strstr(line, "leak of ") != NULL) {
+            in_leak = 1;
+            frame = 0;
+        } else if (in_leak && strstr(line, "    #") == line) {
+            // Frame #0 is the allocator; then nng until the thread start.
+            if (strstr(line, "start_thread") != NULL ||
+                strstr(line, "clone") != NULL) {
+                in_leak = 0;
+            } else if (frame++ > 0 && strstr(line, "libnng.so") == NULL) {
+                ok = 0;
+            }
+        } else if (in_leak) {
+            ok = 0; // a stack that does not end in an nng thread
+            in_leak = 0;
+        }
+    }
+    fclose(f);
+    return report && ok && !in_leak;
+}
+
+int
+harness_stop_lenient(struct harness *h)
+{
+    int status = harness_signal(h, SIGTERM);
+    if (status != 0 && harness_only_nng_leaks(h)) {
+        fprintf(stderr, "harness: bulkupsertd exited %d for leaks made "
+                        "inside libnng only (nng 1.5.2; nanomsg/nng PR "
+                        "#1643); counted as a clean stop\n", status);
+        status = 0;
+    } else if (status != 0) {
+        harness_dump_log(h);
+    }
+    harness_rmrf(h->dir);
+    h->dir[0] = '\0';
+    return status;
 }
 
 int
