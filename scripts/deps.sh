@@ -8,6 +8,7 @@ packages=(
   libnng-dev libsodium-dev libprotobuf-c-dev protobuf-c-compiler
   libsqlite3-dev libjansson-dev libcsv-dev libcmocka-dev
   clang libclang-rt-14-dev
+  protobuf-compiler python3-protobuf
 )
 
 missing=()
