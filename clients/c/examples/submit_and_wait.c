@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * The smallest complete use of the C client: submit two contacts to the
- * server at BULKUPSERT_URL with the token in BULKUPSERT_TOKEN, wait for the
- * job to finish, and print its counts. Builds from the installed library:
+ * server at BULKUPSERT_URL with the token in BULKUPSERT_TOKEN (and a call
+ * timeout of BULKUPSERT_TIMEOUT_MS, when set), wait for the job to finish,
+ * and print its counts. Builds from the installed library:
  *
  *   cc submit_and_wait.c $(pkg-config --cflags --libs bulkupsert) \
  *      -lnng -lprotobuf-c -o submit_and_wait
@@ -25,6 +26,10 @@ main(void)
             token) != BULKUPSERT_OK) {
         fprintf(stderr, "bad url\n");
         return 2;
+    }
+    const char *timeout = getenv("BULKUPSERT_TIMEOUT_MS");
+    if (timeout != NULL && atoi(timeout) > 0) {
+        bulkupsert_client_set_timeout(client, atoi(timeout));
     }
 
     // Two records of (contact_key, email); Values are aligned with columns.
