@@ -14,6 +14,10 @@ run_suite() {
   (cd "$dir" && ctest --output-on-failure -j"$jobs" --timeout 600)
 }
 
+echo "== format (src/, clients/c: clang-format, .clang-format)"
+clang-format --dry-run --Werror src/*.c src/*/*.[ch] clients/c/src/*.[ch] \
+  clients/c/include/*.h
+
 echo "== normal build"
 run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 echo "== ASan + UBSan build"

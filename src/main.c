@@ -29,26 +29,26 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define MAIN_MAX_URLS 16
-#define MAIN_VERSION "0.1.0"
+#define MAIN_MAX_URLS          16
+#define MAIN_VERSION           "0.1.0"
 #define MAIN_SQLITE_HEAP_LIMIT (160LL * 1024 * 1024)
 
 struct main_opts {
     const char *urls[MAIN_MAX_URLS];
-    size_t nurls;
+    size_t      nurls;
     const char *data_dir;
     const char *keyring;
-    char keyring_default[4096];
-    int workers;
-    int handlers;
-    int contexts;
-    long max_queued_jobs;
-    long tenant_max_queued;
-    long tenant_max_inflight;
-    long max_inflight_bytes;
-    long max_message_bytes;
-    int64_t retention_ms;
-    long drain_ms;
+    char        keyring_default[4096];
+    int         workers;
+    int         handlers;
+    int         contexts;
+    long        max_queued_jobs;
+    long        tenant_max_queued;
+    long        tenant_max_inflight;
+    long        max_inflight_bytes;
+    long        max_message_bytes;
+    int64_t     retention_ms;
+    long        drain_ms;
 };
 
 static void
@@ -57,10 +57,12 @@ main_usage(FILE *f)
     fprintf(f,
         "Usage: bulkupsertd [OPTIONS]\n"
         "\n"
-        "Serves bulkupsert.v1.BulkUpsert (SubmitBulkUpsert, GetJob, DescribeTable,\n"
+        "Serves bulkupsert.v1.BulkUpsert (SubmitBulkUpsert, GetJob, "
+        "DescribeTable,\n"
         "AddColumn, SetImportEnabled) over nng\n"
         "req/rep. Accepted jobs are durable in DATA/queue.db before the 202\n"
-        "reply and are applied to DATA/tenants/<tenant>.db by worker threads.\n"
+        "reply and are applied to DATA/tenants/<tenant>.db by worker "
+        "threads.\n"
         "\n"
         "Options:\n"
         "  --listen URL            address to serve (repeatable; tcp:// or\n"
@@ -93,7 +95,8 @@ main_usage(FILE *f)
         "\n"
         "Signals: SIGHUP re-reads the keyring; SIGINT and SIGTERM stop.\n"
         "Example:\n"
-        "  bulkupsertd --listen tcp://127.0.0.1:7450 --data-dir /var/lib/bu\n");
+        "  bulkupsertd --listen tcp://127.0.0.1:7450 --data-dir "
+        "/var/lib/bu\n");
 }
 
 static int
@@ -103,8 +106,10 @@ main_int(const char *name, const char *s, long min, long max, long *outp)
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno != 0 || *end != '\0' || end == s || v < min || v > max) {
-        fprintf(stderr, "bulkupsertd: %s must be a number from %ld to %ld, "
-                        "not \"%s\"\n", name, min, max, s);
+        fprintf(stderr,
+            "bulkupsertd: %s must be a number from %ld to %ld, "
+            "not \"%s\"\n",
+            name, min, max, s);
         return 0;
     }
     *outp = v;
@@ -117,7 +122,7 @@ main_duration(const char *name, const char *s, int64_t *msp)
 {
     char *end;
     errno = 0;
-    long v = strtol(s, &end, 10);
+    long    v = strtol(s, &end, 10);
     int64_t unit = 0;
     if (end != s && end[0] != '\0' && end[1] == '\0') {
         unit = end[0] == 's' ? 1000
@@ -127,8 +132,10 @@ main_duration(const char *name, const char *s, int64_t *msp)
                              : 0;
     }
     if (errno != 0 || unit == 0 || v < 1 || v > 100000) {
-        fprintf(stderr, "bulkupsertd: %s is a whole number and a unit "
-                        "(s, m, h, d), e.g. 7d; not \"%s\"\n", name, s);
+        fprintf(stderr,
+            "bulkupsertd: %s is a whole number and a unit "
+            "(s, m, h, d), e.g. 7d; not \"%s\"\n",
+            name, s);
         return 0;
     }
     *msp = v * unit;
@@ -176,7 +183,7 @@ main_parse(int argc, char **argv, struct main_opts *o)
         { NULL, 0, NULL, 0 },
     };
     long v;
-    int c;
+    int  c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case OPT_LISTEN:
@@ -241,8 +248,8 @@ main_parse(int argc, char **argv, struct main_opts *o)
             }
             break;
         case OPT_DRAIN:
-            if (!main_int("--drain-timeout", optarg, 0, 600000,
-                    &o->drain_ms)) {
+            if (!main_int(
+                    "--drain-timeout", optarg, 0, 600000, &o->drain_ms)) {
                 return 3;
             }
             break;
@@ -262,8 +269,10 @@ main_parse(int argc, char **argv, struct main_opts *o)
             } else if (strcmp(optarg, "error") == 0) {
                 bu_log_set_level(BU_LOG_ERROR);
             } else {
-                fprintf(stderr, "bulkupsertd: --log-level is debug, info, "
-                                "warn or error, not \"%s\"\n", optarg);
+                fprintf(stderr,
+                    "bulkupsertd: --log-level is debug, info, "
+                    "warn or error, not \"%s\"\n",
+                    optarg);
                 return 3;
             }
             break;
@@ -279,8 +288,8 @@ main_parse(int argc, char **argv, struct main_opts *o)
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "bulkupsertd: unexpected argument \"%s\"\n",
-            argv[optind]);
+        fprintf(
+            stderr, "bulkupsertd: unexpected argument \"%s\"\n", argv[optind]);
         main_usage(stderr);
         return 3;
     }
@@ -288,8 +297,8 @@ main_parse(int argc, char **argv, struct main_opts *o)
         o->urls[o->nurls++] = "tcp://127.0.0.1:7450";
     }
     if (o->keyring == NULL) {
-        snprintf(o->keyring_default, sizeof(o->keyring_default),
-            "%s/keyring", o->data_dir);
+        snprintf(o->keyring_default, sizeof(o->keyring_default), "%s/keyring",
+            o->data_dir);
         o->keyring = o->keyring_default;
     }
     return 0;
@@ -307,8 +316,8 @@ main_wait(const sigset_t *set, struct bu_keyring *keyring)
         if (sig == SIGHUP) {
             int rv = bu_keyring_reload(keyring);
             if (rv == BU_OK) {
-                BU_INFO("keyring reloaded: %zu keys",
-                    bu_keyring_count(keyring));
+                BU_INFO(
+                    "keyring reloaded: %zu keys", bu_keyring_count(keyring));
             } else {
                 BU_ERROR("keyring reload failed, old keys stay: %s",
                     bu_strerror(rv));
@@ -363,15 +372,15 @@ main(int argc, char **argv)
         return 1;
     }
 
-    struct bu_keyring *keyring = NULL;
-    struct bu_journal *journal = NULL;
-    struct bu_pool *pool = NULL;
-    struct bu_service *svc = NULL;
+    struct bu_keyring    *keyring = NULL;
+    struct bu_journal    *journal = NULL;
+    struct bu_pool       *pool = NULL;
+    struct bu_service    *svc = NULL;
     struct bu_rpc_server *srv = NULL;
-    size_t recovered = 0;
-    bool journal_started = false;
-    int status = 1;
-    int rv = bu_keyring_open(&keyring, o.keyring);
+    size_t                recovered = 0;
+    bool                  journal_started = false;
+    int                   status = 1;
+    int                   rv = bu_keyring_open(&keyring, o.keyring);
     if (rv != BU_OK) {
         BU_ERROR("keyring %s: %s", o.keyring, bu_strerror(rv));
         goto out;
@@ -394,8 +403,8 @@ main(int argc, char **argv)
         BU_ERROR("workers: %s", bu_strerror(rv));
         goto out;
     }
-    if ((rv = bu_journal_recover(journal, pool, &recovered)) != BU_OK ||
-        (rv = bu_journal_start(journal, pool)) != BU_OK) {
+    if ((rv = bu_journal_recover(journal, pool, &recovered)) != BU_OK
+        || (rv = bu_journal_start(journal, pool)) != BU_OK) {
         BU_ERROR("queue recovery: %s", bu_strerror(rv));
         goto out;
     }
@@ -441,7 +450,8 @@ out:
     bu_service_drain(svc);
     if (bu_service_quiesce(svc, (int) o.drain_ms) != BU_OK) {
         BU_WARN("calls still in flight after %ld ms; stopping anyway "
-                "(accepted jobs are on disk)", o.drain_ms);
+                "(accepted jobs are on disk)",
+            o.drain_ms);
     }
     bu_rpc_server_close(srv);
     bu_service_stop(svc);

@@ -22,16 +22,16 @@
 #include "base/log.h"
 
 struct keyring_entry {
-    char pid[BU_PASERK_PID_SIZE];
+    char                 pid[BU_PASERK_PID_SIZE];
     struct bu_paseto_key key;
 };
 
 struct bu_keyring {
     char *path; // set at open, then read-only
 
-    pthread_mutex_t mtx;
-    struct keyring_entry *keys; // guarded by mtx; owned
-    size_t nkeys;               // guarded by mtx
+    pthread_mutex_t       mtx;
+    struct keyring_entry *keys;  // guarded by mtx; owned
+    size_t                nkeys; // guarded by mtx
 };
 
 // keyring_trim strips surrounding spaces, tabs and line ends from line in
@@ -56,7 +56,7 @@ keyring_add(struct keyring_entry **keysp, size_t *nkeysp,
     const struct bu_paseto_key *key)
 {
     struct keyring_entry e = { .key = *key };
-    int rv = bu_paserk_pid(key, e.pid);
+    int                  rv = bu_paserk_pid(key, e.pid);
     if (rv != BU_OK) {
         return rv;
     }
@@ -65,8 +65,8 @@ keyring_add(struct keyring_entry **keysp, size_t *nkeysp,
             return BU_OK;
         }
     }
-    struct keyring_entry *keys =
-        bu_realloc(*keysp, (*nkeysp + 1) * sizeof(*keys));
+    struct keyring_entry *keys
+        = bu_realloc(*keysp, (*nkeysp + 1) * sizeof(*keys));
     if (keys == NULL) {
         return BU_ENOMEM;
     }
@@ -83,11 +83,11 @@ static int
 keyring_load(const char *path, struct keyring_entry **keysp, size_t *nkeysp)
 {
     struct keyring_entry *keys = NULL;
-    size_t nkeys = 0;
-    char *line = NULL; // from getline: released with free, not bu_free
-    size_t cap = 0;
+    size_t                nkeys = 0;
+    char         *line = NULL; // from getline: released with free, not bu_free
+    size_t        cap = 0;
     unsigned long lineno = 0;
-    int rv = BU_OK;
+    int           rv = BU_OK;
 
     FILE *fp = fopen(path, "r");
     if (fp == NULL) {
@@ -101,7 +101,7 @@ keyring_load(const char *path, struct keyring_entry **keysp, size_t *nkeysp)
             continue;
         }
         struct bu_paseto_key key;
-        const char *why = "not a k4.public key";
+        const char          *why = "not a k4.public key";
         rv = bu_paserk_parse(s, &key);
         if (rv == BU_OK && key.kind != BU_KEY_V4_PUBLIC) {
             // A secret (or local) key has no business in a verifier's file.
@@ -142,7 +142,7 @@ int
 bu_keyring_open(struct bu_keyring **krp, const char *path)
 {
     struct bu_keyring *kr;
-    int rv;
+    int                rv;
 
     if (path == NULL) {
         return BU_EINVAL;
@@ -184,7 +184,7 @@ int
 bu_keyring_reload(struct bu_keyring *kr)
 {
     struct keyring_entry *keys;
-    size_t nkeys;
+    size_t                nkeys;
 
     int rv = keyring_load(kr->path, &keys, &nkeys);
     if (rv != BU_OK) {

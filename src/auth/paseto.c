@@ -18,16 +18,16 @@
 #include "base/alloc.h"
 #include "base/err.h"
 
-#define PASETO_HEADER "v4.public."
+#define PASETO_HEADER     "v4.public."
 #define PASETO_HEADER_LEN (sizeof(PASETO_HEADER) - 1)
-#define PASETO_SIG_LEN crypto_sign_BYTES
+#define PASETO_SIG_LEN    crypto_sign_BYTES
 
-#define PASERK_SECRET "k4.secret."
-#define PASERK_PUBLIC "k4.public."
-#define PASERK_LOCAL "k4.local."
-#define PASERK_PID "k4.pid."
+#define PASERK_SECRET       "k4.secret."
+#define PASERK_PUBLIC       "k4.public."
+#define PASERK_LOCAL        "k4.local."
+#define PASERK_PID          "k4.pid."
 #define PASERK_PID_HASH_LEN 33
-#define PASERK_LOCAL_LEN 32
+#define PASERK_LOCAL_LEN    32
 
 #define PASETO_B64 sodium_base64_VARIANT_URLSAFE_NO_PADDING
 
@@ -57,9 +57,9 @@ paseto_pae(const uint8_t *m, size_t mlen, const uint8_t *f, size_t flen,
     const uint8_t *i, size_t ilen, uint8_t **bufp, size_t *lenp)
 {
     const uint8_t *piece[4] = { (const uint8_t *) PASETO_HEADER, m, f, i };
-    size_t plen[4] = { PASETO_HEADER_LEN, mlen, flen, ilen };
-    size_t len = 8 + 4 * 8 + PASETO_HEADER_LEN + mlen + flen + ilen;
-    uint8_t *buf = bu_alloc(len);
+    size_t         plen[4] = { PASETO_HEADER_LEN, mlen, flen, ilen };
+    size_t         len = 8 + 4 * 8 + PASETO_HEADER_LEN + mlen + flen + ilen;
+    uint8_t       *buf = bu_alloc(len);
     if (buf == NULL) {
         return BU_ENOMEM;
     }
@@ -87,8 +87,8 @@ paseto_b64_alphabet(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char) s[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-                (c >= '0' && c <= '9') || c == '-' || c == '_')) {
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+                || (c >= '0' && c <= '9') || c == '-' || c == '_')) {
             return 0;
         }
     }
@@ -104,16 +104,15 @@ paseto_b64_decode(const char *s, size_t n, uint8_t **outp, size_t *lenp)
     if (!paseto_b64_alphabet(s, n)) {
         return BU_EPARSE;
     }
-    size_t max = n / 4 * 3 + 2;
+    size_t   max = n / 4 * 3 + 2;
     uint8_t *out = bu_alloc(max + 1);
-    size_t len = 0;
+    size_t   len = 0;
     if (out == NULL) {
         return BU_ENOMEM;
     }
     // ignore and b64_end are NULL: sodium then rejects '=', characters
     // outside the alphabet, a length of 1 mod 4 and non-zero trailing bits.
-    if (sodium_base642bin(out, max, s, n, NULL, &len, NULL, PASETO_B64) !=
-        0) {
+    if (sodium_base642bin(out, max, s, n, NULL, &len, NULL, PASETO_B64) != 0) {
         bu_free(out);
         return BU_EPARSE;
     }
@@ -130,15 +129,15 @@ static int
 paseto_split(const char *token, const char **bodyp, size_t *bodylenp,
     const char **footp, size_t *footlenp)
 {
-    if (token == NULL ||
-        strncmp(token, PASETO_HEADER, PASETO_HEADER_LEN) != 0) {
+    if (token == NULL
+        || strncmp(token, PASETO_HEADER, PASETO_HEADER_LEN) != 0) {
         return BU_EPARSE;
     }
     const char *body = token + PASETO_HEADER_LEN;
     const char *dot = strchr(body, '.');
     const char *foot = NULL;
-    size_t footlen = 0;
-    size_t bodylen = strlen(body);
+    size_t      footlen = 0;
+    size_t      bodylen = strlen(body);
     if (dot != NULL) {
         foot = dot + 1;
         footlen = strlen(foot);
@@ -162,8 +161,8 @@ paseto_secret_consistent(const uint8_t sk[64])
 {
     uint8_t pk[crypto_sign_PUBLICKEYBYTES];
     uint8_t full[crypto_sign_SECRETKEYBYTES];
-    int ok = crypto_sign_seed_keypair(pk, full, sk) == 0 &&
-        sodium_memcmp(pk, sk + 32, sizeof(pk)) == 0;
+    int     ok = crypto_sign_seed_keypair(pk, full, sk) == 0
+        && sodium_memcmp(pk, sk + 32, sizeof(pk)) == 0;
     sodium_memzero(full, sizeof(full));
     return ok;
 }
@@ -186,8 +185,8 @@ paseto_kind_len(enum bu_key_kind kind)
 static int
 paseto_key_is(const struct bu_paseto_key *key, enum bu_key_kind kind)
 {
-    return key != NULL && key->kind == kind &&
-        key->len == paseto_kind_len(kind);
+    return key != NULL && key->kind == kind
+        && key->len == paseto_kind_len(kind);
 }
 
 void
@@ -219,10 +218,10 @@ bu_paseto_key_from_bytes(struct bu_paseto_key *keyp, enum bu_key_kind kind,
 int
 bu_paseto_keypair(struct bu_paseto_key *secretp, struct bu_paseto_key *publicp)
 {
-    struct bu_paseto_key sk = { .kind = BU_KEY_V4_SECRET,
-        .len = crypto_sign_SECRETKEYBYTES };
-    struct bu_paseto_key pk = { .kind = BU_KEY_V4_PUBLIC,
-        .len = crypto_sign_PUBLICKEYBYTES };
+    struct bu_paseto_key sk
+        = { .kind = BU_KEY_V4_SECRET, .len = crypto_sign_SECRETKEYBYTES };
+    struct bu_paseto_key pk
+        = { .kind = BU_KEY_V4_PUBLIC, .len = crypto_sign_PUBLICKEYBYTES };
     crypto_sign_keypair(pk.bytes, sk.bytes);
     *secretp = sk;
     *publicp = pk;
@@ -237,8 +236,8 @@ bu_paseto_public_of(
     if (!paseto_key_is(secret, BU_KEY_V4_SECRET)) {
         return BU_EKEY;
     }
-    struct bu_paseto_key pk = { .kind = BU_KEY_V4_PUBLIC,
-        .len = crypto_sign_PUBLICKEYBYTES };
+    struct bu_paseto_key pk
+        = { .kind = BU_KEY_V4_PUBLIC, .len = crypto_sign_PUBLICKEYBYTES };
     crypto_sign_ed25519_sk_to_pk(pk.bytes, secret->bytes);
     *publicp = pk;
     return BU_OK;
@@ -266,13 +265,13 @@ bu_paserk_format(const struct bu_paseto_key *key, char **strp)
     }
     size_t plen = strlen(prefix);
     size_t size = plen + sodium_base64_ENCODED_LEN(key->len, PASETO_B64);
-    char *str = bu_alloc(size);
+    char  *str = bu_alloc(size);
     if (str == NULL) {
         return BU_ENOMEM;
     }
     memcpy(str, prefix, plen);
-    sodium_bin2base64(str + plen, size - plen, key->bytes, key->len,
-        PASETO_B64);
+    sodium_bin2base64(
+        str + plen, size - plen, key->bytes, key->len, PASETO_B64);
     *strp = str;
     return BU_OK;
 }
@@ -281,7 +280,7 @@ int
 bu_paserk_parse(const char *str, struct bu_paseto_key *keyp)
 {
     static const struct {
-        const char *prefix;
+        const char      *prefix;
         enum bu_key_kind kind;
     } forms[] = {
         { PASERK_SECRET, BU_KEY_V4_SECRET },
@@ -297,18 +296,19 @@ bu_paserk_parse(const char *str, struct bu_paseto_key *keyp)
             continue;
         }
         struct bu_paseto_key key = { .kind = forms[k].kind };
-        size_t want = paseto_kind_len(forms[k].kind);
-        const char *b64 = str + plen;
-        size_t n = strlen(b64);
-        int rv = BU_EPARSE;
+        size_t               want = paseto_kind_len(forms[k].kind);
+        const char          *b64 = str + plen;
+        size_t               n = strlen(b64);
+        int                  rv = BU_EPARSE;
         // The exact encoded length rules out any longer or shorter key
         // before sodium sees it; sodium then checks every character.
-        if (n == PASETO_B64_LEN(want) && paseto_b64_alphabet(b64, n) &&
-            sodium_base642bin(key.bytes, sizeof(key.bytes), b64, n, NULL,
-                &key.len, NULL, PASETO_B64) == 0 &&
-            key.len == want &&
-            (key.kind != BU_KEY_V4_SECRET ||
-                paseto_secret_consistent(key.bytes))) {
+        if (n == PASETO_B64_LEN(want) && paseto_b64_alphabet(b64, n)
+            && sodium_base642bin(key.bytes, sizeof(key.bytes), b64, n, NULL,
+                   &key.len, NULL, PASETO_B64)
+                == 0
+            && key.len == want
+            && (key.kind != BU_KEY_V4_SECRET
+                || paseto_secret_consistent(key.bytes))) {
             *keyp = key;
             rv = BU_OK;
         }
@@ -322,11 +322,11 @@ int
 bu_paserk_pid(const struct bu_paseto_key *pub, char out[BU_PASERK_PID_SIZE])
 {
     // "k4.pid." || "k4.public." || b64url(pk), hashed to 33 bytes.
-    char in[sizeof(PASERK_PID) - 1 + sizeof(PASERK_PUBLIC) - 1 +
-        sodium_base64_ENCODED_LEN(crypto_sign_PUBLICKEYBYTES, PASETO_B64)];
+    char    in[sizeof(PASERK_PID) - 1 + sizeof(PASERK_PUBLIC) - 1
+        + sodium_base64_ENCODED_LEN(crypto_sign_PUBLICKEYBYTES, PASETO_B64)];
     uint8_t hash[PASERK_PID_HASH_LEN];
-    size_t pidlen = sizeof(PASERK_PID) - 1;
-    size_t publen = sizeof(PASERK_PUBLIC) - 1;
+    size_t  pidlen = sizeof(PASERK_PID) - 1;
+    size_t  publen = sizeof(PASERK_PUBLIC) - 1;
 
     if (!paseto_key_is(pub, BU_KEY_V4_PUBLIC)) {
         return BU_EKEY;
@@ -345,21 +345,21 @@ bu_paserk_pid(const struct bu_paseto_key *pub, char out[BU_PASERK_PID_SIZE])
 
 int
 bu_paseto_v4_sign(const struct bu_paseto_key *secret, const uint8_t *m,
-    size_t mlen, const uint8_t *f, size_t flen, const uint8_t *i,
-    size_t ilen, char **tokenp)
+    size_t mlen, const uint8_t *f, size_t flen, const uint8_t *i, size_t ilen,
+    char **tokenp)
 {
     uint8_t *pae = NULL;
-    size_t paelen = 0;
+    size_t   paelen = 0;
     uint8_t *body = NULL;
-    char *token = NULL;
-    char *p;
-    int rv;
+    char    *token = NULL;
+    char    *p;
+    int      rv;
 
     if (!paseto_key_is(secret, BU_KEY_V4_SECRET)) {
         return BU_EKEY;
     }
-    if (mlen > PASETO_PIECE_MAX || flen > PASETO_PIECE_MAX ||
-        ilen > PASETO_PIECE_MAX) {
+    if (mlen > PASETO_PIECE_MAX || flen > PASETO_PIECE_MAX
+        || ilen > PASETO_PIECE_MAX) {
         return BU_ENOMEM;
     }
     // h || b64url(m || sig), then "." || b64url(f) only when f is
@@ -367,15 +367,14 @@ bu_paseto_v4_sign(const struct bu_paseto_key *secret, const uint8_t *m,
     size_t bodylen = mlen + PASETO_SIG_LEN;
     size_t body64 = PASETO_B64_LEN(bodylen);
     size_t foot64 = flen > 0 ? PASETO_B64_LEN(flen) : 0;
-    size_t size =
-        PASETO_HEADER_LEN + body64 + (flen > 0 ? 1 + foot64 : 0) + 1;
+    size_t size = PASETO_HEADER_LEN + body64 + (flen > 0 ? 1 + foot64 : 0) + 1;
 
     rv = paseto_pae(m, mlen, f, flen, i, ilen, &pae, &paelen);
     if (rv != BU_OK) {
         goto out;
     }
-    if ((body = bu_alloc(bodylen)) == NULL ||
-        (token = bu_alloc(size)) == NULL) {
+    if ((body = bu_alloc(bodylen)) == NULL
+        || (token = bu_alloc(size)) == NULL) {
         rv = BU_ENOMEM;
         goto out;
     }
@@ -411,16 +410,16 @@ bu_paseto_v4_verify(const struct bu_paseto_key *pub, const char *token,
 {
     const char *body64;
     const char *foot64;
-    size_t body64len;
-    size_t foot64len;
-    uint8_t *body = NULL;
-    size_t bodylen = 0;
-    uint8_t *foot = NULL;
-    size_t footlen = 0;
-    uint8_t *pae = NULL;
-    size_t paelen = 0;
-    size_t mlen;
-    int rv;
+    size_t      body64len;
+    size_t      foot64len;
+    uint8_t    *body = NULL;
+    size_t      bodylen = 0;
+    uint8_t    *foot = NULL;
+    size_t      footlen = 0;
+    uint8_t    *pae = NULL;
+    size_t      paelen = 0;
+    size_t      mlen;
+    int         rv;
 
     if (!paseto_key_is(pub, BU_KEY_V4_PUBLIC)) {
         return BU_EKEY;
@@ -434,8 +433,8 @@ bu_paseto_v4_verify(const struct bu_paseto_key *pub, const char *token,
     }
     // An absent footer decodes (from zero characters) to an empty string,
     // so a successful verify always hands back a buffer.
-    rv = paseto_b64_decode(foot64 != NULL ? foot64 : "", foot64len, &foot,
-        &footlen);
+    rv = paseto_b64_decode(
+        foot64 != NULL ? foot64 : "", foot64len, &foot, &footlen);
     if (rv == BU_OK) {
         rv = paseto_b64_decode(body64, body64len, &body, &bodylen);
     }
@@ -452,8 +451,8 @@ bu_paseto_v4_verify(const struct bu_paseto_key *pub, const char *token,
     if (rv != BU_OK) {
         goto out;
     }
-    if (crypto_sign_verify_detached(body + mlen, pae, paelen, pub->bytes) !=
-        0) {
+    if (crypto_sign_verify_detached(body + mlen, pae, paelen, pub->bytes)
+        != 0) {
         rv = BU_ESIG;
         goto out;
     }
@@ -484,10 +483,10 @@ bu_paseto_v4_footer(const char *token, uint8_t **fp, size_t *flenp)
 {
     const char *body64;
     const char *foot64;
-    size_t body64len;
-    size_t foot64len;
-    uint8_t *foot;
-    size_t footlen;
+    size_t      body64len;
+    size_t      foot64len;
+    uint8_t    *foot;
+    size_t      footlen;
 
     int rv = paseto_split(token, &body64, &body64len, &foot64, &foot64len);
     if (rv != BU_OK) {
@@ -498,8 +497,8 @@ bu_paseto_v4_footer(const char *token, uint8_t **fp, size_t *flenp)
         *flenp = 0;
         return BU_OK;
     }
-    if ((rv = paseto_b64_decode(foot64, foot64len, &foot, &footlen)) !=
-        BU_OK) {
+    if ((rv = paseto_b64_decode(foot64, foot64len, &foot, &footlen))
+        != BU_OK) {
         return rv;
     }
     *fp = foot;

@@ -28,8 +28,8 @@ enum bu_key_kind {
 // A typed key. Plain value type; bu_paseto_key_wipe clears it.
 struct bu_paseto_key {
     enum bu_key_kind kind;
-    size_t len;
-    uint8_t bytes[64];
+    size_t           len;
+    uint8_t          bytes[64];
 };
 
 // Length of a PASERK id, "k4.pid." plus 44 characters, with the NUL.
@@ -72,8 +72,8 @@ int bu_paserk_pid(
 // and implicit assertion i (both may be empty, with NULL pointers), and
 // returns the token in *tokenp (NUL-terminated; release with bu_free).
 // Returns BU_EKEY for a key that is not a v4 secret key, BU_ENOMEM.
-int bu_paseto_v4_sign(const struct bu_paseto_key *secret,
-    const uint8_t *m, size_t mlen, // message (JSON claims)
+int bu_paseto_v4_sign(const struct bu_paseto_key *secret, const uint8_t *m,
+    size_t         mlen,           // message (JSON claims)
     const uint8_t *f, size_t flen, // footer, may be empty
     const uint8_t *i, size_t ilen, // implicit assertion, may be empty
     char **tokenp);                // OUT: token
@@ -86,8 +86,7 @@ int bu_paseto_v4_sign(const struct bu_paseto_key *secret,
 // string). Nothing is written on failure.
 // Returns BU_EKEY (key is not a v4 public key), BU_EPARSE (header, layout or
 // base64url), BU_ESIG (signature), BU_ENOMEM.
-int bu_paseto_v4_verify(const struct bu_paseto_key *pub,
-    const char *token,
+int bu_paseto_v4_verify(const struct bu_paseto_key *pub, const char *token,
     const uint8_t *i, size_t ilen, // implicit assertion, may be empty
     uint8_t **mp, size_t *mlenp,   // OUT: message
     uint8_t **fp, size_t *flenp);  // OUT: footer (optional)

@@ -25,7 +25,7 @@
 #define TOKEN_SKEW_SECS 60
 
 // Bounds on the untrusted footer before it is parsed.
-#define TOKEN_FOOTER_MAX 512
+#define TOKEN_FOOTER_MAX      512
 #define TOKEN_FOOTER_KEYS_MAX 4
 
 // Largest time written into a token: 9999-12-31T23:59:59Z, the last
@@ -36,7 +36,7 @@
 
 static const struct {
     const char *name;
-    uint32_t bit;
+    uint32_t    bit;
 } token_perms[] = {
     { "DataSpace.Read", BU_PERM_READ },
     { "DataSpace.Manage", BU_PERM_MANAGE },
@@ -54,8 +54,8 @@ bu_tenant_valid(const char *s)
     }
     for (n = 0; s[n] != '\0'; n++) {
         char c = s[n];
-        int ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            (n > 0 && (c == '_' || c == '-'));
+        int  ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+            || (n > 0 && (c == '_' || c == '-'));
         if (!ok || n >= BU_TENANT_MAX) {
             return 0;
         }
@@ -89,28 +89,28 @@ token_json_err(const json_error_t *jerr, int other)
 // compact JSON into a new buffer *mp of *mlenp bytes (release with
 // bu_free). Returns BU_EINVAL (a string that is not UTF-8), BU_ENOMEM.
 static int
-token_claims_dump(const struct bu_claims *c, const char *jti, uint8_t **mp,
-    size_t *mlenp)
+token_claims_dump(
+    const struct bu_claims *c, const char *jti, uint8_t **mp, size_t *mlenp)
 {
-    char iat[32];
-    char exp[32];
+    char         iat[32];
+    char         exp[32];
     json_error_t jerr;
-    json_t *perms;
-    json_t *root;
-    uint8_t *m;
-    size_t mlen;
+    json_t      *perms;
+    json_t      *root;
+    uint8_t     *m;
+    size_t       mlen;
 
-    if (bu_rfc3339_format(c->iat, iat, sizeof(iat)) != BU_OK ||
-        bu_rfc3339_format(c->exp, exp, sizeof(exp)) != BU_OK) {
+    if (bu_rfc3339_format(c->iat, iat, sizeof(iat)) != BU_OK
+        || bu_rfc3339_format(c->exp, exp, sizeof(exp)) != BU_OK) {
         return BU_EINVAL;
     }
     if ((perms = json_array()) == NULL) {
         return BU_ENOMEM;
     }
     for (size_t k = 0; k < TOKEN_NPERMS; k++) {
-        if ((c->perms & token_perms[k].bit) != 0 &&
-            json_array_append_new(perms, json_string(token_perms[k].name)) !=
-                0) {
+        if ((c->perms & token_perms[k].bit) != 0
+            && json_array_append_new(perms, json_string(token_perms[k].name))
+                != 0) {
             json_decref(perms);
             return BU_ENOMEM;
         }
@@ -140,11 +140,11 @@ bu_token_issue(const struct bu_paseto_key *secret,
     const struct bu_claims *claims, char **tokenp)
 {
     struct bu_paseto_key pub;
-    char kid[BU_PASERK_PID_SIZE];
-    char footer[sizeof("{\"kid\":\"\"}") + BU_PASERK_PID_SIZE];
-    char jti[sizeof(claims->jti)];
-    uint8_t *m = NULL;
-    size_t mlen = 0;
+    char                 kid[BU_PASERK_PID_SIZE];
+    char                 footer[sizeof("{\"kid\":\"\"}") + BU_PASERK_PID_SIZE];
+    char                 jti[sizeof(claims->jti)];
+    uint8_t             *m = NULL;
+    size_t               mlen = 0;
 
     int rv = bu_paseto_public_of(secret, &pub);
     if (rv == BU_OK) {
@@ -153,10 +153,10 @@ bu_token_issue(const struct bu_paseto_key *secret,
     if (rv != BU_OK) {
         return rv;
     }
-    if (!bu_tenant_valid(claims->tenant) || claims->iat < 0 ||
-        claims->exp < claims->iat || claims->exp > TOKEN_TIME_MAX ||
-        strnlen(claims->sub, sizeof(claims->sub)) == sizeof(claims->sub) ||
-        strnlen(claims->jti, sizeof(claims->jti)) == sizeof(claims->jti)) {
+    if (!bu_tenant_valid(claims->tenant) || claims->iat < 0
+        || claims->exp < claims->iat || claims->exp > TOKEN_TIME_MAX
+        || strnlen(claims->sub, sizeof(claims->sub)) == sizeof(claims->sub)
+        || strnlen(claims->jti, sizeof(claims->jti)) == sizeof(claims->jti)) {
         return BU_EINVAL;
     }
     if (claims->jti[0] == '\0') {
@@ -185,10 +185,10 @@ static int
 token_footer_key(
     struct bu_keyring *kr, const char *token, struct bu_paseto_key *keyp)
 {
-    uint8_t *f = NULL;
-    size_t flen = 0;
-    json_t *root = NULL;
-    json_t *kid;
+    uint8_t     *f = NULL;
+    size_t       flen = 0;
+    json_t      *root = NULL;
+    json_t      *kid;
     json_error_t jerr;
 
     int rv = bu_paseto_v4_footer(token, &f, &flen);
@@ -207,9 +207,8 @@ token_footer_key(
         goto out;
     }
     kid = json_object_get(root, "kid");
-    if (!json_is_object(root) ||
-        json_object_size(root) > TOKEN_FOOTER_KEYS_MAX ||
-        !json_is_string(kid)) {
+    if (!json_is_object(root) || json_object_size(root) > TOKEN_FOOTER_KEYS_MAX
+        || !json_is_string(kid)) {
         goto out;
     }
     if (bu_keyring_find(kr, json_string_value(kid), keyp) == BU_OK) {
@@ -228,8 +227,8 @@ static int
 token_time(json_t *root, const char *name, int64_t *secsp)
 {
     json_t *v = json_object_get(root, name);
-    return json_is_string(v) &&
-        bu_rfc3339_parse(json_string_value(v), secsp) == BU_OK;
+    return json_is_string(v)
+        && bu_rfc3339_parse(json_string_value(v), secsp) == BU_OK;
 }
 
 // token_string copies the optional string claim name into buf. Returns 0
@@ -252,17 +251,17 @@ token_string(json_t *root, const char *name, char *buf, size_t size)
 // time now. Returns BU_EAUTH (any claim missing, mistyped or out of range),
 // BU_EEXPIRED, BU_ENOMEM. *claimsp is written only on success.
 static int
-token_claims_check(const uint8_t *m, size_t mlen, int64_t now,
-    struct bu_claims *claimsp)
+token_claims_check(
+    const uint8_t *m, size_t mlen, int64_t now, struct bu_claims *claimsp)
 {
     struct bu_claims c = { .perms = 0 };
-    json_error_t jerr;
-    json_t *root;
-    json_t *perms;
-    json_t *v;
-    size_t idx;
-    int64_t nbf;
-    int rv = BU_EAUTH;
+    json_error_t     jerr;
+    json_t          *root;
+    json_t          *perms;
+    json_t          *v;
+    size_t           idx;
+    int64_t          nbf;
+    int              rv = BU_EAUTH;
 
     root = json_loadb((const char *) m, mlen, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
@@ -288,14 +287,14 @@ token_claims_check(const uint8_t *m, size_t mlen, int64_t now,
         }
         c.perms |= bu_perm_parse(json_string_value(v));
     }
-    if (!token_time(root, "iat", &c.iat) || !token_time(root, "exp", &c.exp) ||
-        !token_string(root, "sub", c.sub, sizeof(c.sub)) ||
-        !token_string(root, "jti", c.jti, sizeof(c.jti))) {
+    if (!token_time(root, "iat", &c.iat) || !token_time(root, "exp", &c.exp)
+        || !token_string(root, "sub", c.sub, sizeof(c.sub))
+        || !token_string(root, "jti", c.jti, sizeof(c.jti))) {
         goto out;
     }
     // "nbf" is not issued here, but a token that carries one is held to it.
-    if (json_object_get(root, "nbf") != NULL &&
-        (!token_time(root, "nbf", &nbf) || now < nbf)) {
+    if (json_object_get(root, "nbf") != NULL
+        && (!token_time(root, "nbf", &nbf) || now < nbf)) {
         goto out;
     }
     if (c.iat > now + TOKEN_SKEW_SECS || c.exp < c.iat) {
@@ -318,11 +317,11 @@ bu_token_verify(struct bu_keyring *keyring, const char *token, int64_t now,
     struct bu_claims *claimsp)
 {
     struct bu_paseto_key key = { .kind = BU_KEY_NONE };
-    uint8_t *m = NULL;
-    size_t mlen = 0;
+    uint8_t             *m = NULL;
+    size_t               mlen = 0;
 
-    if (keyring == NULL || token == NULL ||
-        strnlen(token, BU_TOKEN_MAX_BYTES + 1) > BU_TOKEN_MAX_BYTES) {
+    if (keyring == NULL || token == NULL
+        || strnlen(token, BU_TOKEN_MAX_BYTES + 1) > BU_TOKEN_MAX_BYTES) {
         return BU_EAUTH;
     }
     int rv = token_footer_key(keyring, token, &key);
@@ -337,8 +336,7 @@ bu_token_verify(struct bu_keyring *keyring, const char *token, int64_t now,
     bu_paseto_key_wipe(&key);
     // Fail closed with as little detail as the caller needs: everything
     // but a bad signature, an expired token and OOM is BU_EAUTH.
-    if (rv != BU_OK && rv != BU_ESIG && rv != BU_EEXPIRED &&
-        rv != BU_ENOMEM) {
+    if (rv != BU_OK && rv != BU_ESIG && rv != BU_EEXPIRED && rv != BU_ENOMEM) {
         rv = BU_EAUTH;
     }
     return rv;

@@ -22,16 +22,16 @@ enum bu_perm {
     BU_PERM_MANAGE = 1u << 1, // "DataSpace.Manage": submit, change schema
 };
 
-#define BU_TENANT_MAX 63
+#define BU_TENANT_MAX      63
 #define BU_TOKEN_MAX_BYTES 8192
 
 struct bu_claims {
-    char sub[128];
-    char tenant[BU_TENANT_MAX + 1];
-    char jti[128];
+    char     sub[128];
+    char     tenant[BU_TENANT_MAX + 1];
+    char     jti[128];
     uint32_t perms; // bu_perm bits; unknown permission names are ignored
-    int64_t iat;    // Unix seconds
-    int64_t exp;    // Unix seconds
+    int64_t  iat;   // Unix seconds
+    int64_t  exp;   // Unix seconds
 };
 
 // bu_tenant_valid returns 1 when s matches [a-z0-9][a-z0-9_-]{0,62}, the
@@ -60,7 +60,7 @@ int bu_token_issue(const struct bu_paseto_key *secret,
 // *claimsp is written only on success.
 // Returns BU_EAUTH (malformed, unknown kid, bad claims), BU_ESIG (bad
 // signature), BU_EEXPIRED, BU_ENOMEM. Every non-OK result means 401.
-int bu_token_verify(struct bu_keyring *keyring, const char *token,
-    int64_t now, struct bu_claims *claimsp);
+int bu_token_verify(struct bu_keyring *keyring, const char *token, int64_t now,
+    struct bu_claims *claimsp);
 
 #endif // BU_AUTH_TOKEN_H

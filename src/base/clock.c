@@ -29,7 +29,7 @@ static int64_t
 days_from_civil(int64_t y, unsigned m, unsigned d)
 {
     y -= m <= 2;
-    const int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const int64_t  era = (y >= 0 ? y : y - 399) / 400;
     const unsigned yoe = (unsigned) (y - era * 400);
     const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
     const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
@@ -39,7 +39,7 @@ days_from_civil(int64_t y, unsigned m, unsigned d)
 int
 bu_rfc3339_format(int64_t secs, char *buf, size_t len)
 {
-    time_t t = (time_t) secs;
+    time_t    t = (time_t) secs;
     struct tm tm;
     if (len < 21 || gmtime_r(&t, &tm) == NULL) {
         return BU_EINVAL;
@@ -67,8 +67,7 @@ digits(const char *s, int n, int *out)
 static int
 days_in_month(int y, int m)
 {
-    static const int dm[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30,
-        31 };
+    static const int dm[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
     if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) {
         return 29;
     }
@@ -79,14 +78,14 @@ int
 bu_rfc3339_parse(const char *s, int64_t *secsp)
 {
     int y, mo, d, h, mi, sec;
-    if (!digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) ||
-        s[7] != '-' || !digits(s + 8, 2, &d) || s[10] != 'T' ||
-        !digits(s + 11, 2, &h) || s[13] != ':' || !digits(s + 14, 2, &mi) ||
-        s[16] != ':' || !digits(s + 17, 2, &sec)) {
+    if (!digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo)
+        || s[7] != '-' || !digits(s + 8, 2, &d) || s[10] != 'T'
+        || !digits(s + 11, 2, &h) || s[13] != ':' || !digits(s + 14, 2, &mi)
+        || s[16] != ':' || !digits(s + 17, 2, &sec)) {
         return BU_EPARSE;
     }
-    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 ||
-        mi > 59 || sec > 60) {
+    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23
+        || mi > 59 || sec > 60) {
         return BU_EPARSE;
     }
     const char *p = s + 19;
@@ -104,8 +103,8 @@ bu_rfc3339_parse(const char *s, int64_t *secsp)
         p++;
     } else if (*p == '+' || *p == '-') {
         int oh, om;
-        if (!digits(p + 1, 2, &oh) || p[3] != ':' || !digits(p + 4, 2, &om) ||
-            oh > 23 || om > 59) {
+        if (!digits(p + 1, 2, &oh) || p[3] != ':' || !digits(p + 4, 2, &om)
+            || oh > 23 || om > 59) {
             return BU_EPARSE;
         }
         offset = (int64_t) (oh * 60 + om) * 60;
@@ -120,7 +119,7 @@ bu_rfc3339_parse(const char *s, int64_t *secsp)
         return BU_EPARSE;
     }
     int64_t days = days_from_civil(y, (unsigned) mo, (unsigned) d);
-    *secsp = days * 86400 + h * 3600 + mi * 60 + (sec == 60 ? 59 : sec) -
-        offset;
+    *secsp
+        = days * 86400 + h * 3600 + mi * 60 + (sec == 60 ? 59 : sec) - offset;
     return BU_OK;
 }

@@ -13,12 +13,12 @@
 
 struct countmap_entry {
     struct countmap_entry *next;
-    int64_t value;
-    char key[]; // NUL-terminated
+    int64_t                value;
+    char                   key[]; // NUL-terminated
 };
 
 struct bu_countmap {
-    pthread_mutex_t mu;
+    pthread_mutex_t        mu;
     struct countmap_entry *buckets[COUNTMAP_BUCKETS]; // guarded by mu
 };
 
@@ -70,15 +70,15 @@ bu_countmap_add(struct bu_countmap *map, const char *key, int64_t delta,
     int64_t limit, int64_t *valuep)
 {
     uint32_t b = countmap_hash(key);
-    int rv = BU_OK;
+    int      rv = BU_OK;
     pthread_mutex_lock(&map->mu);
     struct countmap_entry **pp = &map->buckets[b];
     while (*pp != NULL && strcmp((*pp)->key, key) != 0) {
         pp = &(*pp)->next;
     }
     struct countmap_entry *e = *pp;
-    int64_t old = e != NULL ? e->value : 0;
-    int64_t v = old + delta;
+    int64_t                old = e != NULL ? e->value : 0;
+    int64_t                v = old + delta;
     if (v < 0) {
         BU_WARN("counter for %s went below zero", key);
         v = 0;
@@ -114,7 +114,7 @@ int64_t
 bu_countmap_get(struct bu_countmap *map, const char *key)
 {
     uint32_t b = countmap_hash(key);
-    int64_t v = 0;
+    int64_t  v = 0;
     pthread_mutex_lock(&map->mu);
     for (struct countmap_entry *e = map->buckets[b]; e != NULL; e = e->next) {
         if (strcmp(e->key, key) == 0) {

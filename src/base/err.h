@@ -9,27 +9,27 @@
 #ifndef BU_BASE_ERR_H
 #define BU_BASE_ERR_H
 
-#define BU_ERR_TABLE(X)                                                      \
-    X(BU_OK, "ok")                                                           \
-    X(BU_ENOMEM, "out of memory")                                            \
-    X(BU_EINVAL, "invalid argument")                                         \
-    X(BU_ENOENT, "not found")                                                \
-    X(BU_EEXIST, "already exists")                                           \
-    X(BU_EIO, "input/output error")                                          \
-    X(BU_EBUSY, "busy")                                                      \
-    X(BU_EFULL, "limit reached")                                             \
-    X(BU_ECLOSED, "closed")                                                  \
-    X(BU_ETIMEDOUT, "timed out")                                             \
-    X(BU_EPARSE, "malformed input")                                          \
-    X(BU_ETOOBIG, "too large")                                               \
-    X(BU_EAUTH, "authentication failed")                                     \
-    X(BU_EEXPIRED, "token expired")                                          \
-    X(BU_EKEY, "wrong key type")                                             \
-    X(BU_ESIG, "bad signature")                                              \
-    X(BU_EPERM, "permission denied")                                         \
-    X(BU_ESTORE, "storage error")                                            \
-    X(BU_ECORRUPT, "stored data is corrupt")                                 \
-    X(BU_ECONNECT, "connection failed")                                      \
+#define BU_ERR_TABLE(X)                                                       \
+    X(BU_OK, "ok")                                                            \
+    X(BU_ENOMEM, "out of memory")                                             \
+    X(BU_EINVAL, "invalid argument")                                          \
+    X(BU_ENOENT, "not found")                                                 \
+    X(BU_EEXIST, "already exists")                                            \
+    X(BU_EIO, "input/output error")                                           \
+    X(BU_EBUSY, "busy")                                                       \
+    X(BU_EFULL, "limit reached")                                              \
+    X(BU_ECLOSED, "closed")                                                   \
+    X(BU_ETIMEDOUT, "timed out")                                              \
+    X(BU_EPARSE, "malformed input")                                           \
+    X(BU_ETOOBIG, "too large")                                                \
+    X(BU_EAUTH, "authentication failed")                                      \
+    X(BU_EEXPIRED, "token expired")                                           \
+    X(BU_EKEY, "wrong key type")                                              \
+    X(BU_ESIG, "bad signature")                                               \
+    X(BU_EPERM, "permission denied")                                          \
+    X(BU_ESTORE, "storage error")                                             \
+    X(BU_ECORRUPT, "stored data is corrupt")                                  \
+    X(BU_ECONNECT, "connection failed")                                       \
     X(BU_EPROTO, "protocol error")
 
 enum bu_err {

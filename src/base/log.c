@@ -22,9 +22,9 @@ bu_log(enum bu_log_level level, const char *fmt, ...)
         return;
     }
     struct timespec ts;
-    struct tm tm;
-    char stamp[32];
-    char msg[1024];
+    struct tm       tm;
+    char            stamp[32];
+    char            msg[1024];
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);

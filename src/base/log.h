@@ -22,8 +22,8 @@ void bu_log(enum bu_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 #define BU_DEBUG(...) bu_log(BU_LOG_DEBUG, __VA_ARGS__)
-#define BU_INFO(...) bu_log(BU_LOG_INFO, __VA_ARGS__)
-#define BU_WARN(...) bu_log(BU_LOG_WARN, __VA_ARGS__)
+#define BU_INFO(...)  bu_log(BU_LOG_INFO, __VA_ARGS__)
+#define BU_WARN(...)  bu_log(BU_LOG_WARN, __VA_ARGS__)
 #define BU_ERROR(...) bu_log(BU_LOG_ERROR, __VA_ARGS__)
 
 #endif // BU_BASE_LOG_H

@@ -22,12 +22,12 @@ struct bu_qnode {
 
 // Visible for embedding only; use the functions, never the fields.
 struct bu_queue {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;     // signalled on put and on close
-    struct bu_qnode *head; // guarded by mu
-    struct bu_qnode *tail; // guarded by mu
-    size_t len;            // guarded by mu
-    bool closed;           // guarded by mu
+    pthread_mutex_t  mu;
+    pthread_cond_t   cv;     // signalled on put and on close
+    struct bu_qnode *head;   // guarded by mu
+    struct bu_qnode *tail;   // guarded by mu
+    size_t           len;    // guarded by mu
+    bool             closed; // guarded by mu
 };
 
 // bu_queue_init prepares q (empty, open). Returns BU_OK or BU_ENOMEM.

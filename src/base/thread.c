@@ -15,9 +15,10 @@ bu_thread_start(pthread_t *threadp, const char *name, size_t stack_size,
     if (pthread_attr_init(&attr) != 0) {
         return BU_ENOMEM;
     }
-    pthread_attr_setstacksize(&attr, stack_size ? stack_size : BU_THREAD_STACK);
+    pthread_attr_setstacksize(
+        &attr, stack_size ? stack_size : BU_THREAD_STACK);
     pthread_t t;
-    int rc = pthread_create(&t, &attr, fn, arg);
+    int       rc = pthread_create(&t, &attr, fn, arg);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
         return BU_ENOMEM;

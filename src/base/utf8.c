@@ -9,11 +9,11 @@ bool
 bu_utf8_count(const char *str, size_t n, size_t *charsp)
 {
     const uint8_t *s = (const uint8_t *) str;
-    size_t chars = 0;
-    size_t i = 0;
+    size_t         chars = 0;
+    size_t         i = 0;
     while (i < n) {
-        uint8_t c = s[i];
-        size_t len;
+        uint8_t  c = s[i];
+        size_t   len;
         uint32_t cp;
         if (c < 0x80) {
             i++;
@@ -41,9 +41,9 @@ bu_utf8_count(const char *str, size_t n, size_t *charsp)
             cp = (cp << 6) | (s[i + k] & 0x3f);
         }
         // Overlong forms, surrogates and values past U+10FFFF.
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-            (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff)) {
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800)
+            || (len == 4 && (cp < 0x10000 || cp > 0x10ffff))
+            || (cp >= 0xd800 && cp <= 0xdfff)) {
             return false;
         }
         i += len;
@@ -66,11 +66,11 @@ bu_utf8_trim(char *s)
         return;
     }
     uint8_t lead = (uint8_t) s[i - 1];
-    size_t need = lead < 0x80 ? 1
-        : (lead & 0xe0) == 0xc0 ? 2
-        : (lead & 0xf0) == 0xe0 ? 3
-        : (lead & 0xf8) == 0xf0 ? 4
-                                : 1;
+    size_t  need = lead < 0x80   ? 1
+         : (lead & 0xe0) == 0xc0 ? 2
+         : (lead & 0xf0) == 0xe0 ? 3
+         : (lead & 0xf8) == 0xf0 ? 4
+                                 : 1;
     if (lead >= 0x80 && n - (i - 1) < need) {
         s[i - 1] = '\0';
     }

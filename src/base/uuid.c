@@ -38,7 +38,7 @@ bu_uuid_valid(const char *s)
         return 0;
     }
     for (int i = 0; i < 36; i++) {
-        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        int  dash = i == 8 || i == 13 || i == 18 || i == 23;
         char c = s[i];
         if (dash ? c != '-'
                  : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {

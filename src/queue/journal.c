@@ -28,7 +28,7 @@
 #include <string.h>
 
 #define JOURNAL_DEFAULT_RETENTION_MS (7LL * 24 * 3600 * 1000)
-#define JOURNAL_PURGE_BATCH 1000
+#define JOURNAL_PURGE_BATCH          1000
 
 enum journal_kind {
     JOURNAL_SUBMIT,
@@ -39,38 +39,38 @@ enum journal_kind {
 
 // A claim or cancel: its caller waits on cv until done.
 struct journal_sync {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;                // guarded by mu
-    int rv;                   // valid once done
-    const char *job_id;       // JOURNAL_CANCEL
-    const char *tenant;       // JOURNAL_CANCEL
-    struct bu_job_info *info; // JOURNAL_CANCEL
-    const char *const *ids;   // JOURNAL_CLAIM: n jobs, each answered
-    size_t n;                 // in rvs
-    int *rvs;
+    pthread_mutex_t     mu;
+    pthread_cond_t      cv;
+    bool                done;   // guarded by mu
+    int                 rv;     // valid once done
+    const char         *job_id; // JOURNAL_CANCEL
+    const char         *tenant; // JOURNAL_CANCEL
+    struct bu_job_info *info;   // JOURNAL_CANCEL
+    const char *const  *ids;    // JOURNAL_CLAIM: n jobs, each answered
+    size_t              n;      // in rvs
+    int                *rvs;
 };
 
 // One queued node: a submit (the caller's struct), a worker's event, or a
 // waiting claim or cancel.
 struct journal_item {
-    struct bu_qnode node;
-    enum journal_kind kind;
-    struct bu_journal_submit *submit; // JOURNAL_SUBMIT
-    struct bu_job_event ev;           // JOURNAL_EVENT
-    struct journal_sync *sync;        // JOURNAL_CLAIM, JOURNAL_CANCEL
-    bool finished;                    // EVENT/CANCEL: a job left the queue
+    struct bu_qnode           node;
+    enum journal_kind         kind;
+    struct bu_journal_submit *submit;   // JOURNAL_SUBMIT
+    struct bu_job_event       ev;       // JOURNAL_EVENT
+    struct journal_sync      *sync;     // JOURNAL_CLAIM, JOURNAL_CANCEL
+    bool                      finished; // EVENT/CANCEL: a job left the queue
 };
 
 struct bu_journal {
-    struct bu_queue queue;   // of journal_item
-    struct bu_jobs *jobs;    // writer; the journal thread's once started
-    struct bu_pool *pool;
-    pthread_t thread;
-    bool started;
-    int64_t retention_ms;
-    int64_t last_purge_ms;   // journal thread only
-    atomic_size_t pending;   // accepted, not finished
+    struct bu_queue     queue; // of journal_item
+    struct bu_jobs     *jobs;  // writer; the journal thread's once started
+    struct bu_pool     *pool;
+    pthread_t           thread;
+    bool                started;
+    int64_t             retention_ms;
+    int64_t             last_purge_ms; // journal thread only
+    atomic_size_t       pending;       // accepted, not finished
     struct bu_countmap *pending_by_tenant;
 };
 
@@ -78,7 +78,7 @@ int
 bu_journal_open(struct bu_journal **jp, const char *data_dir)
 {
     char path[4096];
-    int n = snprintf(path, sizeof(path), "%s/queue.db", data_dir);
+    int  n = snprintf(path, sizeof(path), "%s/queue.db", data_dir);
     if (n < 0 || (size_t) n >= sizeof(path)) {
         return BU_EINVAL;
     }
@@ -122,17 +122,17 @@ journal_count(struct bu_journal *j, const char *tenant, int delta)
     } else {
         atomic_fetch_sub(&j->pending, (size_t) -delta);
     }
-    if (bu_countmap_add(j->pending_by_tenant, tenant, delta, -1, NULL) !=
-        BU_OK) {
-        BU_WARN("tenant %s: queued-job count not updated (out of memory)",
-            tenant);
+    if (bu_countmap_add(j->pending_by_tenant, tenant, delta, -1, NULL)
+        != BU_OK) {
+        BU_WARN(
+            "tenant %s: queued-job count not updated (out of memory)", tenant);
     }
 }
 
 struct journal_recovery {
     struct bu_journal *j;
-    struct bu_pool *pool;
-    size_t n;
+    struct bu_pool    *pool;
+    size_t             n;
 };
 
 static int
@@ -190,7 +190,7 @@ bu_journal_submit(struct bu_journal *j, struct bu_journal_submit *s)
 void
 bu_journal_job_event(void *arg, const struct bu_job_event *ev)
 {
-    struct bu_journal *j = arg;
+    struct bu_journal   *j = arg;
     struct journal_item *it;
     if (BU_ALLOC_STRUCT(it) == NULL) {
         BU_ERROR("job %s: event lost (out of memory); recovery will redo it",
@@ -204,8 +204,8 @@ bu_journal_job_event(void *arg, const struct bu_job_event *ev)
 
 // journal_sync_run queues a claim or cancel and waits for its answer.
 static int
-journal_sync_run(struct bu_journal *j, enum journal_kind kind,
-    struct journal_sync *sync)
+journal_sync_run(
+    struct bu_journal *j, enum journal_kind kind, struct journal_sync *sync)
 {
     struct journal_item *it;
     if (BU_ALLOC_STRUCT(it) == NULL) {
@@ -260,8 +260,8 @@ journal_write_claims(struct bu_journal *j, struct journal_sync *sync)
 }
 
 int
-bu_journal_cancel(struct bu_journal *j, const char *tenant,
-    const char *job_id, struct bu_job_info *infop)
+bu_journal_cancel(struct bu_journal *j, const char *tenant, const char *job_id,
+    struct bu_job_info *infop)
 {
     struct journal_sync sync = {
         .job_id = job_id,
@@ -280,8 +280,8 @@ journal_write_submit(struct bu_journal *j, struct bu_journal_submit *s)
     if (s->idem != NULL) {
         int rv = bu_jobs_find_idem(j->jobs, s->tenant, s->idem, &s->existing);
         if (rv == BU_OK) {
-            s->duplicate = memcmp(s->existing.digest, s->digest,
-                               BU_DIGEST_SIZE) == 0;
+            s->duplicate
+                = memcmp(s->existing.digest, s->digest, BU_DIGEST_SIZE) == 0;
             s->conflict = !s->duplicate;
             return BU_OK;
         }
@@ -293,10 +293,10 @@ journal_write_submit(struct bu_journal *j, struct bu_journal_submit *s)
     int rv = bu_jobs_insert(j->jobs, s->job_id, s->tenant, s->idem, s->payload,
         s->len, s->digest, s->total, bu_now_ms(), &s->existing.seq);
     if (rv == BU_OK) {
-        snprintf(s->existing.job_id, sizeof(s->existing.job_id), "%s",
-            s->job_id);
-        snprintf(s->existing.tenant, sizeof(s->existing.tenant), "%s",
-            s->tenant);
+        snprintf(
+            s->existing.job_id, sizeof(s->existing.job_id), "%s", s->job_id);
+        snprintf(
+            s->existing.tenant, sizeof(s->existing.tenant), "%s", s->tenant);
         s->existing.state = BU_JOB_QUEUED;
         s->existing.counts.total = s->total;
     }
@@ -308,7 +308,7 @@ static int
 journal_write_cancel(struct bu_journal *j, struct journal_item *it)
 {
     struct journal_sync *sync = it->sync;
-    int rv = bu_jobs_get(j->jobs, sync->job_id, sync->info);
+    int                  rv = bu_jobs_get(j->jobs, sync->job_id, sync->info);
     if (rv == BU_OK && strcmp(sync->info->tenant, sync->tenant) != 0) {
         rv = BU_ENOENT; // another tenant's job does not exist (inv 4)
     }
@@ -350,8 +350,7 @@ journal_write_item(struct bu_journal *j, struct journal_item *it)
 static bool
 journal_turn_fails(int rv)
 {
-    return rv != BU_OK && rv != BU_ENOENT && rv != BU_EBUSY &&
-        rv != BU_EEXIST;
+    return rv != BU_OK && rv != BU_ENOENT && rv != BU_EBUSY && rv != BU_EEXIST;
 }
 
 // journal_answer completes one item after the turn (rv: the turn's result).
@@ -371,8 +370,8 @@ journal_answer(struct bu_journal *j, struct journal_item *it, int rv)
         }
         s->done(s); // s belongs to its caller again
         if (fresh && j->pool != NULL) {
-            int prv =
-                bu_pool_dispatch(j->pool, info.tenant, info.seq, info.job_id);
+            int prv = bu_pool_dispatch(
+                j->pool, info.tenant, info.seq, info.job_id);
             if (prv != BU_OK) {
                 BU_WARN("job %s stays queued for the next start: %s",
                     info.job_id, bu_strerror(prv));
@@ -434,13 +433,13 @@ static void
 journal_purge(struct bu_journal *j)
 {
     int64_t now = bu_now_ms();
-    size_t total = 0, n = 0;
+    size_t  total = 0, n = 0;
     j->last_purge_ms = now;
     do {
         int rv = bu_jobs_begin(j->jobs);
         if (rv == BU_OK) {
-            rv = bu_jobs_purge(j->jobs, now - j->retention_ms,
-                JOURNAL_PURGE_BATCH, &n);
+            rv = bu_jobs_purge(
+                j->jobs, now - j->retention_ms, JOURNAL_PURGE_BATCH, &n);
         }
         if (rv == BU_OK) {
             rv = bu_jobs_commit(j->jobs);
@@ -472,12 +471,12 @@ static void *
 journal_main(void *arg)
 {
     struct bu_journal *j = arg;
-    int every = journal_purge_interval_ms(j);
+    int                every = journal_purge_interval_ms(j);
     journal_purge(j);
     for (;;) {
-        bool closed;
-        struct bu_qnode *chain =
-            bu_queue_get_all_until(&j->queue, every, &closed);
+        bool             closed;
+        struct bu_qnode *chain
+            = bu_queue_get_all_until(&j->queue, every, &closed);
         if (chain != NULL) {
             journal_turn(j, chain);
         } else if (closed) {

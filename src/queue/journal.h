@@ -37,20 +37,20 @@ struct bu_journal;
 // memory it points to alive until done runs, and owns it again then.
 struct bu_journal_submit {
     // Inputs.
-    char job_id[BU_JOB_ID_SIZE];       // the new job's id
-    char tenant[64];
-    const char *idem;                  // idempotency key or NULL
-    uint8_t digest[BU_DIGEST_SIZE];    // of the payload, for idem repeats
-    const void *payload;               // serialized request
-    size_t len;
-    uint32_t total;                    // records in the request
+    char        job_id[BU_JOB_ID_SIZE]; // the new job's id
+    char        tenant[64];
+    const char *idem;                   // idempotency key or NULL
+    uint8_t     digest[BU_DIGEST_SIZE]; // of the payload, for idem repeats
+    const void *payload;                // serialized request
+    size_t      len;
+    uint32_t    total; // records in the request
     void (*done)(struct bu_journal_submit *s);
-    void *arg;                         // the caller's
+    void *arg; // the caller's
     // Outputs, valid in done.
-    int rv;                            // BU_OK: durable
-    bool duplicate;                    // idem matched the same request...
-    bool conflict;                     // ...or a different one (rv BU_OK)
-    struct bu_job_info existing;       // the job (new or earlier)
+    int                rv;        // BU_OK: durable
+    bool               duplicate; // idem matched the same request...
+    bool               conflict;  // ...or a different one (rv BU_OK)
+    struct bu_job_info existing;  // the job (new or earlier)
 };
 
 // bu_journal_open opens (creating) data_dir/queue.db. Returns BU_ENOMEM,
@@ -64,8 +64,7 @@ void bu_journal_set_retention(struct bu_journal *j, int64_t retention_ms);
 // bu_journal_recover dispatches every unfinished job to pool in acceptance
 // order and counts them as pending. Call once, from main, before start.
 // Blocks while the workers' pipes are full. *np gets the number of jobs.
-int bu_journal_recover(
-    struct bu_journal *j, struct bu_pool *pool, size_t *np);
+int bu_journal_recover(struct bu_journal *j, struct bu_pool *pool, size_t *np);
 
 // bu_journal_start starts the journal thread, which dispatches to pool.
 int bu_journal_start(struct bu_journal *j, struct bu_pool *pool);

@@ -33,21 +33,21 @@ enum rpc_state {
 };
 
 struct bu_rpc_call {
-    struct bu_qnode qnode; // the handler's while in WORK
+    struct bu_qnode       qnode; // the handler's while in WORK
     struct bu_rpc_server *srv;
-    nng_ctx ctx;
-    nng_aio *aio;
-    enum rpc_state state;
-    nng_msg *req; // the request while in WORK
+    nng_ctx               ctx;
+    nng_aio              *aio;
+    enum rpc_state        state;
+    nng_msg              *req; // the request while in WORK
 };
 
 struct bu_rpc_server {
     struct bu_rpc_server_config cfg;
-    nng_socket sock;
-    bool opened;
-    atomic_bool closing;
-    int ncalls;
-    struct bu_rpc_call *calls;
+    nng_socket                  sock;
+    bool                        opened;
+    atomic_bool                 closing;
+    int                         ncalls;
+    struct bu_rpc_call         *calls;
 };
 
 static void
@@ -65,7 +65,7 @@ static void
 rpc_call_cb(void *arg)
 {
     struct bu_rpc_call *call = arg;
-    int rv = nng_aio_result(call->aio);
+    int                 rv = nng_aio_result(call->aio);
     switch (call->state) {
     case RPC_ST_RECV:
         if (rv != 0) {
@@ -136,15 +136,15 @@ bu_rpc_call_qnode(struct bu_rpc_call *call)
 struct bu_rpc_call *
 bu_rpc_call_of(struct bu_qnode *node)
 {
-    return (struct bu_rpc_call *) ((char *) node -
-        offsetof(struct bu_rpc_call, qnode));
+    return (struct bu_rpc_call *) ((char *) node
+        - offsetof(struct bu_rpc_call, qnode));
 }
 
 static int
 rpc_listen(struct bu_rpc_server *srv, const char *url)
 {
     nng_listener l;
-    int rv = nng_listener_create(&l, srv->sock, url);
+    int          rv = nng_listener_create(&l, srv->sock, url);
     if (rv == 0) {
         rv = nng_listener_start(l, 0);
     }
@@ -153,8 +153,8 @@ rpc_listen(struct bu_rpc_server *srv, const char *url)
         return BU_ECONNECT;
     }
     int port = 0;
-    if (strncmp(url, "tcp", 3) == 0 &&
-        nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) == 0) {
+    if (strncmp(url, "tcp", 3) == 0
+        && nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) == 0) {
         BU_INFO("listening on %s (port %d)", url, port);
     } else {
         BU_INFO("listening on %s", url);
@@ -183,15 +183,16 @@ bu_rpc_server_start(
     if (rv == BU_OK) {
         srv->opened = true;
         if (nng_socket_set_size(
-                srv->sock, NNG_OPT_RECVMAXSZ, cfg->max_msg_bytes) != 0) {
+                srv->sock, NNG_OPT_RECVMAXSZ, cfg->max_msg_bytes)
+            != 0) {
             rv = BU_ECONNECT;
         }
     }
     for (int i = 0; rv == BU_OK && i < cfg->ncontexts; i++) {
         struct bu_rpc_call *call = &srv->calls[i];
         call->srv = srv;
-        if (nng_aio_alloc(&call->aio, rpc_call_cb, call) != 0 ||
-            nng_ctx_open(&call->ctx, srv->sock) != 0) {
+        if (nng_aio_alloc(&call->aio, rpc_call_cb, call) != 0
+            || nng_ctx_open(&call->ctx, srv->sock) != 0) {
             rv = BU_ENOMEM;
         }
         srv->ncalls = i + 1;

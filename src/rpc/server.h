@@ -29,11 +29,11 @@ typedef void (*bu_rpc_handler_fn)(void *arg, struct bu_rpc_call *call);
 
 struct bu_rpc_server_config {
     const char *const *urls; // "tcp://host:port", "ipc:///path"
-    size_t nurls;
-    int ncontexts;           // requests served at once
-    size_t max_msg_bytes;    // largest request frame
-    bu_rpc_handler_fn handler;
-    void *arg;
+    size_t             nurls;
+    int                ncontexts;     // requests served at once
+    size_t             max_msg_bytes; // largest request frame
+    bu_rpc_handler_fn  handler;
+    void              *arg;
 };
 
 // bu_rpc_server_start opens the socket, listens on every URL and starts
@@ -64,7 +64,7 @@ void bu_rpc_call_drop(struct bu_rpc_call *call);
 
 // bu_rpc_call_qnode returns the call's queue node, for the handler's own
 // queue while it holds the call; bu_rpc_call_of maps the node back.
-struct bu_qnode *bu_rpc_call_qnode(struct bu_rpc_call *call);
+struct bu_qnode    *bu_rpc_call_qnode(struct bu_rpc_call *call);
 struct bu_rpc_call *bu_rpc_call_of(struct bu_qnode *node);
 
 #endif // BU_RPC_SERVER_H

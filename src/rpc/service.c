@@ -38,9 +38,9 @@
 #include <string.h>
 #include <time.h>
 
-#define SVC_MAX_THREADS 64
-#define SVC_MAX_PAGE 1000
-#define SVC_IDEM_MAX 128
+#define SVC_MAX_THREADS    64
+#define SVC_MAX_PAGE       1000
+#define SVC_IDEM_MAX       128
 #define SVC_RETRY_AFTER_MS 1000
 
 // Vendor API ResponseCodes.
@@ -56,58 +56,58 @@ enum svc_response_code {
 
 // A tenant database opened for reading by one handler thread.
 struct svc_tenant {
-    char name[64];
+    char                 name[64];
     struct bu_tenant_db *db;
-    uint64_t used;
+    uint64_t             used;
 };
 
 // Everything here belongs to the one handler thread.
 struct svc_thread {
     struct bu_service *svc;
-    pthread_t thread;
-    bool started;
-    struct bu_jobs *jobs; // reader
-    struct svc_tenant tenants[SVC_TENANT_CACHE];
-    uint64_t tick;
-    struct bu_schema schema; // the current call's tenant columns
+    pthread_t          thread;
+    bool               started;
+    struct bu_jobs    *jobs; // reader
+    struct svc_tenant  tenants[SVC_TENANT_CACHE];
+    uint64_t           tick;
+    struct bu_schema   schema; // the current call's tenant columns
 };
 
 struct bu_service {
     // First member: the generated service, so invoke finds its handlers.
     Bulkupsert__V1__BulkUpsert_Service service;
-    struct bu_service_config cfg;
-    struct bu_queue calls; // of bu_rpc_call, via their qnode
-    atomic_bool draining;
-    atomic_size_t ncalls;         // calls held: queued or being handled
-    atomic_size_t inflight_bytes; // their request bytes
+    struct bu_service_config           cfg;
+    struct bu_queue     calls; // of bu_rpc_call, via their qnode
+    atomic_bool         draining;
+    atomic_size_t       ncalls;          // calls held: queued or being handled
+    atomic_size_t       inflight_bytes;  // their request bytes
     struct bu_countmap *tenant_inflight; // submits being handled, by tenant
-    int nthreads;
-    struct svc_thread *threads; // nthreads
+    int                 nthreads;
+    struct svc_thread  *threads; // nthreads
 };
 
 struct svc_call {
-    struct bu_service *svc;
-    struct svc_thread *thread;
+    struct bu_service  *svc;
+    struct svc_thread  *thread;
     struct bu_rpc_call *call;
-    size_t bytes;         // of the request, counted in inflight_bytes
-    bool tenant_counted;  // counted in tenant_inflight
-    Bulkupsert__V1__RpcRequest *env;
+    size_t              bytes; // of the request, counted in inflight_bytes
+    bool                tenant_counted; // counted in tenant_inflight
+    Bulkupsert__V1__RpcRequest      *env;
     const ProtobufCMethodDescriptor *method;
-    ProtobufCMessage *input;
-    struct bu_claims claims;
+    ProtobufCMessage                *input;
+    struct bu_claims                 claims;
     // The answer's status.
     Bulkupsert__V1__Code code;
-    unsigned response_code;
-    unsigned retry_after_ms;
-    char message[512];
-    struct bu_verdict verdict; // field errors of a 400
+    unsigned             response_code;
+    unsigned             retry_after_ms;
+    char                 message[512];
+    struct bu_verdict    verdict; // field errors of a 400
     // SubmitBulkUpsert in flight.
-    struct bu_journal_submit submit;
+    struct bu_journal_submit                         submit;
     Bulkupsert__V1__SubmitBulkUpsertResponse_Closure submit_closure;
     // GetJob scratch, freed with the call.
-    Bulkupsert__V1__JobRecords *records;
+    Bulkupsert__V1__JobRecords    *records;
     Bulkupsert__V1__RecordResult **page;
-    char next_page_token[24];
+    char                           next_page_token[24];
 };
 
 unsigned
@@ -115,9 +115,8 @@ bu_service_http_status(int code, const char *method)
 {
     switch ((Bulkupsert__V1__Code) code) {
     case BULKUPSERT__V1__CODE__OK:
-        return method != NULL && strcmp(method, "SubmitBulkUpsert") == 0
-            ? 202
-            : 200;
+        return method != NULL && strcmp(method, "SubmitBulkUpsert") == 0 ? 202
+                                                                         : 200;
     case BULKUPSERT__V1__CODE__ALREADY_EXISTS:
         return 409;
     case BULKUPSERT__V1__CODE__INVALID_ARGUMENT:
@@ -140,9 +139,8 @@ bu_service_http_status(int code, const char *method)
     }
 }
 
-static void
-svc_fail(struct svc_call *sc, Bulkupsert__V1__Code code, unsigned rc,
-    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void svc_fail(struct svc_call *sc, Bulkupsert__V1__Code code,
+    unsigned rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 // svc_fail sets the error status of the answer.
 static void
@@ -205,13 +203,13 @@ svc_call_free(struct svc_call *sc)
 static void
 svc_finish(const ProtobufCMessage *output, void *closure_data)
 {
-    struct svc_call *sc = closure_data;
-    Bulkupsert__V1__Status st = BULKUPSERT__V1__STATUS__INIT;
-    Bulkupsert__V1__RpcResponse resp = BULKUPSERT__V1__RPC_RESPONSE__INIT;
-    Bulkupsert__V1__FieldError *fe = NULL;
+    struct svc_call             *sc = closure_data;
+    Bulkupsert__V1__Status       st = BULKUPSERT__V1__STATUS__INIT;
+    Bulkupsert__V1__RpcResponse  resp = BULKUPSERT__V1__RPC_RESPONSE__INIT;
+    Bulkupsert__V1__FieldError  *fe = NULL;
     Bulkupsert__V1__FieldError **pfe = NULL;
-    uint8_t *payload = NULL;
-    uint8_t *buf = NULL;
+    uint8_t                     *payload = NULL;
+    uint8_t                     *buf = NULL;
 
     if (output == NULL && sc->code == BULKUPSERT__V1__CODE__OK) {
         svc_fail(sc, BULKUPSERT__V1__CODE__INTERNAL, SVC_RC_UNEXPECTED,
@@ -246,7 +244,8 @@ svc_finish(const ProtobufCMessage *output, void *closure_data)
     st.message = sc->code == BULKUPSERT__V1__CODE__OK && sc->message[0] == '\0'
         ? (char *) "ok"
         : sc->message;
-    size_t nerr = sc->code == BULKUPSERT__V1__CODE__OK ? 0 : sc->verdict.nerrors;
+    size_t nerr
+        = sc->code == BULKUPSERT__V1__CODE__OK ? 0 : sc->verdict.nerrors;
     if (nerr > 0) {
         fe = bu_calloc(nerr, sizeof(*fe));
         pfe = bu_calloc(nerr, sizeof(*pfe));
@@ -329,9 +328,9 @@ svc_tenant_reader(struct svc_call *sc, struct bu_tenant_db **dbp)
 static int
 svc_tenant_schema(struct svc_call *sc, struct bu_schema **schemap)
 {
-    struct bu_schema *schema = &sc->thread->schema;
+    struct bu_schema    *schema = &sc->thread->schema;
     struct bu_tenant_db *db;
-    int rv = svc_tenant_reader(sc, &db);
+    int                  rv = svc_tenant_reader(sc, &db);
     if (rv == BU_OK) {
         rv = bu_tenant_db_schema(db, schema);
     }
@@ -371,8 +370,8 @@ svc_submit_done(struct bu_journal_submit *s)
         sc->submit_closure(NULL, sc);
         return;
     }
-    Bulkupsert__V1__SubmitBulkUpsertResponse resp =
-        BULKUPSERT__V1__SUBMIT_BULK_UPSERT_RESPONSE__INIT;
+    Bulkupsert__V1__SubmitBulkUpsertResponse resp
+        = BULKUPSERT__V1__SUBMIT_BULK_UPSERT_RESPONSE__INIT;
     resp.job_id = s->existing.job_id;
     resp.has_total = 1;
     resp.total = s->existing.counts.total;
@@ -386,24 +385,26 @@ svc_submit_done(struct bu_journal_submit *s)
 
 static void
 svc_submit_bulk_upsert(Bulkupsert__V1__BulkUpsert_Service *service,
-    const Bulkupsert__V1__SubmitBulkUpsertRequest *input,
-    Bulkupsert__V1__SubmitBulkUpsertResponse_Closure closure,
-    void *closure_data)
+    const Bulkupsert__V1__SubmitBulkUpsertRequest         *input,
+    Bulkupsert__V1__SubmitBulkUpsertResponse_Closure       closure,
+    void                                                  *closure_data)
 {
     struct bu_service *svc = (struct bu_service *) service;
-    struct svc_call *sc = closure_data;
+    struct svc_call   *sc = closure_data;
     // The call owns its decoded input; validation normalises it in place.
-    Bulkupsert__V1__SubmitBulkUpsertRequest *req =
-        (Bulkupsert__V1__SubmitBulkUpsertRequest *) input;
+    Bulkupsert__V1__SubmitBulkUpsertRequest *req
+        = (Bulkupsert__V1__SubmitBulkUpsertRequest *) input;
     sc->submit_closure = closure;
 
     int64_t inflight;
     if (bu_countmap_add(svc->tenant_inflight, sc->claims.tenant, 1,
-            (int64_t) svc->cfg.tenant_max_inflight, &inflight) != BU_OK) {
+            (int64_t) svc->cfg.tenant_max_inflight, &inflight)
+        != BU_OK) {
         sc->retry_after_ms = SVC_RETRY_AFTER_MS / 4;
         svc_fail(sc, BULKUPSERT__V1__CODE__RESOURCE_EXHAUSTED, SVC_RC_NONE,
             "%zu submits of this tenant are in flight, the limit; retry "
-            "later", svc->cfg.tenant_max_inflight);
+            "later",
+            svc->cfg.tenant_max_inflight);
         closure(NULL, sc);
         return;
     }
@@ -441,12 +442,13 @@ svc_submit_bulk_upsert(Bulkupsert__V1__BulkUpsert_Service *service,
     // Errors of skipped records are reported in the job, not here.
     bu_verdict_fini(&sc->verdict);
     const char *idem = req->idempotency_key;
-    size_t chars;
+    size_t      chars;
     if (idem != NULL && idem[0] == '\0') {
         idem = NULL;
     }
-    if (idem != NULL &&
-        (!bu_utf8_count(idem, strlen(idem), &chars) || chars > SVC_IDEM_MAX)) {
+    if (idem != NULL
+        && (!bu_utf8_count(idem, strlen(idem), &chars)
+            || chars > SVC_IDEM_MAX)) {
         svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
             SVC_RC_FIELD_ERROR,
             "idempotency_key: at most %d characters of valid UTF-8",
@@ -455,10 +457,10 @@ svc_submit_bulk_upsert(Bulkupsert__V1__BulkUpsert_Service *service,
         return;
     }
     size_t pending = bu_journal_pending(svc->cfg.journal);
-    size_t tpending =
-        bu_journal_pending_tenant(svc->cfg.journal, sc->claims.tenant);
-    if (pending >= svc->cfg.max_queued_jobs ||
-        tpending >= svc->cfg.tenant_max_queued) {
+    size_t tpending
+        = bu_journal_pending_tenant(svc->cfg.journal, sc->claims.tenant);
+    if (pending >= svc->cfg.max_queued_jobs
+        || tpending >= svc->cfg.tenant_max_queued) {
         bool mine = tpending >= svc->cfg.tenant_max_queued;
         sc->retry_after_ms = SVC_RETRY_AFTER_MS;
         svc_fail(sc, BULKUPSERT__V1__CODE__RESOURCE_EXHAUSTED, SVC_RC_NONE,
@@ -539,16 +541,16 @@ svc_state_name(enum bu_job_state state)
 
 static void
 svc_cancel_job(Bulkupsert__V1__BulkUpsert_Service *service,
-    const Bulkupsert__V1__CancelJobRequest *input,
+    const Bulkupsert__V1__CancelJobRequest        *input,
     Bulkupsert__V1__Job_Closure closure, void *closure_data)
 {
     struct bu_service *svc = (struct bu_service *) service;
-    struct svc_call *sc = closure_data;
-    const char *id = input->job_id != NULL ? input->job_id : "";
+    struct svc_call   *sc = closure_data;
+    const char        *id = input->job_id != NULL ? input->job_id : "";
     struct bu_job_info info;
-    int rv = bu_uuid_valid(id)
-        ? bu_journal_cancel(svc->cfg.journal, sc->claims.tenant, id, &info)
-        : BU_ENOENT;
+    int                rv = bu_uuid_valid(id)
+                       ? bu_journal_cancel(svc->cfg.journal, sc->claims.tenant, id, &info)
+                       : BU_ENOENT;
     if (rv == BU_ENOENT) {
         svc_fail(sc, BULKUPSERT__V1__CODE__NOT_FOUND, SVC_RC_NONE,
             "job \"%s\" not found", svc_quote(id));
@@ -561,8 +563,8 @@ svc_cancel_job(Bulkupsert__V1__BulkUpsert_Service *service,
         svc_fail(sc,
             rv == BU_ECLOSED ? BULKUPSERT__V1__CODE__UNAVAILABLE
                              : BULKUPSERT__V1__CODE__INTERNAL,
-            rv == BU_ECLOSED ? SVC_RC_NONE : SVC_RC_UNEXPECTED,
-            "cancel: %s", bu_strerror(rv));
+            rv == BU_ECLOSED ? SVC_RC_NONE : SVC_RC_UNEXPECTED, "cancel: %s",
+            bu_strerror(rv));
     }
     if (rv != BU_OK) {
         closure(NULL, sc);
@@ -570,7 +572,7 @@ svc_cancel_job(Bulkupsert__V1__BulkUpsert_Service *service,
     }
     BU_INFO("tenant %s: job %s cancelled by %s", sc->claims.tenant, id,
         sc->claims.sub);
-    Bulkupsert__V1__Job job = BULKUPSERT__V1__JOB__INIT;
+    Bulkupsert__V1__Job       job = BULKUPSERT__V1__JOB__INIT;
     Bulkupsert__V1__JobCounts counts = BULKUPSERT__V1__JOB_COUNTS__INIT;
     svc_job_fill(&info, &job, &counts);
     closure(&job, sc);
@@ -583,10 +585,10 @@ svc_job_records(struct svc_call *sc, const Bulkupsert__V1__GetJobRequest *req,
 {
     uint32_t start = 0;
     if (req->page_token != NULL && req->page_token[0] != '\0') {
-        char *end;
+        char         *end;
         unsigned long v = strtoul(req->page_token, &end, 10);
-        if (*end != '\0' || req->page_token[0] < '0' ||
-            req->page_token[0] > '9' || v > UINT32_MAX) {
+        if (*end != '\0' || req->page_token[0] < '0'
+            || req->page_token[0] > '9' || v > UINT32_MAX) {
             svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
                 SVC_RC_FIELD_ERROR,
                 "page_token: not a token from a previous page");
@@ -595,10 +597,10 @@ svc_job_records(struct svc_call *sc, const Bulkupsert__V1__GetJobRequest *req,
         start = (uint32_t) v;
     }
     struct bu_tenant_db *db = NULL;
-    uint8_t *blob = NULL;
-    size_t n = 0;
-    int rv = bu_tenant_db_open(
-        &db, sc->svc->cfg.data_dir, sc->claims.tenant, BU_SQL_READER);
+    uint8_t             *blob = NULL;
+    size_t               n = 0;
+    int                  rv = bu_tenant_db_open(
+                         &db, sc->svc->cfg.data_dir, sc->claims.tenant, BU_SQL_READER);
     if (rv == BU_OK) {
         rv = bu_tenant_db_results(db, job->job_id, &blob, &n);
     }
@@ -616,8 +618,8 @@ svc_job_records(struct svc_call *sc, const Bulkupsert__V1__GetJobRequest *req,
             "job results unreadable: %s", bu_strerror(rv));
         return rv;
     }
-    uint32_t size = req->page_size > SVC_MAX_PAGE ? SVC_MAX_PAGE
-                                                  : req->page_size;
+    uint32_t size
+        = req->page_size > SVC_MAX_PAGE ? SVC_MAX_PAGE : req->page_size;
     sc->page = bu_calloc(size, sizeof(*sc->page));
     if (sc->page == NULL) {
         svc_fail(sc, BULKUPSERT__V1__CODE__INTERNAL, SVC_RC_UNEXPECTED,
@@ -628,8 +630,9 @@ svc_job_records(struct svc_call *sc, const Bulkupsert__V1__GetJobRequest *req,
     size_t i = start;
     for (; i < sc->records->n_records && k < size; i++) {
         Bulkupsert__V1__RecordResult *r = sc->records->records[i];
-        if (req->errors_only && r->n_errors == 0 && r->n_warnings == 0 &&
-            r->outcome != BULKUPSERT__V1__RECORD_OUTCOME__OUTCOME_NOT_FOUND) {
+        if (req->errors_only && r->n_errors == 0 && r->n_warnings == 0
+            && r->outcome
+                != BULKUPSERT__V1__RECORD_OUTCOME__OUTCOME_NOT_FOUND) {
             continue;
         }
         sc->page[k++] = r;
@@ -645,18 +648,18 @@ svc_job_records(struct svc_call *sc, const Bulkupsert__V1__GetJobRequest *req,
 
 static void
 svc_get_job(Bulkupsert__V1__BulkUpsert_Service *service,
-    const Bulkupsert__V1__GetJobRequest *input,
+    const Bulkupsert__V1__GetJobRequest        *input,
     Bulkupsert__V1__Job_Closure closure, void *closure_data)
 {
     (void) service;
-    struct svc_call *sc = closure_data;
-    const char *id = input->job_id != NULL ? input->job_id : "";
+    struct svc_call   *sc = closure_data;
+    const char        *id = input->job_id != NULL ? input->job_id : "";
     struct bu_job_info info;
     int rv = bu_uuid_valid(id) ? bu_jobs_get(sc->thread->jobs, id, &info)
                                : BU_ENOENT;
     // Another tenant's job is not found either: never say it exists (inv 4).
-    if (rv == BU_ENOENT ||
-        (rv == BU_OK && strcmp(info.tenant, sc->claims.tenant) != 0)) {
+    if (rv == BU_ENOENT
+        || (rv == BU_OK && strcmp(info.tenant, sc->claims.tenant) != 0)) {
         svc_fail(sc, BULKUPSERT__V1__CODE__NOT_FOUND, SVC_RC_NONE,
             "job \"%s\" not found", svc_quote(id));
         closure(NULL, sc);
@@ -668,11 +671,11 @@ svc_get_job(Bulkupsert__V1__BulkUpsert_Service *service,
         closure(NULL, sc);
         return;
     }
-    Bulkupsert__V1__Job job = BULKUPSERT__V1__JOB__INIT;
+    Bulkupsert__V1__Job       job = BULKUPSERT__V1__JOB__INIT;
     Bulkupsert__V1__JobCounts counts = BULKUPSERT__V1__JOB_COUNTS__INIT;
     svc_job_fill(&info, &job, &counts);
-    if (input->page_size > 0 && bu_job_state_final(info.state) &&
-        svc_job_records(sc, input, &job) != BU_OK) {
+    if (input->page_size > 0 && bu_job_state_final(info.state)
+        && svc_job_records(sc, input, &job) != BU_OK) {
         closure(NULL, sc);
         return;
     }
@@ -685,8 +688,8 @@ svc_get_job(Bulkupsert__V1__BulkUpsert_Service *service,
 // Storage for one ColumnInfo and its allowed values.
 struct svc_column_info {
     Bulkupsert__V1__ColumnInfo info;
-    char allowed[16][2];
-    char *pallowed[16];
+    char                       allowed[16][2];
+    char                      *pallowed[16];
 };
 
 static void
@@ -721,20 +724,20 @@ svc_column_info(const struct bu_column *c, struct svc_column_info *ci)
 
 static void
 svc_describe_table(Bulkupsert__V1__BulkUpsert_Service *service,
-    const Bulkupsert__V1__DescribeTableRequest *input,
+    const Bulkupsert__V1__DescribeTableRequest        *input,
     Bulkupsert__V1__DescribeTableResponse_Closure closure, void *closure_data)
 {
     (void) service;
     (void) input;
-    struct svc_call *sc = closure_data;
+    struct svc_call  *sc = closure_data;
     struct bu_schema *schema;
     if (svc_tenant_schema(sc, &schema) != BU_OK) {
         closure(NULL, sc);
         return;
     }
-    struct svc_column_info *cis = bu_calloc(schema->ncols, sizeof(*cis));
-    Bulkupsert__V1__ColumnInfo **pcis =
-        bu_calloc(schema->ncols, sizeof(*pcis));
+    struct svc_column_info      *cis = bu_calloc(schema->ncols, sizeof(*cis));
+    Bulkupsert__V1__ColumnInfo **pcis
+        = bu_calloc(schema->ncols, sizeof(*pcis));
     if (cis == NULL || pcis == NULL) {
         bu_free(cis);
         bu_free(pcis);
@@ -747,8 +750,8 @@ svc_describe_table(Bulkupsert__V1__BulkUpsert_Service *service,
         svc_column_info(&schema->cols[i], &cis[i]);
         pcis[i] = &cis[i].info;
     }
-    Bulkupsert__V1__DescribeTableResponse resp =
-        BULKUPSERT__V1__DESCRIBE_TABLE_RESPONSE__INIT;
+    Bulkupsert__V1__DescribeTableResponse resp
+        = BULKUPSERT__V1__DESCRIBE_TABLE_RESPONSE__INIT;
     resp.n_columns = schema->ncols;
     resp.columns = pcis;
     resp.has_row_width = 1;
@@ -783,14 +786,14 @@ svc_schema_error(struct svc_call *sc, int rv, const char *name)
 
 static void
 svc_add_column(Bulkupsert__V1__BulkUpsert_Service *service,
-    const Bulkupsert__V1__AddColumnRequest *input,
+    const Bulkupsert__V1__AddColumnRequest        *input,
     Bulkupsert__V1__AddColumnResponse_Closure closure, void *closure_data)
 {
     (void) service;
     struct svc_call *sc = closure_data;
-    const char *name = input->name != NULL ? input->name : "";
-    unsigned max_len = input->has_max_length ? input->max_length
-                                             : BU_CUSTOM_DEFAULT_LEN;
+    const char      *name = input->name != NULL ? input->name : "";
+    unsigned         max_len
+        = input->has_max_length ? input->max_length : BU_CUSTOM_DEFAULT_LEN;
     char reason[128];
     if (!bu_column_name_check(name, reason, sizeof(reason))) {
         svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
@@ -800,23 +803,25 @@ svc_add_column(Bulkupsert__V1__BulkUpsert_Service *service,
     }
     if (max_len < 1 || max_len > BU_CUSTOM_MAX_LEN) {
         svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
-            SVC_RC_FIELD_ERROR, "max_length: %u; a custom column has 1 to %d "
-            "characters", max_len, BU_CUSTOM_MAX_LEN);
+            SVC_RC_FIELD_ERROR,
+            "max_length: %u; a custom column has 1 to %d "
+            "characters",
+            max_len, BU_CUSTOM_MAX_LEN);
         closure(NULL, sc);
         return;
     }
     struct bu_tenant_db *db = NULL;
-    struct bu_column col;
-    int rv = bu_tenant_db_open(
-        &db, sc->svc->cfg.data_dir, sc->claims.tenant, BU_SQL_WRITER);
+    struct bu_column     col;
+    int                  rv = bu_tenant_db_open(
+                         &db, sc->svc->cfg.data_dir, sc->claims.tenant, BU_SQL_WRITER);
     if (rv == BU_OK) {
         rv = bu_tenant_db_add_column(db, name, max_len,
             !input->has_import_enabled || input->import_enabled, &col);
     }
     bu_tenant_db_close(db);
     if (rv == BU_EEXIST) {
-        svc_fail(sc, BULKUPSERT__V1__CODE__ALREADY_EXISTS,
-            SVC_RC_FIELD_ERROR, "column \"%s\" already exists", name);
+        svc_fail(sc, BULKUPSERT__V1__CODE__ALREADY_EXISTS, SVC_RC_FIELD_ERROR,
+            "column \"%s\" already exists", name);
     } else if (rv == BU_EFULL) {
         svc_fail(sc, BULKUPSERT__V1__CODE__FAILED_PRECONDITION,
             SVC_RC_FIELD_ERROR,
@@ -834,26 +839,26 @@ svc_add_column(Bulkupsert__V1__BulkUpsert_Service *service,
         name, max_len, sc->claims.sub);
     struct svc_column_info ci;
     svc_column_info(&col, &ci);
-    Bulkupsert__V1__AddColumnResponse resp =
-        BULKUPSERT__V1__ADD_COLUMN_RESPONSE__INIT;
+    Bulkupsert__V1__AddColumnResponse resp
+        = BULKUPSERT__V1__ADD_COLUMN_RESPONSE__INIT;
     resp.column = &ci.info;
     closure(&resp, sc);
 }
 
 static void
 svc_set_import_enabled(Bulkupsert__V1__BulkUpsert_Service *service,
-    const Bulkupsert__V1__SetImportEnabledRequest *input,
-    Bulkupsert__V1__SetImportEnabledResponse_Closure closure,
-    void *closure_data)
+    const Bulkupsert__V1__SetImportEnabledRequest         *input,
+    Bulkupsert__V1__SetImportEnabledResponse_Closure       closure,
+    void                                                  *closure_data)
 {
     (void) service;
-    struct svc_call *sc = closure_data;
-    const char *name = input->column != NULL ? input->column : "";
-    bool enabled = input->has_enabled && input->enabled;
+    struct svc_call     *sc = closure_data;
+    const char          *name = input->column != NULL ? input->column : "";
+    bool                 enabled = input->has_enabled && input->enabled;
     struct bu_tenant_db *db = NULL;
-    struct bu_column col;
-    int rv = bu_tenant_db_open(
-        &db, sc->svc->cfg.data_dir, sc->claims.tenant, BU_SQL_WRITER);
+    struct bu_column     col;
+    int                  rv = bu_tenant_db_open(
+                         &db, sc->svc->cfg.data_dir, sc->claims.tenant, BU_SQL_WRITER);
     if (rv == BU_OK) {
         rv = bu_tenant_db_set_import(db, name, enabled, &col);
     }
@@ -872,8 +877,8 @@ svc_set_import_enabled(Bulkupsert__V1__BulkUpsert_Service *service,
         enabled ? "enabled" : "disabled", sc->claims.sub);
     struct svc_column_info ci;
     svc_column_info(&col, &ci);
-    Bulkupsert__V1__SetImportEnabledResponse resp =
-        BULKUPSERT__V1__SET_IMPORT_ENABLED_RESPONSE__INIT;
+    Bulkupsert__V1__SetImportEnabledResponse resp
+        = BULKUPSERT__V1__SET_IMPORT_ENABLED_RESPONSE__INIT;
     resp.column = &ci.info;
     closure(&resp, sc);
 }
@@ -883,7 +888,7 @@ svc_set_import_enabled(Bulkupsert__V1__BulkUpsert_Service *service,
 
 struct svc_method_perm {
     const char *name;
-    uint32_t perm;
+    uint32_t    perm;
 };
 
 // The permission each method needs; a method missing here is refused.
@@ -906,7 +911,8 @@ svc_perm_name(uint32_t perm)
 static const ProtobufCMethodDescriptor *
 svc_resolve(const char *path)
 {
-    const ProtobufCServiceDescriptor *d = &bulkupsert__v1__bulk_upsert__descriptor;
+    const ProtobufCServiceDescriptor *d
+        = &bulkupsert__v1__bulk_upsert__descriptor;
     size_t n = strlen(d->name);
     if (path == NULL || strncmp(path, d->name, n) != 0 || path[n] != '/') {
         return NULL;
@@ -973,8 +979,8 @@ static int
 svc_wire_check(struct svc_call *sc, const ProtobufCMessageDescriptor *desc,
     const uint8_t *buf, size_t n, const char *what, char *where, size_t len)
 {
-    int rv = bu_wire_check_strings(desc, buf, n, BU_WIRE_MAX_FIELDS, where,
-        len);
+    int rv
+        = bu_wire_check_strings(desc, buf, n, BU_WIRE_MAX_FIELDS, where, len);
     if (rv == BU_EINVAL) {
         svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
             SVC_RC_FIELD_ERROR, "%s: %s holds a NUL byte; strings may not",
@@ -983,8 +989,8 @@ svc_wire_check(struct svc_call *sc, const ProtobufCMessageDescriptor *desc,
         svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
             SVC_RC_FIELD_ERROR,
             "%s: more than %d fields; a request carries at most %d "
-            "records of at most %d values", what, BU_WIRE_MAX_FIELDS,
-            BU_MAX_RECORDS, BU_SCHEMA_MAX_COLUMNS);
+            "records of at most %d values",
+            what, BU_WIRE_MAX_FIELDS, BU_MAX_RECORDS, BU_SCHEMA_MAX_COLUMNS);
     }
     return rv;
 }
@@ -995,9 +1001,9 @@ static void
 svc_serve(struct svc_thread *t, struct bu_rpc_call *call)
 {
     struct bu_service *svc = t->svc;
-    size_t len;
-    const void *body = bu_rpc_call_body(call, &len);
-    struct svc_call *sc;
+    size_t             len;
+    const void        *body = bu_rpc_call_body(call, &len);
+    struct svc_call   *sc;
     if (BU_ALLOC_STRUCT(sc) == NULL) {
         bu_rpc_call_drop(call);
         svc_release(svc, len);
@@ -1017,8 +1023,9 @@ svc_serve(struct svc_thread *t, struct bu_rpc_call *call)
         return;
     }
     char where[256];
-    if (svc_wire_check(sc, &bulkupsert__v1__rpc_request__descriptor, body,
-            len, "RpcRequest", where, sizeof(where)) != BU_OK) {
+    if (svc_wire_check(sc, &bulkupsert__v1__rpc_request__descriptor, body, len,
+            "RpcRequest", where, sizeof(where))
+        != BU_OK) {
         svc_finish(NULL, sc);
         return;
     }
@@ -1045,12 +1052,13 @@ svc_serve(struct svc_thread *t, struct bu_rpc_call *call)
     }
     if (svc_wire_check(sc, sc->method->input, sc->env->payload.data,
             sc->env->payload.len, sc->method->input->short_name, where,
-            sizeof(where)) != BU_OK) {
+            sizeof(where))
+        != BU_OK) {
         svc_finish(NULL, sc);
         return;
     }
-    sc->input = protobuf_c_message_unpack(sc->method->input, NULL,
-        sc->env->payload.len, sc->env->payload.data);
+    sc->input = protobuf_c_message_unpack(
+        sc->method->input, NULL, sc->env->payload.len, sc->env->payload.data);
     if (sc->input == NULL) {
         svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
             SVC_RC_FIELD_ERROR, "payload is not a valid %s",
@@ -1058,8 +1066,8 @@ svc_serve(struct svc_thread *t, struct bu_rpc_call *call)
         svc_finish(NULL, sc);
         return;
     }
-    unsigned index = (unsigned) (sc->method -
-        bulkupsert__v1__bulk_upsert__descriptor.methods);
+    unsigned index = (unsigned) (sc->method
+        - bulkupsert__v1__bulk_upsert__descriptor.methods);
     svc->service.base.invoke(
         &svc->service.base, index, sc->input, svc_finish, sc);
 }
@@ -1083,7 +1091,7 @@ svc_refuse_full(struct bu_service *svc, struct bu_rpc_call *call)
     Bulkupsert__V1__RpcResponse resp = BULKUPSERT__V1__RPC_RESPONSE__INIT;
     resp.status = &st;
     uint8_t buf[256];
-    size_t len = bulkupsert__v1__rpc_response__get_packed_size(&resp);
+    size_t  len = bulkupsert__v1__rpc_response__get_packed_size(&resp);
     if (len > sizeof(buf)) {
         bu_rpc_call_drop(call);
         return;
@@ -1096,7 +1104,7 @@ void
 bu_service_handle(void *arg, struct bu_rpc_call *call)
 {
     struct bu_service *svc = arg;
-    size_t len;
+    size_t             len;
     (void) bu_rpc_call_body(call, &len);
     size_t held = atomic_fetch_add(&svc->inflight_bytes, len);
     if (held > 0 && held + len > svc->cfg.max_inflight_bytes) {
@@ -1132,7 +1140,7 @@ static void *
 svc_thread_main(void *arg)
 {
     struct svc_thread *t = arg;
-    struct bu_qnode *n;
+    struct bu_qnode   *n;
     while ((n = bu_queue_get(&t->svc->calls)) != NULL) {
         svc_serve(t, bu_rpc_call_of(n));
     }
@@ -1142,16 +1150,16 @@ svc_thread_main(void *arg)
 int
 bu_service_start(struct bu_service **svcp, const struct bu_service_config *cfg)
 {
-    if (cfg->nhandlers < 1 || cfg->nhandlers > SVC_MAX_THREADS ||
-        cfg->keyring == NULL || cfg->journal == NULL) {
+    if (cfg->nhandlers < 1 || cfg->nhandlers > SVC_MAX_THREADS
+        || cfg->keyring == NULL || cfg->journal == NULL) {
         return BU_EINVAL;
     }
     struct bu_service *svc;
     if (BU_ALLOC_STRUCT(svc) == NULL) {
         return BU_ENOMEM;
     }
-    Bulkupsert__V1__BulkUpsert_Service init =
-        BULKUPSERT__V1__BULK_UPSERT__INIT(svc_);
+    Bulkupsert__V1__BulkUpsert_Service init
+        = BULKUPSERT__V1__BULK_UPSERT__INIT(svc_);
     svc->service = init;
     svc->cfg = *cfg;
     atomic_init(&svc->draining, false);

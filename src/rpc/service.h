@@ -31,14 +31,14 @@
 #include "rpc/server.h"
 
 struct bu_service_config {
-    const char *data_dir;
+    const char        *data_dir;
     struct bu_keyring *keyring;
     struct bu_journal *journal;
-    int nhandlers;            // handler threads, 1..64
-    size_t max_queued_jobs;   // accepted, unfinished jobs; past it 429
-    size_t tenant_max_queued; // the same, per tenant
-    size_t tenant_max_inflight; // one tenant's submits being handled
-    size_t max_inflight_bytes;  // request bytes held by handlers
+    int                nhandlers; // handler threads, 1..64
+    size_t max_queued_jobs;       // accepted, unfinished jobs; past it 429
+    size_t tenant_max_queued;     // the same, per tenant
+    size_t tenant_max_inflight;   // one tenant's submits being handled
+    size_t max_inflight_bytes;    // request bytes held by handlers
 };
 
 struct bu_service;

@@ -14,36 +14,36 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char jobs_schema[] =
-    "CREATE TABLE IF NOT EXISTS jobs("
-    " seq INTEGER PRIMARY KEY,"
-    " job_id TEXT NOT NULL UNIQUE,"
-    " tenant TEXT NOT NULL,"
-    " idem TEXT,"
-    " state INTEGER NOT NULL,"
-    " payload BLOB,"
-    " accepted_at INTEGER NOT NULL,"
-    " started_at INTEGER NOT NULL DEFAULT 0,"
-    " finished_at INTEGER NOT NULL DEFAULT 0,"
-    " total INTEGER NOT NULL DEFAULT 0,"
-    " inserted INTEGER NOT NULL DEFAULT 0,"
-    " updated INTEGER NOT NULL DEFAULT 0,"
-    " unchanged INTEGER NOT NULL DEFAULT 0,"
-    " superseded INTEGER NOT NULL DEFAULT 0,"
-    " not_found INTEGER NOT NULL DEFAULT 0,"
-    " failed INTEGER NOT NULL DEFAULT 0,"
-    " error TEXT,"
-    " digest BLOB);"
-    "CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs(tenant, idem)"
-    " WHERE idem IS NOT NULL;"
-    "CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs(state)"
-    " WHERE state <= 2;"
-    "CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at)"
-    " WHERE state >= 3;";
+static const char jobs_schema[]
+    = "CREATE TABLE IF NOT EXISTS jobs("
+      " seq INTEGER PRIMARY KEY,"
+      " job_id TEXT NOT NULL UNIQUE,"
+      " tenant TEXT NOT NULL,"
+      " idem TEXT,"
+      " state INTEGER NOT NULL,"
+      " payload BLOB,"
+      " accepted_at INTEGER NOT NULL,"
+      " started_at INTEGER NOT NULL DEFAULT 0,"
+      " finished_at INTEGER NOT NULL DEFAULT 0,"
+      " total INTEGER NOT NULL DEFAULT 0,"
+      " inserted INTEGER NOT NULL DEFAULT 0,"
+      " updated INTEGER NOT NULL DEFAULT 0,"
+      " unchanged INTEGER NOT NULL DEFAULT 0,"
+      " superseded INTEGER NOT NULL DEFAULT 0,"
+      " not_found INTEGER NOT NULL DEFAULT 0,"
+      " failed INTEGER NOT NULL DEFAULT 0,"
+      " error TEXT,"
+      " digest BLOB);"
+      "CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs(tenant, idem)"
+      " WHERE idem IS NOT NULL;"
+      "CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs(state)"
+      " WHERE state <= 2;"
+      "CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at)"
+      " WHERE state >= 3;";
 
-#define JOBS_COLS                                                            \
-    "seq, job_id, tenant, state, accepted_at, started_at, finished_at,"     \
-    " total, inserted, updated, unchanged, superseded, not_found, failed,"  \
+#define JOBS_COLS                                                             \
+    "seq, job_id, tenant, state, accepted_at, started_at, finished_at,"       \
+    " total, inserted, updated, unchanged, superseded, not_found, failed,"    \
     " error, digest"
 
 enum jobs_stmt {
@@ -64,20 +64,20 @@ static const char *const jobs_sql[JOBS_NSTMT] = {
     [JOBS_INSERT] = "INSERT INTO jobs(job_id, tenant, idem, state, payload,"
                     " accepted_at, total, digest)"
                     " VALUES(?1, ?2, ?3, 1, ?4, ?5, ?6, ?7)",
-    [JOBS_FIND_IDEM] = "SELECT " JOBS_COLS
-                       " FROM jobs WHERE tenant = ?1 AND idem = ?2",
+    [JOBS_FIND_IDEM]
+    = "SELECT " JOBS_COLS " FROM jobs WHERE tenant = ?1 AND idem = ?2",
     [JOBS_SET_RUNNING] = "UPDATE jobs SET state = 2, started_at = ?2"
                          " WHERE job_id = ?1 AND state = 1",
-    [JOBS_SET_FINISHED] =
-        "UPDATE jobs SET state = ?2, inserted = ?3, updated = ?4,"
-        " unchanged = ?5, superseded = ?6, not_found = ?7, failed = ?8,"
-        " error = ?9, finished_at = ?10, payload = NULL,"
-        " started_at = CASE WHEN started_at = 0 THEN ?10 ELSE started_at END"
-        " WHERE job_id = ?1",
+    [JOBS_SET_FINISHED]
+    = "UPDATE jobs SET state = ?2, inserted = ?3, updated = ?4,"
+      " unchanged = ?5, superseded = ?6, not_found = ?7, failed = ?8,"
+      " error = ?9, finished_at = ?10, payload = NULL,"
+      " started_at = CASE WHEN started_at = 0 THEN ?10 ELSE started_at END"
+      " WHERE job_id = ?1",
     [JOBS_GET] = "SELECT " JOBS_COLS " FROM jobs WHERE job_id = ?1",
     [JOBS_PAYLOAD] = "SELECT payload FROM jobs WHERE job_id = ?1",
-    [JOBS_UNFINISHED] = "SELECT " JOBS_COLS
-                        " FROM jobs WHERE state <= 2 ORDER BY seq",
+    [JOBS_UNFINISHED]
+    = "SELECT " JOBS_COLS " FROM jobs WHERE state <= 2 ORDER BY seq",
     [JOBS_CLAIM] = "UPDATE jobs SET state = 2, started_at = CASE WHEN"
                    " started_at = 0 THEN ?2 ELSE started_at END"
                    " WHERE job_id = ?1 AND state IN (1, 2)",
@@ -88,7 +88,7 @@ static const char *const jobs_sql[JOBS_NSTMT] = {
 };
 
 struct bu_jobs {
-    sqlite3 *db;
+    sqlite3      *db;
     sqlite3_stmt *stmts[JOBS_NSTMT]; // prepared lazily
 };
 
@@ -148,8 +148,8 @@ jobs_stmt(struct bu_jobs *jobs, enum jobs_stmt k)
 static int
 jobs_done(struct bu_jobs *jobs, sqlite3_stmt *st, int rc, const char *what)
 {
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW &&
-        (rc & 0xff) != SQLITE_CONSTRAINT) {
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW
+        && (rc & 0xff) != SQLITE_CONSTRAINT) {
         BU_ERROR("queue.db %s: %s", what, sqlite3_errmsg(jobs->db));
     }
     sqlite3_reset(st);
@@ -231,8 +231,8 @@ jobs_row_info(sqlite3_stmt *st, struct bu_job_info *info)
     info->counts.failed = (uint32_t) sqlite3_column_int64(st, 13);
     jobs_copy_text(info->error, sizeof(info->error), st, 14);
     if (sqlite3_column_bytes(st, 15) == (int) sizeof(info->digest)) {
-        memcpy(info->digest, sqlite3_column_blob(st, 15),
-            sizeof(info->digest));
+        memcpy(
+            info->digest, sqlite3_column_blob(st, 15), sizeof(info->digest));
     }
 }
 
@@ -263,7 +263,8 @@ bu_jobs_find_idem(struct bu_jobs *jobs, const char *tenant, const char *idem,
 }
 
 int
-bu_jobs_get(struct bu_jobs *jobs, const char *job_id, struct bu_job_info *infop)
+bu_jobs_get(
+    struct bu_jobs *jobs, const char *job_id, struct bu_job_info *infop)
 {
     sqlite3_stmt *st = jobs_stmt(jobs, JOBS_GET);
     if (st == NULL) {
@@ -320,9 +321,8 @@ bu_jobs_payload(
     sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     int rv = BU_ENOENT;
-    if (rc == SQLITE_ROW &&
-        sqlite3_column_type(st, 0) != SQLITE_NULL) {
-        size_t n = (size_t) sqlite3_column_bytes(st, 0);
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        size_t   n = (size_t) sqlite3_column_bytes(st, 0);
         uint8_t *p = bu_alloc(n);
         if (p == NULL) {
             rv = BU_ENOMEM;
@@ -347,8 +347,8 @@ bu_jobs_each_unfinished(struct bu_jobs *jobs,
     if (st == NULL) {
         return BU_ESTORE;
     }
-    int rc;
-    int rv = BU_OK;
+    int                rc;
+    int                rv = BU_OK;
     struct bu_job_info info;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         jobs_row_info(st, &info);

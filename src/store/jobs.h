@@ -41,15 +41,15 @@ struct bu_job_counts {
 };
 
 struct bu_job_info {
-    int64_t seq;
-    char job_id[BU_JOB_ID_SIZE];
-    char tenant[64];
-    enum bu_job_state state;
-    int64_t accepted_at_ms;
-    int64_t started_at_ms;  // 0 until running
-    int64_t finished_at_ms; // 0 until finished
+    int64_t              seq;
+    char                 job_id[BU_JOB_ID_SIZE];
+    char                 tenant[64];
+    enum bu_job_state    state;
+    int64_t              accepted_at_ms;
+    int64_t              started_at_ms;  // 0 until running
+    int64_t              finished_at_ms; // 0 until finished
     struct bu_job_counts counts;
-    char error[256]; // why it FAILED; empty otherwise
+    char                 error[256]; // why it FAILED; empty otherwise
     uint8_t digest[16]; // of the request payload (zeros when unknown)
 };
 
@@ -58,29 +58,29 @@ struct bu_jobs;
 // bu_jobs_open opens DATA/queue.db (path is the file). A writer creates the
 // file and schema; a reader needs it to exist. Returns BU_ENOENT, BU_ESTORE,
 // BU_ENOMEM. Release with bu_jobs_close.
-int bu_jobs_open(struct bu_jobs **jobsp, const char *path, enum bu_sql_mode mode);
+int bu_jobs_open(
+    struct bu_jobs **jobsp, const char *path, enum bu_sql_mode mode);
 
 // bu_jobs_close releases jobs; NULL is ignored.
 void bu_jobs_close(struct bu_jobs *jobs);
 
 // bu_jobs_begin / bu_jobs_commit / bu_jobs_rollback group several writes
 // into one transaction (writer only). commit is durable on return.
-int bu_jobs_begin(struct bu_jobs *jobs);
-int bu_jobs_commit(struct bu_jobs *jobs);
+int  bu_jobs_begin(struct bu_jobs *jobs);
+int  bu_jobs_commit(struct bu_jobs *jobs);
 void bu_jobs_rollback(struct bu_jobs *jobs);
 
 // bu_jobs_insert records a new QUEUED job. idem may be NULL. The payload is
 // copied. *seqp gets its acceptance number. Returns BU_EEXIST when the job id
 // or (tenant, idem) is already taken, BU_ESTORE, BU_EIO.
-int bu_jobs_insert(struct bu_jobs *jobs,
-    const char *job_id,
+int bu_jobs_insert(struct bu_jobs *jobs, const char *job_id,
     const char *tenant,
     const char *idem,              // may be NULL
     const void *payload, size_t n, // serialized SubmitBulkUpsertRequest
     const uint8_t *digest,         // 16 bytes, or NULL
-    uint32_t total,                // number of records
-    int64_t accepted_at_ms,
-    int64_t *seqp);                // OUT
+    uint32_t       total,          // number of records
+    int64_t        accepted_at_ms,
+    int64_t       *seqp); // OUT
 
 // bu_jobs_find_idem looks up the job of tenant with idempotency key idem.
 // Returns BU_ENOENT when there is none; on BU_OK *infop holds it.
@@ -99,8 +99,7 @@ int bu_jobs_claim(
 
 // bu_jobs_cancel marks a QUEUED job CANCELLED and drops its payload.
 // Returns BU_ENOENT when the job is not QUEUED.
-int bu_jobs_cancel(
-    struct bu_jobs *jobs, const char *job_id, int64_t at_ms);
+int bu_jobs_cancel(struct bu_jobs *jobs, const char *job_id, int64_t at_ms);
 
 // bu_jobs_purge deletes at most limit finished jobs that finished before
 // before_ms; *np gets how many.
@@ -109,12 +108,10 @@ int bu_jobs_purge(
 
 // bu_jobs_set_finished records the final state, counts and error (may be
 // NULL) and drops the request payload, which is no longer needed.
-int bu_jobs_set_finished(struct bu_jobs *jobs,
-    const char *job_id,
-    enum bu_job_state state,
-    const struct bu_job_counts *counts,
+int bu_jobs_set_finished(struct bu_jobs *jobs, const char *job_id,
+    enum bu_job_state state, const struct bu_job_counts *counts,
     const char *error, // may be NULL
-    int64_t finished_at_ms);
+    int64_t     finished_at_ms);
 
 // bu_jobs_get reads the job with job_id. Returns BU_ENOENT when unknown.
 int bu_jobs_get(
@@ -123,8 +120,8 @@ int bu_jobs_get(
 // bu_jobs_payload copies the request payload of job_id into *payloadp
 // (release with bu_free). Returns BU_ENOENT when the job or its payload is
 // gone (finished jobs drop it).
-int bu_jobs_payload(struct bu_jobs *jobs, const char *job_id,
-    uint8_t **payloadp, size_t *np);
+int bu_jobs_payload(
+    struct bu_jobs *jobs, const char *job_id, uint8_t **payloadp, size_t *np);
 
 // bu_jobs_each_unfinished calls fn for every QUEUED or RUNNING job in
 // acceptance order; a non-zero return from fn stops the walk and is

@@ -23,28 +23,28 @@ enum bu_col_type {
     BU_COL_EMAIL, // stored lowercased
 };
 
-#define BU_COLUMN_NAME_MAX 63
+#define BU_COLUMN_NAME_MAX    63
 #define BU_SCHEMA_MAX_COLUMNS 256
 
 struct bu_column {
-    char name[BU_COLUMN_NAME_MAX + 1];
+    char             name[BU_COLUMN_NAME_MAX + 1];
     enum bu_col_type type;
-    unsigned max_len;       // in characters; 0 = no limit
-    char allowed[16];       // BU_COL_ENUM: the allowed one-letter values
-    bool nullable;          // may be set to null_value
-    bool has_default;       // false: the default is SQL NULL
-    char default_value[16]; // text form of the default ("A", "1", "")
-    bool custom;            // added by an operator
-    bool import_enabled;    // may appear in a request's columns
+    unsigned         max_len;     // in characters; 0 = no limit
+    char             allowed[16]; // BU_COL_ENUM: the allowed one-letter values
+    bool             nullable;    // may be set to null_value
+    bool             has_default; // false: the default is SQL NULL
+    char default_value[16];       // text form of the default ("A", "1", "")
+    bool custom;                  // added by an operator
+    bool import_enabled;          // may appear in a request's columns
 };
 
 struct bu_schema {
-    size_t ncols;
+    size_t           ncols;
     struct bu_column cols[BU_SCHEMA_MAX_COLUMNS];
 };
 
 // Custom columns: text, 1..4000 characters (255 unless said otherwise).
-#define BU_CUSTOM_MAX_LEN 4000
+#define BU_CUSTOM_MAX_LEN     4000
 #define BU_CUSTOM_DEFAULT_LEN 255
 // A row's declared width, the sum of its columns' max lengths, is bounded so
 // that the largest valid request has a known size (see BU_MAX_FRAME_BYTES).
@@ -72,9 +72,9 @@ enum bu_cell_kind {
 
 struct bu_cell {
     enum bu_cell_kind kind;
-    const char *text; // BU_CELL_TEXT
-    size_t len;       // BU_CELL_TEXT, in bytes
-    long long i;      // BU_CELL_INT
+    const char       *text; // BU_CELL_TEXT
+    size_t            len;  // BU_CELL_TEXT, in bytes
+    long long         i;    // BU_CELL_INT
 };
 
 // bu_schema_standard fills *schemap with the standard columns, in table

@@ -39,7 +39,7 @@ int
 bu_sql_exec(sqlite3 *db, const char *sql, const char *what)
 {
     char *msg = NULL;
-    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    int   rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
         BU_ERROR("%s: %s", what, msg != NULL ? msg : sqlite3_errstr(rc));
         sqlite3_free(msg);
@@ -52,7 +52,7 @@ int
 bu_sql_open(sqlite3 **dbp, const char *path, enum bu_sql_mode mode)
 {
     sqlite3 *db = NULL;
-    int flags = SQLITE_OPEN_NOMUTEX;
+    int      flags = SQLITE_OPEN_NOMUTEX;
     if (mode == BU_SQL_WRITER) {
         flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     } else {
@@ -77,7 +77,7 @@ bu_sql_open(sqlite3 **dbp, const char *path, enum bu_sql_mode mode)
         ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
           "PRAGMA foreign_keys=ON;"
         : "PRAGMA query_only=1;";
-    int rv = bu_sql_exec(db, pragmas, path);
+    int         rv = bu_sql_exec(db, pragmas, path);
     if (rv != BU_OK) {
         sqlite3_close(db);
         return rv;

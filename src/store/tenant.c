@@ -24,8 +24,8 @@
 #define TENANT_COLSETS 8
 
 struct tenant_colset {
-    size_t ncols;
-    int cols[BU_SCHEMA_MAX_COLUMNS];
+    size_t        ncols;
+    int           cols[BU_SCHEMA_MAX_COLUMNS];
     sqlite3_stmt *select; // ?1 = key; columns in cols order
     sqlite3_stmt *insert; // ?j+1 = cell j
     sqlite3_stmt *update; // ?2j+1 = cell j, ?2j+2 = "provided"; then key,
@@ -35,41 +35,41 @@ struct tenant_colset {
 };
 
 struct bu_tenant_db {
-    sqlite3 *db;
-    sqlite3_stmt *applied_get;
-    sqlite3_stmt *applied_put;
-    sqlite3_stmt *results_get;
+    sqlite3             *db;
+    sqlite3_stmt        *applied_get;
+    sqlite3_stmt        *applied_put;
+    sqlite3_stmt        *results_get;
     struct tenant_colset colsets[TENANT_COLSETS];
-    size_t next_colset; // ring position of the next eviction
+    size_t               next_colset; // ring position of the next eviction
 };
 
-static const char tenant_fixed_schema[] =
-    "CREATE TABLE IF NOT EXISTS columns("
-    " name TEXT PRIMARY KEY,"
-    " position INTEGER NOT NULL,"
-    " type INTEGER NOT NULL,"
-    " max_len INTEGER NOT NULL,"
-    " allowed TEXT NOT NULL DEFAULT '',"
-    " nullable INTEGER NOT NULL,"
-    " has_default INTEGER NOT NULL,"
-    " default_value TEXT NOT NULL DEFAULT '',"
-    " custom INTEGER NOT NULL,"
-    " import_enabled INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS applied_jobs("
-    " job_id TEXT PRIMARY KEY,"
-    " seq INTEGER NOT NULL,"
-    " applied_at INTEGER NOT NULL,"
-    " total INTEGER NOT NULL, inserted INTEGER NOT NULL,"
-    " updated INTEGER NOT NULL, unchanged INTEGER NOT NULL,"
-    " superseded INTEGER NOT NULL, not_found INTEGER NOT NULL,"
-    " failed INTEGER NOT NULL,"
-    " results BLOB NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS applied_jobs_at ON applied_jobs(applied_at);";
+static const char tenant_fixed_schema[]
+    = "CREATE TABLE IF NOT EXISTS columns("
+      " name TEXT PRIMARY KEY,"
+      " position INTEGER NOT NULL,"
+      " type INTEGER NOT NULL,"
+      " max_len INTEGER NOT NULL,"
+      " allowed TEXT NOT NULL DEFAULT '',"
+      " nullable INTEGER NOT NULL,"
+      " has_default INTEGER NOT NULL,"
+      " default_value TEXT NOT NULL DEFAULT '',"
+      " custom INTEGER NOT NULL,"
+      " import_enabled INTEGER NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS applied_jobs("
+      " job_id TEXT PRIMARY KEY,"
+      " seq INTEGER NOT NULL,"
+      " applied_at INTEGER NOT NULL,"
+      " total INTEGER NOT NULL, inserted INTEGER NOT NULL,"
+      " updated INTEGER NOT NULL, unchanged INTEGER NOT NULL,"
+      " superseded INTEGER NOT NULL, not_found INTEGER NOT NULL,"
+      " failed INTEGER NOT NULL,"
+      " results BLOB NOT NULL);"
+      "CREATE INDEX IF NOT EXISTS applied_jobs_at ON "
+      "applied_jobs(applied_at);";
 
 // Appends printf-formatted text to a fixed buffer; returns 0 on overflow.
-static int
-tenant_sql_append(char *buf, size_t len, size_t *pos, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+static int tenant_sql_append(char *buf, size_t len, size_t *pos,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 static int
 tenant_sql_append(char *buf, size_t len, size_t *pos, const char *fmt, ...)
@@ -88,7 +88,8 @@ tenant_sql_append(char *buf, size_t len, size_t *pos, const char *fmt, ...)
 // The column definition for CREATE TABLE. Names come from the schema, whose
 // names are checked identifiers ([a-z][a-z0-9_]*), so quoting is enough.
 static int
-tenant_column_ddl(const struct bu_column *c, char *buf, size_t len, size_t *pos)
+tenant_column_ddl(
+    const struct bu_column *c, char *buf, size_t len, size_t *pos)
 {
     const char *sqltype = c->type == BU_COL_BOOL ? "INTEGER" : "TEXT";
     if (strcmp(c->name, BU_COL_CONTACT_KEY) == 0) {
@@ -98,8 +99,8 @@ tenant_column_ddl(const struct bu_column *c, char *buf, size_t len, size_t *pos)
     if (!tenant_sql_append(buf, len, pos, "\"%s\" %s", c->name, sqltype)) {
         return 0;
     }
-    if (!c->nullable && c->has_default &&
-        !tenant_sql_append(buf, len, pos, " NOT NULL")) {
+    if (!c->nullable && c->has_default
+        && !tenant_sql_append(buf, len, pos, " NOT NULL")) {
         return 0;
     }
     if (c->has_default) {
@@ -117,16 +118,16 @@ static int
 tenant_create(sqlite3 *db)
 {
     struct bu_schema schema;
-    char sql[8192];
-    size_t pos = 0;
+    char             sql[8192];
+    size_t           pos = 0;
     bu_schema_standard(&schema);
     if (!tenant_sql_append(sql, sizeof(sql), &pos,
             "CREATE TABLE IF NOT EXISTS master_contact(")) {
         return BU_EINVAL;
     }
     for (size_t i = 0; i < schema.ncols; i++) {
-        if ((i > 0 && !tenant_sql_append(sql, sizeof(sql), &pos, ", ")) ||
-            !tenant_column_ddl(&schema.cols[i], sql, sizeof(sql), &pos)) {
+        if ((i > 0 && !tenant_sql_append(sql, sizeof(sql), &pos, ", "))
+            || !tenant_column_ddl(&schema.cols[i], sql, sizeof(sql), &pos)) {
             return BU_EINVAL;
         }
     }
@@ -178,7 +179,7 @@ bu_tenant_db_open(struct bu_tenant_db **dbp, const char *data_dir,
     const char *tenant, enum bu_sql_mode mode)
 {
     char path[4096];
-    int n = snprintf(path, sizeof(path), "%s/tenants", data_dir);
+    int  n = snprintf(path, sizeof(path), "%s/tenants", data_dir);
     if (n < 0 || (size_t) n >= sizeof(path)) {
         return BU_EINVAL;
     }
@@ -247,7 +248,8 @@ bu_tenant_db_schema(struct bu_tenant_db *db, struct bu_schema *schemap)
     // A reader may open a database whose writer is still creating it: until
     // the schema commits, the tenant has no columns of its own yet.
     int rc = sqlite3_prepare_v2(db->db,
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'columns'",
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = "
+        "'columns'",
         -1, &st, NULL);
     if (rc == SQLITE_OK) {
         rc = sqlite3_step(st);
@@ -277,8 +279,8 @@ bu_tenant_db_schema(struct bu_tenant_db *db, struct bu_schema *schemap)
         snprintf(c->name, sizeof(c->name), "%s", sqlite3_column_text(st, 0));
         c->type = (enum bu_col_type) sqlite3_column_int(st, 1);
         c->max_len = (unsigned) sqlite3_column_int(st, 2);
-        snprintf(c->allowed, sizeof(c->allowed), "%s",
-            sqlite3_column_text(st, 3));
+        snprintf(
+            c->allowed, sizeof(c->allowed), "%s", sqlite3_column_text(st, 3));
         c->nullable = sqlite3_column_int(st, 4) != 0;
         c->has_default = sqlite3_column_int(st, 5) != 0;
         snprintf(c->default_value, sizeof(c->default_value), "%s",
@@ -363,16 +365,16 @@ tenant_colset_build(struct bu_tenant_db *db, const struct bu_schema *schema,
     sqlite3_str_appendall(sel, "SELECT ");
     sqlite3_str_appendall(ins, "INSERT INTO master_contact(");
     sqlite3_str_appendall(upd, "UPDATE master_contact SET ");
-    int nset = 0;
+    int    nset = 0;
     size_t n = cs->ncols;
     cs->email_j = cs->email_status_j = cs->gsm_j = cs->gsm_status_j = -1;
     for (size_t j = 0; j < n; j++) {
         const char *name = schema->cols[cs->cols[j]].name;
-        int *slot = strcmp(name, "email") == 0 ? &cs->email_j
-            : strcmp(name, "email_status") == 0 ? &cs->email_status_j
-            : strcmp(name, "gsm") == 0          ? &cs->gsm_j
-            : strcmp(name, "gsm_status") == 0   ? &cs->gsm_status_j
-                                                : NULL;
+        int        *slot = strcmp(name, "email") == 0  ? &cs->email_j
+                   : strcmp(name, "email_status") == 0 ? &cs->email_status_j
+                   : strcmp(name, "gsm") == 0          ? &cs->gsm_j
+                   : strcmp(name, "gsm_status") == 0   ? &cs->gsm_status_j
+                                                       : NULL;
         if (slot != NULL) {
             *slot = (int) j;
         }
@@ -405,22 +407,24 @@ tenant_colset_build(struct bu_tenant_db *db, const struct bu_schema *schema,
     if (cs->email_j >= 0 && cs->email_status_j < 0) {
         sqlite3_str_appendf(upd,
             "%s\"email_status\" = CASE WHEN ?%d THEN 'A' ELSE"
-            " \"email_status\" END", nset++ > 0 ? ", " : "", (int) (2 * n + 2));
+            " \"email_status\" END",
+            nset++ > 0 ? ", " : "", (int) (2 * n + 2));
     }
     if (cs->gsm_j >= 0 && cs->gsm_status_j < 0) {
         sqlite3_str_appendf(upd,
             "%s\"gsm_status\" = CASE WHEN ?%d THEN 'A' ELSE"
-            " \"gsm_status\" END", nset++ > 0 ? ", " : "", (int) (2 * n + 3));
+            " \"gsm_status\" END",
+            nset++ > 0 ? ", " : "", (int) (2 * n + 3));
     }
     sqlite3_str_appendall(sel, " FROM master_contact WHERE contact_key = ?1");
     sqlite3_str_appendf(ins, ") VALUES(%s)", sqlite3_str_value(vals));
     sqlite3_str_appendf(
         upd, " WHERE contact_key = ?%d", (int) (2 * cs->ncols + 1));
     int rv = BU_OK;
-    if (sqlite3_str_errcode(sel) != SQLITE_OK ||
-        sqlite3_str_errcode(ins) != SQLITE_OK ||
-        sqlite3_str_errcode(vals) != SQLITE_OK ||
-        sqlite3_str_errcode(upd) != SQLITE_OK) {
+    if (sqlite3_str_errcode(sel) != SQLITE_OK
+        || sqlite3_str_errcode(ins) != SQLITE_OK
+        || sqlite3_str_errcode(vals) != SQLITE_OK
+        || sqlite3_str_errcode(upd) != SQLITE_OK) {
         rv = BU_ENOMEM;
     }
     char *ssel = sqlite3_str_finish(sel);
@@ -450,8 +454,8 @@ tenant_colset(struct bu_tenant_db *db, const struct bu_schema *schema,
 {
     for (size_t i = 0; i < TENANT_COLSETS; i++) {
         struct tenant_colset *cs = &db->colsets[i];
-        if (cs->select != NULL && cs->ncols == ncols &&
-            memcmp(cs->cols, cols, ncols * sizeof(int)) == 0) {
+        if (cs->select != NULL && cs->ncols == ncols
+            && memcmp(cs->cols, cols, ncols * sizeof(int)) == 0) {
             *csp = cs;
             return BU_OK;
         }
@@ -478,8 +482,8 @@ tenant_bind_cell(sqlite3_stmt *st, int idx, const struct bu_cell *cell)
 {
     switch (cell->kind) {
     case BU_CELL_TEXT:
-        sqlite3_bind_text64(st, idx, cell->text, cell->len, SQLITE_STATIC,
-            SQLITE_UTF8);
+        sqlite3_bind_text64(
+            st, idx, cell->text, cell->len, SQLITE_STATIC, SQLITE_UTF8);
         break;
     case BU_CELL_INT:
         sqlite3_bind_int64(st, idx, cell->i);
@@ -517,9 +521,10 @@ tenant_cell_equal(sqlite3_stmt *st, int col, const struct bu_cell *cell)
     case BU_CELL_INT:
         return t == SQLITE_INTEGER && sqlite3_column_int64(st, col) == cell->i;
     case BU_CELL_TEXT:
-        return t == SQLITE_TEXT &&
-            (size_t) sqlite3_column_bytes(st, col) == cell->len &&
-            memcmp(sqlite3_column_text(st, col), cell->text, cell->len) == 0;
+        return t == SQLITE_TEXT
+            && (size_t) sqlite3_column_bytes(st, col) == cell->len
+            && memcmp(sqlite3_column_text(st, col), cell->text, cell->len)
+            == 0;
     }
     return 0;
 }
@@ -541,7 +546,7 @@ bu_tenant_db_upsert(struct bu_tenant_db *db, const struct bu_schema *schema,
     int insert_missing, enum bu_upsert_outcome *outcomep)
 {
     struct tenant_colset *cs;
-    int rv = tenant_colset(db, schema, cols, ncols, &cs);
+    int                   rv = tenant_colset(db, schema, cols, ncols, &cs);
     if (rv != BU_OK) {
         return rv;
     }
@@ -567,10 +572,10 @@ bu_tenant_db_upsert(struct bu_tenant_db *db, const struct bu_schema *schema,
     for (size_t j = 0; same && j < ncols; j++) {
         same = tenant_cell_equal(cs->select, (int) j, &cells[j]);
     }
-    int email_changed = found && cs->email_j >= 0 &&
-        !tenant_cell_equal(cs->select, cs->email_j, &cells[cs->email_j]);
-    int gsm_changed = found && cs->gsm_j >= 0 &&
-        !tenant_cell_equal(cs->select, cs->gsm_j, &cells[cs->gsm_j]);
+    int email_changed = found && cs->email_j >= 0
+        && !tenant_cell_equal(cs->select, cs->email_j, &cells[cs->email_j]);
+    int gsm_changed = found && cs->gsm_j >= 0
+        && !tenant_cell_equal(cs->select, cs->gsm_j, &cells[cs->gsm_j]);
     sqlite3_reset(cs->select);
 
     enum bu_upsert_outcome outcome;
@@ -592,8 +597,8 @@ bu_tenant_db_upsert(struct bu_tenant_db *db, const struct bu_schema *schema,
     } else {
         for (size_t j = 0; j < ncols; j++) {
             tenant_bind_cell(cs->update, (int) (2 * j + 1), &cells[j]);
-            sqlite3_bind_int(cs->update, (int) (2 * j + 2),
-                cells[j].kind != BU_CELL_UNSET);
+            sqlite3_bind_int(
+                cs->update, (int) (2 * j + 2), cells[j].kind != BU_CELL_UNSET);
         }
         tenant_bind_cell(cs->update, (int) (2 * ncols + 1), key);
         sqlite3_bind_int(cs->update, (int) (2 * ncols + 2), email_changed);
@@ -687,7 +692,7 @@ bu_tenant_db_results(
     int rc = sqlite3_step(st);
     int rv = rc == SQLITE_DONE ? BU_ENOENT : bu_sql_err(rc);
     if (rc == SQLITE_ROW) {
-        size_t n = (size_t) sqlite3_column_bytes(st, 0);
+        size_t   n = (size_t) sqlite3_column_bytes(st, 0);
         uint8_t *p = bu_alloc(n);
         if (p == NULL) {
             rv = BU_ENOMEM;
@@ -705,8 +710,8 @@ bu_tenant_db_results(
 
 // tenant_column_get reads one column's metadata by name.
 static int
-tenant_column_get(struct bu_tenant_db *db, const char *name,
-    struct bu_column *colp)
+tenant_column_get(
+    struct bu_tenant_db *db, const char *name, struct bu_column *colp)
 {
     struct bu_schema *schema = bu_alloc(sizeof(*schema));
     if (schema == NULL) {
@@ -730,8 +735,8 @@ bu_tenant_db_add_column(struct bu_tenant_db *db, const char *name,
     unsigned max_len, int import_enabled, struct bu_column *colp)
 {
     char reason[128];
-    if (!bu_column_name_check(name, reason, sizeof(reason)) || max_len < 1 ||
-        max_len > BU_CUSTOM_MAX_LEN) {
+    if (!bu_column_name_check(name, reason, sizeof(reason)) || max_len < 1
+        || max_len > BU_CUSTOM_MAX_LEN) {
         return BU_EINVAL;
     }
     struct bu_schema *schema = bu_alloc(sizeof(*schema));
@@ -739,16 +744,16 @@ bu_tenant_db_add_column(struct bu_tenant_db *db, const char *name,
         return BU_ENOMEM;
     }
     sqlite3_stmt *st = NULL;
-    int rv = bu_tenant_db_begin(db);
+    int           rv = bu_tenant_db_begin(db);
     if (rv == BU_OK) {
         rv = bu_tenant_db_schema(db, schema);
     }
     if (rv == BU_OK && bu_schema_find(schema, name) >= 0) {
         rv = BU_EEXIST;
     }
-    if (rv == BU_OK && (schema->ncols >= BU_SCHEMA_MAX_COLUMNS ||
-                           bu_schema_row_width(schema) + max_len >
-                               BU_ROW_WIDTH_MAX)) {
+    if (rv == BU_OK
+        && (schema->ncols >= BU_SCHEMA_MAX_COLUMNS
+            || bu_schema_row_width(schema) + max_len > BU_ROW_WIDTH_MAX)) {
         rv = BU_EFULL;
     }
     char sql[256];
@@ -788,15 +793,15 @@ bu_tenant_db_add_column(struct bu_tenant_db *db, const char *name,
 }
 
 int
-bu_tenant_db_set_import(struct bu_tenant_db *db, const char *name,
-    int enabled, struct bu_column *colp)
+bu_tenant_db_set_import(struct bu_tenant_db *db, const char *name, int enabled,
+    struct bu_column *colp)
 {
     if (!enabled && strcmp(name, BU_COL_CONTACT_KEY) == 0) {
         return BU_EINVAL;
     }
     sqlite3_stmt *st = NULL;
-    int rv = tenant_prepare(db,
-        "UPDATE columns SET import_enabled = ?2 WHERE name = ?1", &st);
+    int           rv = tenant_prepare(
+                  db, "UPDATE columns SET import_enabled = ?2 WHERE name = ?1", &st);
     if (rv == BU_OK) {
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 2, enabled != 0);
@@ -816,8 +821,8 @@ int
 bu_tenant_db_purge(struct bu_tenant_db *db, int64_t before_ms)
 {
     sqlite3_stmt *st = NULL;
-    int rv = tenant_prepare(db,
-        "DELETE FROM applied_jobs WHERE applied_at < ?1", &st);
+    int           rv = tenant_prepare(
+                  db, "DELETE FROM applied_jobs WHERE applied_at < ?1", &st);
     if (rv == BU_OK) {
         sqlite3_bind_int64(st, 1, before_ms);
         rv = tenant_step_done(db, st, "purge");

@@ -67,15 +67,15 @@ int bu_tenant_db_set_import(struct bu_tenant_db *db, const char *name,
 
 // bu_tenant_db_begin / commit / rollback: one transaction (writer only);
 // commit is durable on return (synchronous=FULL).
-int bu_tenant_db_begin(struct bu_tenant_db *db);
-int bu_tenant_db_commit(struct bu_tenant_db *db);
+int  bu_tenant_db_begin(struct bu_tenant_db *db);
+int  bu_tenant_db_commit(struct bu_tenant_db *db);
 void bu_tenant_db_rollback(struct bu_tenant_db *db);
 
 // bu_tenant_db_savepoint / release / rollback_to: a nested part of the
 // transaction (one job among several in one transaction) that can be undone
 // alone. Writer only, inside a transaction.
-int bu_tenant_db_savepoint(struct bu_tenant_db *db);
-int bu_tenant_db_release(struct bu_tenant_db *db);
+int  bu_tenant_db_savepoint(struct bu_tenant_db *db);
+int  bu_tenant_db_release(struct bu_tenant_db *db);
 void bu_tenant_db_rollback_to(struct bu_tenant_db *db);
 
 // bu_tenant_db_upsert writes one record. cols[j] is the schema index of the
@@ -85,10 +85,10 @@ void bu_tenant_db_rollback_to(struct bu_tenant_db *db);
 // insert_missing, else NOT_FOUND. Writer only, inside a transaction.
 // Returns BU_OK with *outcomep, or BU_ESTORE/BU_EIO/BU_ENOMEM.
 int bu_tenant_db_upsert(struct bu_tenant_db *db,
-    const struct bu_schema *schema,
-    const int *cols, size_t ncols,  // schema index of each cell
-    const struct bu_cell *cells,    // ncols cells
-    int insert_missing,
+    const struct bu_schema *schema, const int *cols,
+    size_t                  ncols, // schema index of each cell
+    const struct bu_cell   *cells, // ncols cells
+    int                     insert_missing,
     enum bu_upsert_outcome *outcomep); // OUT
 
 // bu_tenant_db_applied reports whether job_id was applied; on BU_OK *countsp
@@ -99,11 +99,9 @@ int bu_tenant_db_applied(struct bu_tenant_db *db, const char *job_id,
 // bu_tenant_db_mark_applied records job_id as applied with its counts and
 // serialized per-record results (a JobRecords message). Writer only, in the
 // job's transaction.
-int bu_tenant_db_mark_applied(struct bu_tenant_db *db,
-    const char *job_id,
-    int64_t seq,
-    const struct bu_job_counts *counts,
-    const void *results, size_t n); // serialized JobRecords
+int bu_tenant_db_mark_applied(struct bu_tenant_db *db, const char *job_id,
+    int64_t seq, const struct bu_job_counts *counts, const void *results,
+    size_t n); // serialized JobRecords
 
 // bu_tenant_db_purge deletes the records of jobs applied before before_ms
 // (their counts and results; the contacts stay). Writer only.
@@ -111,7 +109,7 @@ int bu_tenant_db_purge(struct bu_tenant_db *db, int64_t before_ms);
 
 // bu_tenant_db_results copies the serialized JobRecords of job_id into
 // *blobp (release with bu_free). Returns BU_ENOENT when it was not applied.
-int bu_tenant_db_results(struct bu_tenant_db *db, const char *job_id,
-    uint8_t **blobp, size_t *np);
+int bu_tenant_db_results(
+    struct bu_tenant_db *db, const char *job_id, uint8_t **blobp, size_t *np);
 
 #endif // BU_STORE_TENANT_H

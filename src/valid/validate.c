@@ -14,8 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static void
-verdict_reason(char *reason, size_t len, const char *fmt, ...)
+static void verdict_reason(char *reason, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
@@ -29,8 +28,7 @@ verdict_reason(char *reason, size_t len, const char *fmt, ...)
 }
 
 // verdict_add appends one error; returns BU_ENOMEM when it cannot.
-static int
-verdict_add(struct bu_verdict *v, int64_t record, const char *key,
+static int verdict_add(struct bu_verdict *v, int64_t record, const char *key,
     const char *column, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
@@ -39,9 +37,9 @@ verdict_add(struct bu_verdict *v, int64_t record, const char *key,
     const char *column, const char *fmt, ...)
 {
     if ((v->nerrors & (v->nerrors - 1)) == 0) { // 0, 1, 2, 4, 8...: grow
-        size_t cap = v->nerrors == 0 ? 8 : v->nerrors * 2;
-        struct bu_field_error *e =
-            bu_realloc(v->errors, cap * sizeof(*v->errors));
+        size_t                 cap = v->nerrors == 0 ? 8 : v->nerrors * 2;
+        struct bu_field_error *e
+            = bu_realloc(v->errors, cap * sizeof(*v->errors));
         if (e == NULL) {
             return BU_ENOMEM;
         }
@@ -79,15 +77,16 @@ validate_safe_name(const char *s)
 }
 
 static int
-validate_shape(const struct bu_schema *schema,
+validate_shape(const struct bu_schema             *schema,
     const Bulkupsert__V1__SubmitBulkUpsertRequest *req, struct bu_verdict *v)
 {
     int rv = BU_OK;
     int has_key = 0;
     if (req->n_columns == 0) {
-        return verdict_add(v, -1, NULL, "columns", "at least one column is "
-                                                   "required, and "
-                                                   "contact_key among them");
+        return verdict_add(v, -1, NULL, "columns",
+            "at least one column is "
+            "required, and "
+            "contact_key among them");
     }
     if (req->n_columns > BU_SCHEMA_MAX_COLUMNS) {
         return verdict_add(v, -1, NULL, "columns",
@@ -101,11 +100,11 @@ validate_shape(const struct bu_schema *schema,
     for (size_t i = 0; rv == BU_OK && i < req->n_columns; i++) {
         const char *name = req->columns[i];
         const char *safe = validate_safe_name(name);
-        int idx = bu_schema_find(schema, name);
+        int         idx = bu_schema_find(schema, name);
         v->colmap[i] = idx;
         if (safe == NULL) {
-            rv = verdict_add(v, -1, NULL, NULL,
-                "columns[%zu] is not valid UTF-8", i);
+            rv = verdict_add(
+                v, -1, NULL, NULL, "columns[%zu] is not valid UTF-8", i);
         } else if (idx < 0) {
             rv = verdict_add(v, -1, NULL, safe,
                 "unknown column \"%s\" (columns[%zu])", safe, i);
@@ -117,7 +116,8 @@ validate_shape(const struct bu_schema *schema,
                 if (v->colmap[k] == idx) {
                     rv = verdict_add(v, -1, NULL, safe,
                         "column \"%s\" is repeated (columns[%zu] and "
-                        "columns[%zu])", safe, k, i);
+                        "columns[%zu])",
+                        safe, k, i);
                     break;
                 }
             }
@@ -130,9 +130,9 @@ validate_shape(const struct bu_schema *schema,
         rv = verdict_add(v, -1, NULL, BU_COL_CONTACT_KEY,
             "columns must include contact_key");
     }
-    if (rv == BU_OK &&
-        (req->n_contact_datas == 0 ||
-            req->n_contact_datas > BU_MAX_RECORDS)) {
+    if (rv == BU_OK
+        && (req->n_contact_datas == 0
+            || req->n_contact_datas > BU_MAX_RECORDS)) {
         rv = verdict_add(v, -1, NULL, "contact_datas",
             "%zu records; a request carries 1 to %d", req->n_contact_datas,
             BU_MAX_RECORDS);
@@ -144,8 +144,8 @@ validate_shape(const struct bu_schema *schema,
     // answer stays small whatever the request's size.
     size_t nragged = 0, first = 0;
     for (size_t r = 0; r < req->n_contact_datas; r++) {
-        if (req->contact_datas[r]->n_values != req->n_columns &&
-            nragged++ == 0) {
+        if (req->contact_datas[r]->n_values != req->n_columns
+            && nragged++ == 0) {
             first = r;
         }
     }
@@ -158,8 +158,9 @@ validate_shape(const struct bu_schema *schema,
             snprintf(v->errors[v->nerrors - 1].reason,
                 sizeof(v->errors[0].reason),
                 "record %zu has %zu values for %zu columns (%zu records "
-                "in all have the wrong number)", first,
-                req->contact_datas[first]->n_values, req->n_columns, nragged);
+                "in all have the wrong number)",
+                first, req->contact_datas[first]->n_values, req->n_columns,
+                nragged);
         }
     }
     return rv;
@@ -185,20 +186,19 @@ validate_text(const struct bu_column *col, const char *s, size_t n,
 static int
 validate_date(const char *s, size_t n, char *reason, size_t len)
 {
-    static const int dm[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30,
-        31 };
-    int ok = n == 10 && s[4] == '-' && s[7] == '-';
+    static const int dm[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    int              ok = n == 10 && s[4] == '-' && s[7] == '-';
     for (size_t i = 0; ok && i < n; i++) {
         ok = i == 4 || i == 7 || (s[i] >= '0' && s[i] <= '9');
     }
     if (ok) {
-        int y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 +
-            (s[3] - '0');
+        int y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10
+            + (s[3] - '0');
         int m = (s[5] - '0') * 10 + (s[6] - '0');
         int d = (s[8] - '0') * 10 + (s[9] - '0');
         int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-        ok = y >= 1 && m >= 1 && m <= 12 && d >= 1 && d <= dm[m - 1] &&
-            !(m == 2 && d == 29 && !leap);
+        ok = y >= 1 && m >= 1 && m <= 12 && d >= 1 && d <= dm[m - 1]
+            && !(m == 2 && d == 29 && !leap);
         if (!ok && n == 10) {
             verdict_reason(reason, len, "\"%.10s\" is not a calendar date", s);
             return 0;
@@ -217,10 +217,11 @@ validate_email(char *s, size_t n, unsigned *notes, char *reason, size_t len)
         return 1; // clears the address
     }
     const char *at = memchr(s, '@', n);
-    int ok = at != NULL && at != s && memchr(at + 1, '@', n - (size_t) (at - s) - 1) == NULL;
+    int         ok = at != NULL && at != s
+        && memchr(at + 1, '@', n - (size_t) (at - s) - 1) == NULL;
     if (ok) {
         const char *dom = at + 1;
-        size_t dn = n - (size_t) (dom - s);
+        size_t      dn = n - (size_t) (dom - s);
         const char *dot = dn > 0 ? memchr(dom, '.', dn) : NULL;
         ok = dn >= 3 && dot != NULL && dot != dom && dom[dn - 1] != '.';
     }
@@ -245,10 +246,10 @@ bu_validate_cell(const struct bu_column *col, Bulkupsert__V1__Value *value,
     struct bu_cell *cellp, unsigned *notesp, char *reason, size_t len)
 {
     struct bu_cell cell = { .kind = BU_CELL_UNSET };
-    unsigned notes = 0;
-    int is_key = strcmp(col->name, BU_COL_CONTACT_KEY) == 0;
-    int kind = value == NULL ? BULKUPSERT__V1__VALUE__KIND__NOT_SET
-                             : (int) value->kind_case;
+    unsigned       notes = 0;
+    int            is_key = strcmp(col->name, BU_COL_CONTACT_KEY) == 0;
+    int            kind = value == NULL ? BULKUPSERT__V1__VALUE__KIND__NOT_SET
+                                        : (int) value->kind_case;
     switch (kind) {
     case BULKUPSERT__V1__VALUE__KIND__NOT_SET:
         if (is_key) {
@@ -273,7 +274,7 @@ bu_validate_cell(const struct bu_column *col, Bulkupsert__V1__Value *value,
         cell.i = value->bool_value ? 1 : 0;
         break;
     case BULKUPSERT__V1__VALUE__KIND_STRING_VALUE: {
-        char *s = value->string_value;
+        char  *s = value->string_value;
         size_t n = strlen(s);
         cell.kind = BU_CELL_TEXT;
         if (col->type == BU_COL_BOOL) {
@@ -306,13 +307,13 @@ bu_validate_cell(const struct bu_column *col, Bulkupsert__V1__Value *value,
         if (col->type == BU_COL_DATE && !validate_date(s, n, reason, len)) {
             return 0;
         }
-        if (col->type == BU_COL_ENUM &&
-            (n != 1 || strchr(col->allowed, s[0]) == NULL)) {
+        if (col->type == BU_COL_ENUM
+            && (n != 1 || strchr(col->allowed, s[0]) == NULL)) {
             verdict_reason(reason, len, "must be one of %s", col->allowed);
             return 0;
         }
-        if (col->type == BU_COL_EMAIL &&
-            !validate_email(s, n, &notes, reason, len)) {
+        if (col->type == BU_COL_EMAIL
+            && !validate_email(s, n, &notes, reason, len)) {
             return 0;
         }
         if (col->type == BU_COL_PHONE) {
@@ -341,13 +342,13 @@ bu_validate_cell(const struct bu_column *col, Bulkupsert__V1__Value *value,
 
 // The record's contact_key when it is printable, else NULL.
 static const char *
-validate_record_key(const struct bu_verdict *v,
+validate_record_key(const struct bu_verdict       *v,
     const Bulkupsert__V1__SubmitBulkUpsertRequest *req,
-    const Bulkupsert__V1__ContactData *rec)
+    const Bulkupsert__V1__ContactData             *rec)
 {
     for (size_t i = 0; i < req->n_columns; i++) {
-        if (strcmp(req->columns[i], BU_COL_CONTACT_KEY) == 0 &&
-            v->colmap[i] >= 0) {
+        if (strcmp(req->columns[i], BU_COL_CONTACT_KEY) == 0
+            && v->colmap[i] >= 0) {
             const Bulkupsert__V1__Value *val = rec->values[i];
             if (val->kind_case == BULKUPSERT__V1__VALUE__KIND_STRING_VALUE) {
                 return validate_safe_name(val->string_value);
@@ -358,7 +359,7 @@ validate_record_key(const struct bu_verdict *v,
 }
 
 int
-bu_validate(const struct bu_schema *schema,
+bu_validate(const struct bu_schema          *schema,
     Bulkupsert__V1__SubmitBulkUpsertRequest *req, struct bu_verdict *v)
 {
     memset(v, 0, sizeof(*v));
@@ -375,11 +376,11 @@ bu_validate(const struct bu_schema *schema,
     char reason[160];
     for (size_t r = 0; rv == BU_OK && r < req->n_contact_datas; r++) {
         Bulkupsert__V1__ContactData *rec = req->contact_datas[r];
-        size_t nerr = 0;
+        size_t                       nerr = 0;
         for (size_t i = 0; rv == BU_OK && i < req->n_columns; i++) {
             const struct bu_column *col = &schema->cols[v->colmap[i]];
-            struct bu_cell cell;
-            unsigned notes = 0;
+            struct bu_cell          cell;
+            unsigned                notes = 0;
             if (bu_validate_cell(col, rec->values[i], &cell, &notes, reason,
                     sizeof(reason))) {
                 v->notes[r] |= (uint8_t) notes;

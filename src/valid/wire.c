@@ -45,9 +45,9 @@ wire_walk(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
             return BU_ETOOBIG;
         }
         (*budget)--;
-        uint32_t num = (uint32_t) (tag >> 3);
-        const ProtobufCFieldDescriptor *f =
-            protobuf_c_message_descriptor_get_field(desc, num);
+        uint32_t                        num = (uint32_t) (tag >> 3);
+        const ProtobufCFieldDescriptor *f
+            = protobuf_c_message_descriptor_get_field(desc, num);
         unsigned nth = 0;
         if (f != NULL) {
             size_t fi = (size_t) (f - desc->fields);
@@ -83,13 +83,13 @@ wire_walk(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
                 break;
             }
             size_t at = pos;
-            int n = snprintf(where + at, len - at,
+            int    n = snprintf(where + at, len - at,
                 f->label == PROTOBUF_C_LABEL_REPEATED ? "%s%s[%u]" : "%s%s",
                 at > 0 ? "." : "", f->name, nth);
-            size_t next = n > 0 && (size_t) n < len - at ? at + (size_t) n
-                                                         : at;
-            if (f->type == PROTOBUF_C_TYPE_STRING &&
-                memchr(body, '\0', (size_t) v) != NULL) {
+            size_t next
+                = n > 0 && (size_t) n < len - at ? at + (size_t) n : at;
+            if (f->type == PROTOBUF_C_TYPE_STRING
+                && memchr(body, '\0', (size_t) v) != NULL) {
                 return BU_EINVAL;
             }
             if (f->type == PROTOBUF_C_TYPE_MESSAGE && depth < WIRE_MAX_DEPTH) {
@@ -111,8 +111,7 @@ wire_walk(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
 
 int
 bu_wire_check_strings(const ProtobufCMessageDescriptor *desc,
-    const uint8_t *buf, size_t n, size_t max_fields, char *where,
-    size_t len)
+    const uint8_t *buf, size_t n, size_t max_fields, char *where, size_t len)
 {
     if (len == 0) {
         return BU_EINVAL;

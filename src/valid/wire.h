@@ -28,7 +28,6 @@
 // or BU_ETOOBIG. Malformed wire data is left for the decoder to refuse
 // (BU_OK).
 int bu_wire_check_strings(const ProtobufCMessageDescriptor *desc,
-    const uint8_t *buf, size_t n, size_t max_fields, char *where,
-    size_t len);
+    const uint8_t *buf, size_t n, size_t max_fields, char *where, size_t len);
 
 #endif // BU_VALID_WIRE_H

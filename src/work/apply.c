@@ -19,7 +19,7 @@
 
 struct apply_rec {
     const char *key; // NULL for an invalid record
-    size_t index;
+    size_t      index;
 };
 
 static int
@@ -27,7 +27,7 @@ apply_rec_cmp(const void *a, const void *b)
 {
     const struct apply_rec *x = a;
     const struct apply_rec *y = b;
-    int c = strcmp(x->key, y->key);
+    int                     c = strcmp(x->key, y->key);
     if (c != 0) {
         return c;
     }
@@ -60,15 +60,15 @@ bu_apply_state(const struct bu_job_counts *c)
 // Per-job working memory, freed in one place.
 struct apply_ctx {
     Bulkupsert__V1__SubmitBulkUpsertRequest *req;
-    struct bu_verdict verdict;
-    Bulkupsert__V1__RecordResult *results;   // one per record
+    struct bu_verdict                        verdict;
+    Bulkupsert__V1__RecordResult            *results; // one per record
     Bulkupsert__V1__RecordResult **presults; // pointers for JobRecords
-    Bulkupsert__V1__FieldError *errors;      // from the verdict
-    Bulkupsert__V1__FieldError **perrors;
-    char **warnings; // per record: two slots for static warnings
+    Bulkupsert__V1__FieldError    *errors;   // from the verdict
+    Bulkupsert__V1__FieldError   **perrors;
+    char            **warnings; // per record: two slots for static warnings
     struct apply_rec *order;
-    struct bu_cell *cells;
-    uint8_t *blob;
+    struct bu_cell   *cells;
+    uint8_t          *blob;
 };
 
 static void
@@ -84,7 +84,8 @@ apply_ctx_fini(struct apply_ctx *a)
     bu_free(a->cells);
     bu_free(a->blob);
     if (a->req != NULL) {
-        bulkupsert__v1__submit_bulk_upsert_request__free_unpacked(a->req, NULL);
+        bulkupsert__v1__submit_bulk_upsert_request__free_unpacked(
+            a->req, NULL);
     }
 }
 
@@ -96,9 +97,9 @@ apply_record_key(const Bulkupsert__V1__SubmitBulkUpsertRequest *req, size_t r)
     const Bulkupsert__V1__ContactData *rec = req->contact_datas[r];
     for (size_t i = 0; i < req->n_columns && i < rec->n_values; i++) {
         const Bulkupsert__V1__Value *val = rec->values[i];
-        if (strcmp(req->columns[i], BU_COL_CONTACT_KEY) == 0 &&
-            val->kind_case == BULKUPSERT__V1__VALUE__KIND_STRING_VALUE) {
-            size_t chars;
+        if (strcmp(req->columns[i], BU_COL_CONTACT_KEY) == 0
+            && val->kind_case == BULKUPSERT__V1__VALUE__KIND_STRING_VALUE) {
+            size_t      chars;
             const char *k = val->string_value;
             return bu_utf8_count(k, strlen(k), &chars) ? k : NULL;
         }
@@ -137,7 +138,7 @@ apply_results_attach(struct apply_ctx *a)
     // Errors are in record order, so each record's run is contiguous.
     for (size_t e = 0; e < v->nerrors; e++) {
         const struct bu_field_error *fe = &v->errors[e];
-        Bulkupsert__V1__FieldError *pe = &a->errors[e];
+        Bulkupsert__V1__FieldError  *pe = &a->errors[e];
         bulkupsert__v1__field_error__init(pe);
         pe->has_record_index = 1;
         pe->record_index = (uint32_t) fe->record_index;
@@ -158,10 +159,10 @@ apply_records(struct bu_tenant_db *db, const struct bu_schema *schema,
     struct apply_ctx *a, struct bu_job_counts *c)
 {
     Bulkupsert__V1__SubmitBulkUpsertRequest *req = a->req;
-    size_t nrec = req->n_contact_datas;
-    size_t ncol = req->n_columns;
-    int insert_missing =
-        !req->has_insert_if_not_exists || req->insert_if_not_exists;
+    size_t                                   nrec = req->n_contact_datas;
+    size_t                                   ncol = req->n_columns;
+    int                                      insert_missing
+        = !req->has_insert_if_not_exists || req->insert_if_not_exists;
     int key_col = -1;
     for (size_t i = 0; i < ncol; i++) {
         if (strcmp(req->columns[i], BU_COL_CONTACT_KEY) == 0) {
@@ -171,8 +172,8 @@ apply_records(struct bu_tenant_db *db, const struct bu_schema *schema,
     size_t nvalid = 0;
     for (size_t r = 0; r < nrec; r++) {
         if (!a->verdict.bad[r]) {
-            a->order[nvalid].key =
-                req->contact_datas[r]->values[key_col]->string_value;
+            a->order[nvalid].key
+                = req->contact_datas[r]->values[key_col]->string_value;
             a->order[nvalid].index = r;
             nvalid++;
         }
@@ -180,16 +181,16 @@ apply_records(struct bu_tenant_db *db, const struct bu_schema *schema,
     qsort(a->order, nvalid, sizeof(*a->order), apply_rec_cmp);
 
     char reason[160];
-    int rv = BU_OK;
+    int  rv = BU_OK;
     for (size_t k = 0; rv == BU_OK && k < nvalid; k++) {
-        size_t r = a->order[k].index;
+        size_t                        r = a->order[k].index;
         Bulkupsert__V1__RecordResult *rr = &a->results[r];
-        if (k + 1 < nvalid &&
-            strcmp(a->order[k].key, a->order[k + 1].key) == 0) {
+        if (k + 1 < nvalid
+            && strcmp(a->order[k].key, a->order[k + 1].key) == 0) {
             // The last record of a key wins: find it for superseded_by.
             size_t w = k + 1;
-            while (w + 1 < nvalid &&
-                strcmp(a->order[w].key, a->order[w + 1].key) == 0) {
+            while (w + 1 < nvalid
+                && strcmp(a->order[w].key, a->order[w + 1].key) == 0) {
                 w++;
             }
             rr->outcome = BULKUPSERT__V1__RECORD_OUTCOME__OUTCOME_SUPERSEDED;
@@ -204,7 +205,7 @@ apply_records(struct bu_tenant_db *db, const struct bu_schema *schema,
             (void) bu_validate_cell(&schema->cols[a->verdict.colmap[i]],
                 rec->values[i], &a->cells[i], NULL, reason, sizeof(reason));
         }
-        unsigned all_notes = a->verdict.notes[r];
+        unsigned               all_notes = a->verdict.notes[r];
         enum bu_upsert_outcome out;
         rv = bu_tenant_db_upsert(db, schema, a->verdict.colmap, ncol, a->cells,
             insert_missing, &out);
@@ -249,9 +250,9 @@ static int
 apply_one(struct bu_tenant_db *db, const struct bu_schema *schema,
     struct bu_apply_item *item)
 {
-    struct apply_ctx a = { 0 };
+    struct apply_ctx     a = { 0 };
     struct bu_job_counts c = { 0 };
-    int rv = bu_tenant_db_savepoint(db);
+    int                  rv = bu_tenant_db_savepoint(db);
     if (rv != BU_OK) {
         return rv;
     }
@@ -281,8 +282,8 @@ apply_one(struct bu_tenant_db *db, const struct bu_schema *schema,
         if (a.verdict.bad == NULL) {
             a.verdict.bad = bu_alloc(nrec);
         }
-        if (a.results == NULL || a.presults == NULL || a.warnings == NULL ||
-            a.order == NULL || a.cells == NULL || a.verdict.bad == NULL) {
+        if (a.results == NULL || a.presults == NULL || a.warnings == NULL
+            || a.order == NULL || a.cells == NULL || a.verdict.bad == NULL) {
             rv = BU_ENOMEM;
         }
     }
@@ -338,8 +339,7 @@ apply_one(struct bu_tenant_db *db, const struct bu_schema *schema,
 }
 
 int
-bu_apply_batch(struct bu_tenant_db *db, struct bu_apply_item *items,
-    size_t n)
+bu_apply_batch(struct bu_tenant_db *db, struct bu_apply_item *items, size_t n)
 {
     struct bu_schema *schema = bu_alloc(sizeof(*schema));
     if (schema == NULL) {

@@ -22,24 +22,22 @@
 #include "store/schema.h"
 #include "store/tenant.h"
 
-// bu_apply_job is bu_apply_batch of one job: it applies the job (payload = serialized
-// SubmitBulkUpsertRequest) and fills *countsp. Returns BU_OK, BU_EPARSE (the
-// payload does not decode: the job cannot ever succeed), or a storage error
-// (nothing of the job was committed).
-int bu_apply_job(struct bu_tenant_db *db,
-    const char *job_id,
-    int64_t seq,
+// bu_apply_job is bu_apply_batch of one job: it applies the job (payload =
+// serialized SubmitBulkUpsertRequest) and fills *countsp. Returns BU_OK,
+// BU_EPARSE (the payload does not decode: the job cannot ever succeed), or a
+// storage error (nothing of the job was committed).
+int bu_apply_job(struct bu_tenant_db *db, const char *job_id, int64_t seq,
     const uint8_t *payload, size_t n,
     struct bu_job_counts *countsp); // OUT
 
 // One job of a batch: inputs, and its own result.
 struct bu_apply_item {
-    const char *job_id;
-    int64_t seq;
-    const uint8_t *payload; // serialized SubmitBulkUpsertRequest
-    size_t len;
+    const char          *job_id;
+    int64_t              seq;
+    const uint8_t       *payload; // serialized SubmitBulkUpsertRequest
+    size_t               len;
     struct bu_job_counts counts; // OUT, when rv is BU_OK
-    int rv;                      // OUT: BU_OK, BU_EPARSE or storage error
+    int                  rv;     // OUT: BU_OK, BU_EPARSE or storage error
 };
 
 // bu_apply_batch applies several jobs of one tenant, in the given order, in
@@ -48,8 +46,8 @@ struct bu_apply_item {
 // payload does not decode, or that the store refuses, fails alone (see
 // bu_apply_job_fault); a storage error fails every item and commits
 // nothing. Returns BU_OK when the commit happened.
-int bu_apply_batch(struct bu_tenant_db *db, struct bu_apply_item *items,
-    size_t n);
+int bu_apply_batch(
+    struct bu_tenant_db *db, struct bu_apply_item *items, size_t n);
 
 // bu_apply_job_fault returns true when rv (an item's result) belongs to
 // that job alone, so the job fails and the rest of the batch goes on: a

@@ -31,33 +31,33 @@
 #define POOL_BUSY_RETRIES 60
 // A batch: the jobs taken from the pipe at once, and the request bytes one
 // transaction holds in memory.
-#define POOL_BATCH_JOBS 32
+#define POOL_BATCH_JOBS  32
 #define POOL_BATCH_BYTES (32u * 1024u * 1024u)
 
 struct pool_tenant {
-    char name[64];
+    char                 name[64];
     struct bu_tenant_db *db;
-    uint64_t last_used;
-    int64_t last_purge_ms;
+    uint64_t             last_used;
+    int64_t              last_purge_ms;
 };
 
 struct pool_worker {
-    struct bu_pool *pool;
-    int index;
-    pthread_t thread;
-    int started;
-    nng_socket push; // used by the dispatcher
-    nng_socket pull; // used by the worker thread
-    struct bu_jobs *jobs; // reader; owned by the worker thread
+    struct bu_pool     *pool;
+    int                 index;
+    pthread_t           thread;
+    int                 started;
+    nng_socket          push;    // used by the dispatcher
+    nng_socket          pull;    // used by the worker thread
+    struct bu_jobs     *jobs;    // reader; owned by the worker thread
     struct pool_tenant *tenants; // max_open_tenants; worker thread only
-    uint64_t clock;              // LRU tick; worker thread only
+    uint64_t            clock;   // LRU tick; worker thread only
 };
 
 struct bu_pool {
     struct bu_pool_config cfg;
-    char queue_path[4096];
-    int nworkers;
-    struct pool_worker workers[POOL_MAX_WORKERS];
+    char                  queue_path[4096];
+    int                   nworkers;
+    struct pool_worker    workers[POOL_MAX_WORKERS];
 };
 
 // FNV-1a: a stable tenant -> worker map.
@@ -81,10 +81,10 @@ pool_tenant_close(struct pool_tenant *t)
 // pool_tenant_get returns the worker's open handle for tenant, opening it
 // (and closing the least recently used one) when needed.
 static int
-pool_tenant_get(struct pool_worker *w, const char *tenant,
-    struct pool_tenant **tp)
+pool_tenant_get(
+    struct pool_worker *w, const char *tenant, struct pool_tenant **tp)
 {
-    int max = w->pool->cfg.max_open_tenants;
+    int                 max = w->pool->cfg.max_open_tenants;
     struct pool_tenant *victim = &w->tenants[0];
     for (int i = 0; i < max; i++) {
         struct pool_tenant *t = &w->tenants[i];
@@ -132,8 +132,8 @@ pool_tenant_purge(struct pool_worker *w, struct pool_tenant *t)
 // One dispatched job, as the pipe carries it.
 struct pool_job {
     int64_t seq;
-    char job_id[BU_JOB_ID_SIZE];
-    char tenant[64];
+    char    job_id[BU_JOB_ID_SIZE];
+    char    tenant[64];
 };
 
 // pool_apply_chunk applies the jobs of one tenant in one transaction,
@@ -162,7 +162,7 @@ pool_report(struct pool_worker *w, const char *tenant,
     const struct bu_apply_item *item)
 {
     const struct bu_pool_config *cfg = &w->pool->cfg;
-    struct bu_job_event ev = { 0 };
+    struct bu_job_event          ev = { 0 };
     snprintf(ev.job_id, sizeof(ev.job_id), "%s", item->job_id);
     snprintf(ev.tenant, sizeof(ev.tenant), "%s", tenant);
     if (item->rv == BU_OK) {
@@ -171,8 +171,8 @@ pool_report(struct pool_worker *w, const char *tenant,
     } else {
         // A fault of the job itself (bu_apply_job_fault): it fails for good.
         ev.state = BU_JOB_FAILED;
-        snprintf(ev.error, sizeof(ev.error), "the job could not be applied: %s",
-            bu_strerror(item->rv));
+        snprintf(ev.error, sizeof(ev.error),
+            "the job could not be applied: %s", bu_strerror(item->rv));
         BU_ERROR("job %s (tenant %s) failed: %s", item->job_id, tenant,
             bu_strerror(item->rv));
     }
@@ -186,24 +186,25 @@ static void
 pool_run_group(struct pool_worker *w, struct pool_job *const *jobs, size_t n)
 {
     const struct bu_pool_config *cfg = &w->pool->cfg;
-    const char *tenant = jobs[0]->tenant;
-    const char *ids[POOL_BATCH_JOBS];
-    int claimed[POOL_BATCH_JOBS];
-    struct bu_apply_item items[POOL_BATCH_JOBS];
-    uint8_t *payloads[POOL_BATCH_JOBS] = { 0 };
+    const char                  *tenant = jobs[0]->tenant;
+    const char                  *ids[POOL_BATCH_JOBS];
+    int                          claimed[POOL_BATCH_JOBS];
+    struct bu_apply_item         items[POOL_BATCH_JOBS];
+    uint8_t                     *payloads[POOL_BATCH_JOBS] = { 0 };
     for (size_t i = 0; i < n; i++) {
         ids[i] = jobs[i]->job_id;
         claimed[i] = BU_OK;
     }
-    if (cfg->claim != NULL && cfg->claim(cfg->event_arg, ids, n, claimed) !=
-            BU_OK) {
+    if (cfg->claim != NULL
+        && cfg->claim(cfg->event_arg, ids, n, claimed) != BU_OK) {
         return; // the journal is stopping: the jobs stay for the next start
     }
     struct pool_tenant *t = NULL;
-    int rv = pool_tenant_get(w, tenant, &t);
+    int                 rv = pool_tenant_get(w, tenant, &t);
     if (rv != BU_OK) {
         BU_ERROR("worker %d: tenant %s: %s; its jobs resume at the next "
-                 "start", w->index, tenant, bu_strerror(rv));
+                 "start",
+            w->index, tenant, bu_strerror(rv));
         return;
     }
     size_t i = 0;
@@ -214,7 +215,7 @@ pool_run_group(struct pool_worker *w, struct pool_job *const *jobs, size_t n)
             if (claimed[i] != BU_OK) {
                 continue; // cancelled, or finished by an earlier dispatch
             }
-            size_t len = 0;
+            size_t   len = 0;
             uint8_t *p = NULL;
             rv = bu_jobs_payload(w->jobs, ids[i], &p, &len);
             if (rv != BU_OK) {
@@ -254,7 +255,7 @@ pool_run_group(struct pool_worker *w, struct pool_job *const *jobs, size_t n)
 static int
 pool_parse(nng_msg *msg, struct pool_job *job)
 {
-    char text[256];
+    char   text[256];
     size_t len = nng_msg_len(msg);
     if (len >= sizeof(text)) {
         len = sizeof(text) - 1;
@@ -275,7 +276,7 @@ pool_parse(nng_msg *msg, struct pool_job *job)
 static void
 pool_run_batch(struct pool_worker *w, struct pool_job *batch, size_t n)
 {
-    bool done[POOL_BATCH_JOBS] = { false };
+    bool             done[POOL_BATCH_JOBS] = { false };
     struct pool_job *group[POOL_BATCH_JOBS];
     for (size_t i = 0; i < n; i++) {
         if (done[i]) {
@@ -296,10 +297,10 @@ static void *
 pool_worker_main(void *arg)
 {
     struct pool_worker *w = arg;
-    struct pool_job *batch = bu_calloc(POOL_BATCH_JOBS, sizeof(*batch));
+    struct pool_job    *batch = bu_calloc(POOL_BATCH_JOBS, sizeof(*batch));
     for (;;) {
         nng_msg *msg;
-        int rv = nng_recvmsg(w->pull, &msg, 0);
+        int      rv = nng_recvmsg(w->pull, &msg, 0);
         if (rv != 0) {
             if (rv != NNG_ECLOSED) {
                 BU_ERROR("worker %d: recv: %s", w->index, nng_strerror(rv));
@@ -318,8 +319,8 @@ pool_worker_main(void *arg)
                 n++;
             }
             nng_msg_free(msg);
-        } while (n < POOL_BATCH_JOBS &&
-            nng_recvmsg(w->pull, &msg, NNG_FLAG_NONBLOCK) == 0);
+        } while (n < POOL_BATCH_JOBS
+            && nng_recvmsg(w->pull, &msg, NNG_FLAG_NONBLOCK) == 0);
         pool_run_batch(w, batch, n);
     }
     bu_free(batch);
@@ -336,16 +337,16 @@ pool_worker_open(struct bu_pool *pool, struct pool_worker *w)
     snprintf(url, sizeof(url), "inproc://bulkupsert-work-%p-%d", (void *) pool,
         w->index);
     int rv;
-    if ((rv = nng_pull0_open(&w->pull)) != 0 ||
-        (rv = nng_listen(w->pull, url, NULL, 0)) != 0 ||
-        (rv = nng_push0_open(&w->push)) != 0 ||
-        (rv = nng_setopt_int(w->push, NNG_OPT_SENDBUF, 1024)) != 0 ||
-        (rv = nng_dial(w->push, url, NULL, 0)) != 0) {
+    if ((rv = nng_pull0_open(&w->pull)) != 0
+        || (rv = nng_listen(w->pull, url, NULL, 0)) != 0
+        || (rv = nng_push0_open(&w->push)) != 0
+        || (rv = nng_setopt_int(w->push, NNG_OPT_SENDBUF, 1024)) != 0
+        || (rv = nng_dial(w->push, url, NULL, 0)) != 0) {
         BU_ERROR("worker %d pipe: %s", w->index, nng_strerror(rv));
         return BU_ECONNECT;
     }
-    w->tenants = bu_calloc(
-        (size_t) pool->cfg.max_open_tenants, sizeof(*w->tenants));
+    w->tenants
+        = bu_calloc((size_t) pool->cfg.max_open_tenants, sizeof(*w->tenants));
     if (w->tenants == NULL) {
         return BU_ENOMEM;
     }
@@ -355,8 +356,8 @@ pool_worker_open(struct bu_pool *pool, struct pool_worker *w)
 int
 bu_pool_start(struct bu_pool **poolp, const struct bu_pool_config *cfg)
 {
-    if (cfg->nworkers < 1 || cfg->nworkers > POOL_MAX_WORKERS ||
-        cfg->max_open_tenants < 1 || cfg->on_event == NULL) {
+    if (cfg->nworkers < 1 || cfg->nworkers > POOL_MAX_WORKERS
+        || cfg->max_open_tenants < 1 || cfg->on_event == NULL) {
         return BU_EINVAL;
     }
     struct bu_pool *pool;
@@ -392,11 +393,11 @@ int
 bu_pool_dispatch(
     struct bu_pool *pool, const char *tenant, int64_t seq, const char *job_id)
 {
-    struct pool_worker *w =
-        &pool->workers[pool_hash(tenant) % (uint32_t) pool->nworkers];
+    struct pool_worker *w
+        = &pool->workers[pool_hash(tenant) % (uint32_t) pool->nworkers];
     char text[160];
-    int n = snprintf(text, sizeof(text), "%lld %s %s", (long long) seq,
-        job_id, tenant);
+    int  n = snprintf(
+         text, sizeof(text), "%lld %s %s", (long long) seq, job_id, tenant);
     int rv = nng_send(w->push, text, (size_t) n, 0);
     if (rv != 0) {
         return rv == NNG_ECLOSED ? BU_ECLOSED : BU_ECONNECT;

@@ -26,12 +26,12 @@
 
 // A job finished: its final state and counts.
 struct bu_job_event {
-    char job_id[BU_JOB_ID_SIZE];
-    char tenant[64];
-    enum bu_job_state state;
+    char                 job_id[BU_JOB_ID_SIZE];
+    char                 tenant[64];
+    enum bu_job_state    state;
     struct bu_job_counts counts;
-    char error[256];
-    int64_t at_ms;
+    char                 error[256];
+    int64_t              at_ms;
 };
 
 // Called from a worker thread for each job event; must not block for long.
@@ -45,13 +45,13 @@ typedef int (*bu_job_claim_fn)(
     void *arg, const char *const *job_ids, size_t n, int *rvs);
 
 struct bu_pool_config {
-    const char *data_dir;   // holds queue.db and tenants/
-    int nworkers;           // 1..64
-    int max_open_tenants;   // per worker; least recently used closes first
-    int64_t retention_ms;   // applied-job records older than this go
-    bu_job_claim_fn claim;  // may be NULL: every job goes ahead
+    const char *data_dir;     // holds queue.db and tenants/
+    int         nworkers;     // 1..64
+    int     max_open_tenants; // per worker; least recently used closes first
+    int64_t retention_ms;     // applied-job records older than this go
+    bu_job_claim_fn claim;    // may be NULL: every job goes ahead
     bu_job_event_fn on_event;
-    void *event_arg;        // for claim and on_event
+    void           *event_arg; // for claim and on_event
 };
 
 struct bu_pool;
@@ -62,8 +62,8 @@ int bu_pool_start(struct bu_pool **poolp, const struct bu_pool_config *cfg);
 
 // bu_pool_dispatch sends a job to the worker that owns tenant. Returns
 // BU_ECLOSED once the pool is stopping.
-int bu_pool_dispatch(struct bu_pool *pool, const char *tenant, int64_t seq,
-    const char *job_id);
+int bu_pool_dispatch(
+    struct bu_pool *pool, const char *tenant, int64_t seq, const char *job_id);
 
 // bu_pool_stop stops the workers after the job each is applying (jobs still
 // in the pipes stay QUEUED in queue.db and are resumed at the next start)

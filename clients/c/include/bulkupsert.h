@@ -57,18 +57,18 @@ enum bulkupsert_code {
 
 struct bulkupsert_field_error {
     int64_t record_index; // -1 when the error is not about one record
-    char *contact_key;    // may be NULL
-    char *column;         // may be NULL
-    char *reason;
+    char   *contact_key;  // may be NULL
+    char   *column;       // may be NULL
+    char   *reason;
 };
 
 struct bulkupsert_status {
-    int code;                // enum bulkupsert_code
+    int      code;           // enum bulkupsert_code
     unsigned http_status;    // 202, 400, 401, ... (0 for transport errors)
     unsigned response_code;  // FieldError 1, ValidationFails 11, ...
     unsigned retry_after_ms; // with RESOURCE_EXHAUSTED
-    char *message;           // never NULL after a call
-    size_t nerrors;
+    char    *message;        // never NULL after a call
+    size_t   nerrors;
     struct bulkupsert_field_error *errors;
 };
 
@@ -99,51 +99,51 @@ void bulkupsert_client_set_timeout(bulkupsert_client *client, int timeout_ms);
 // bulkupsert__v1__submit_bulk_upsert_response__free_unpacked(reply, NULL).
 // On any other code *replyp is NULL. status is filled in either case; clear
 // it with bulkupsert_status_clear. Returns status->code.
-int bulkupsert_submit(bulkupsert_client *client,
+int bulkupsert_submit(bulkupsert_client           *client,
     const Bulkupsert__V1__SubmitBulkUpsertRequest *request,
-    Bulkupsert__V1__SubmitBulkUpsertResponse **replyp, // OUT
-    struct bulkupsert_status *status);                 // OUT
+    Bulkupsert__V1__SubmitBulkUpsertResponse     **replyp, // OUT
+    struct bulkupsert_status                      *status);                     // OUT
 
 // bulkupsert_get_job calls GetJob. On OK, *jobp holds the job; free it with
 // bulkupsert__v1__job__free_unpacked(job, NULL). Returns status->code
 // (NOT_FOUND for an unknown job id or another tenant's job).
 int bulkupsert_get_job(bulkupsert_client *client,
-    const Bulkupsert__V1__GetJobRequest *request,
-    Bulkupsert__V1__Job **jobp,        // OUT
-    struct bulkupsert_status *status); // OUT
+    const Bulkupsert__V1__GetJobRequest  *request,
+    Bulkupsert__V1__Job                 **jobp, // OUT
+    struct bulkupsert_status             *status);          // OUT
 
 // bulkupsert_cancel_job calls CancelJob: a job still QUEUED becomes
 // CANCELLED and is never applied. On OK, *jobp holds the job (free with
 // bulkupsert__v1__job__free_unpacked). FAILED_PRECONDITION (400) when the
 // job is running or finished; NOT_FOUND for unknown or foreign jobs.
 int bulkupsert_cancel_job(bulkupsert_client *client,
-    const Bulkupsert__V1__CancelJobRequest *request,
-    Bulkupsert__V1__Job **jobp,        // OUT
-    struct bulkupsert_status *status); // OUT
+    const Bulkupsert__V1__CancelJobRequest  *request,
+    Bulkupsert__V1__Job                    **jobp, // OUT
+    struct bulkupsert_status                *status);             // OUT
 
 // bulkupsert_describe_table calls DescribeTable: the tenant's columns and
 // their metadata. Free *replyp with
 // bulkupsert__v1__describe_table_response__free_unpacked.
 int bulkupsert_describe_table(bulkupsert_client *client,
-    const Bulkupsert__V1__DescribeTableRequest *request,
-    Bulkupsert__V1__DescribeTableResponse **replyp, // OUT
-    struct bulkupsert_status *status);              // OUT
+    const Bulkupsert__V1__DescribeTableRequest  *request,
+    Bulkupsert__V1__DescribeTableResponse      **replyp, // OUT
+    struct bulkupsert_status                    *status);                   // OUT
 
 // bulkupsert_add_column calls AddColumn (a custom text column). Free
 // *replyp with bulkupsert__v1__add_column_response__free_unpacked.
 // ALREADY_EXISTS when the name is taken; INVALID_ARGUMENT for a bad name or
 // length; FAILED_PRECONDITION when the row would be too wide.
 int bulkupsert_add_column(bulkupsert_client *client,
-    const Bulkupsert__V1__AddColumnRequest *request,
-    Bulkupsert__V1__AddColumnResponse **replyp, // OUT
-    struct bulkupsert_status *status);          // OUT
+    const Bulkupsert__V1__AddColumnRequest  *request,
+    Bulkupsert__V1__AddColumnResponse      **replyp, // OUT
+    struct bulkupsert_status                *status);               // OUT
 
 // bulkupsert_set_import_enabled calls SetImportEnabled. Free *replyp with
 // bulkupsert__v1__set_import_enabled_response__free_unpacked.
 int bulkupsert_set_import_enabled(bulkupsert_client *client,
-    const Bulkupsert__V1__SetImportEnabledRequest *request,
-    Bulkupsert__V1__SetImportEnabledResponse **replyp, // OUT
-    struct bulkupsert_status *status);                 // OUT
+    const Bulkupsert__V1__SetImportEnabledRequest   *request,
+    Bulkupsert__V1__SetImportEnabledResponse       **replyp, // OUT
+    struct bulkupsert_status                        *status);                       // OUT
 
 // bulkupsert_status_clear frees what a call put in status and zeroes it.
 void bulkupsert_status_clear(struct bulkupsert_status *status);

@@ -485,13 +485,11 @@ client_call_method(bulkupsert_client *client, const char *name,
         if (m == NULL || m->input != request->descriptor) {
             bu__status_set(call.status, BULKUPSERT_INVALID_ARGUMENT, 0,
                 "%s: not a method of %s taking %s", name,
-                client->service.descriptor->name,
-                request->descriptor->name);
+                client->service.descriptor->name, request->descriptor->name);
         }
     }
     if (m != NULL && call.status->code == BULKUPSERT_OK) {
-        unsigned index
-            = (unsigned) (m - client->service.descriptor->methods);
+        unsigned index = (unsigned) (m - client->service.descriptor->methods);
         client->service.invoke(
             &client->service, index, request, client_keep_reply, &call);
     }
@@ -508,46 +506,46 @@ client_call_method(bulkupsert_client *client, const char *name,
 }
 
 int
-bulkupsert_cancel_job(bulkupsert_client *client,
+bulkupsert_cancel_job(bulkupsert_client    *client,
     const Bulkupsert__V1__CancelJobRequest *request,
     Bulkupsert__V1__Job **jobp, struct bulkupsert_status *status)
 {
     return client_call_method(client, "CancelJob",
-        request != NULL ? &request->base : NULL,
-        (ProtobufCMessage **) jobp, status);
+        request != NULL ? &request->base : NULL, (ProtobufCMessage **) jobp,
+        status);
 }
 
 int
-bulkupsert_describe_table(bulkupsert_client *client,
+bulkupsert_describe_table(bulkupsert_client    *client,
     const Bulkupsert__V1__DescribeTableRequest *request,
-    Bulkupsert__V1__DescribeTableResponse **replyp,
-    struct bulkupsert_status *status)
+    Bulkupsert__V1__DescribeTableResponse     **replyp,
+    struct bulkupsert_status                   *status)
 {
     return client_call_method(client, "DescribeTable",
-        request != NULL ? &request->base : NULL,
-        (ProtobufCMessage **) replyp, status);
+        request != NULL ? &request->base : NULL, (ProtobufCMessage **) replyp,
+        status);
 }
 
 int
-bulkupsert_add_column(bulkupsert_client *client,
+bulkupsert_add_column(bulkupsert_client    *client,
     const Bulkupsert__V1__AddColumnRequest *request,
-    Bulkupsert__V1__AddColumnResponse **replyp,
-    struct bulkupsert_status *status)
+    Bulkupsert__V1__AddColumnResponse     **replyp,
+    struct bulkupsert_status               *status)
 {
     return client_call_method(client, "AddColumn",
-        request != NULL ? &request->base : NULL,
-        (ProtobufCMessage **) replyp, status);
+        request != NULL ? &request->base : NULL, (ProtobufCMessage **) replyp,
+        status);
 }
 
 int
-bulkupsert_set_import_enabled(bulkupsert_client *client,
+bulkupsert_set_import_enabled(bulkupsert_client   *client,
     const Bulkupsert__V1__SetImportEnabledRequest *request,
-    Bulkupsert__V1__SetImportEnabledResponse **replyp,
-    struct bulkupsert_status *status)
+    Bulkupsert__V1__SetImportEnabledResponse     **replyp,
+    struct bulkupsert_status                      *status)
 {
     return client_call_method(client, "SetImportEnabled",
-        request != NULL ? &request->base : NULL,
-        (ProtobufCMessage **) replyp, status);
+        request != NULL ? &request->base : NULL, (ProtobufCMessage **) replyp,
+        status);
 }
 
 int
