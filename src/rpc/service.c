@@ -32,6 +32,7 @@
 #include "valid/wire.h"
 
 #include <stdarg.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -683,6 +684,118 @@ svc_get_job(Bulkupsert__V1__BulkUpsert_Service *service,
 }
 
 // ---------------------------------------------------------------------------
+// ListJobs
+
+#define SVC_LIST_DEFAULT 50
+#define SVC_LIST_MAX     1000
+
+// svc_list_filter checks a ListJobsRequest and turns it into a filter;
+// fails sc with the field at fault.
+static int
+svc_list_filter(struct svc_call *sc, const Bulkupsert__V1__ListJobsRequest *in,
+    struct bu_jobs_filter *f, size_t *page_size)
+{
+    memset(f, 0, sizeof(*f));
+    if (in->page_size > SVC_LIST_MAX) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
+            SVC_RC_FIELD_ERROR, "page_size: %u is more than %d", in->page_size,
+            SVC_LIST_MAX);
+        return BU_EINVAL;
+    }
+    *page_size = in->page_size == 0 ? SVC_LIST_DEFAULT : in->page_size;
+    if (in->page_token != NULL && in->page_token[0] != '\0') {
+        char       *end;
+        const char *t = in->page_token;
+        long long   v = strtoll(t, &end, 10);
+        if (*end != '\0' || t[0] < '1' || t[0] > '9' || v <= 0
+            || v == LLONG_MAX) {
+            svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
+                SVC_RC_FIELD_ERROR,
+                "page_token: not a token from a previous page");
+            return BU_EINVAL;
+        }
+        f->before_seq = v;
+    }
+    for (size_t i = 0; i < in->n_states; i++) {
+        int st = (int) in->states[i];
+        if (st < BU_JOB_QUEUED || st > BU_JOB_CANCELLED) {
+            svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
+                SVC_RC_FIELD_ERROR, "states[%zu]: %d is not a job state", i,
+                st);
+            return BU_EINVAL;
+        }
+        f->states |= 1u << st;
+    }
+    if ((in->has_accepted_after_ms && in->accepted_after_ms < 0)
+        || (in->has_accepted_before_ms && in->accepted_before_ms <= 0)) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
+            SVC_RC_FIELD_ERROR, "%s: must be a positive Unix time in ms",
+            in->has_accepted_after_ms && in->accepted_after_ms < 0
+                ? "accepted_after_ms"
+                : "accepted_before_ms");
+        return BU_EINVAL;
+    }
+    f->accepted_after_ms
+        = in->has_accepted_after_ms ? in->accepted_after_ms : 0;
+    f->accepted_before_ms
+        = in->has_accepted_before_ms ? in->accepted_before_ms : 0;
+    return BU_OK;
+}
+
+static void
+svc_list_jobs(Bulkupsert__V1__BulkUpsert_Service *service,
+    const Bulkupsert__V1__ListJobsRequest        *input,
+    Bulkupsert__V1__ListJobsResponse_Closure closure, void *closure_data)
+{
+    (void) service;
+    struct svc_call      *sc = closure_data;
+    struct bu_jobs_filter filter;
+    size_t                page_size;
+    if (svc_list_filter(sc, input, &filter, &page_size) != BU_OK) {
+        closure(NULL, sc);
+        return;
+    }
+    // One more than a page tells whether another page follows.
+    struct bu_job_info   *infos = bu_calloc(page_size + 1, sizeof(*infos));
+    Bulkupsert__V1__Job  *jobs = bu_calloc(page_size, sizeof(*jobs));
+    Bulkupsert__V1__Job **pjobs = bu_calloc(page_size, sizeof(*pjobs));
+    Bulkupsert__V1__JobCounts *counts = bu_calloc(page_size, sizeof(*counts));
+    size_t                     n = 0;
+    int rv = infos == NULL || jobs == NULL || pjobs == NULL || counts == NULL
+        ? BU_ENOMEM
+        : bu_jobs_list(sc->thread->jobs, sc->claims.tenant, &filter, infos,
+            page_size + 1, &n);
+    if (rv != BU_OK) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INTERNAL, SVC_RC_UNEXPECTED,
+            "job list: %s", bu_strerror(rv));
+        closure(NULL, sc);
+    } else {
+        Bulkupsert__V1__ListJobsResponse resp
+            = BULKUPSERT__V1__LIST_JOBS_RESPONSE__INIT;
+        char   token[24];
+        size_t k = n > page_size ? page_size : n;
+        for (size_t i = 0; i < k; i++) {
+            bulkupsert__v1__job__init(&jobs[i]);
+            bulkupsert__v1__job_counts__init(&counts[i]);
+            svc_job_fill(&infos[i], &jobs[i], &counts[i]);
+            pjobs[i] = &jobs[i];
+        }
+        resp.n_jobs = k;
+        resp.jobs = pjobs;
+        if (n > page_size) {
+            snprintf(
+                token, sizeof(token), "%lld", (long long) infos[k - 1].seq);
+            resp.next_page_token = token;
+        }
+        closure(&resp, sc);
+    }
+    bu_free(counts);
+    bu_free(pjobs);
+    bu_free(jobs);
+    bu_free(infos);
+}
+
+// ---------------------------------------------------------------------------
 // DescribeTable, AddColumn, SetImportEnabled
 
 // Storage for one ColumnInfo and its allowed values.
@@ -899,6 +1012,7 @@ static const struct svc_method_perm svc_perms[] = {
     { "AddColumn", BU_PERM_MANAGE },
     { "SetImportEnabled", BU_PERM_MANAGE },
     { "CancelJob", BU_PERM_MANAGE },
+    { "ListJobs", BU_PERM_READ },
 };
 
 static const char *

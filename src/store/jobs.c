@@ -39,7 +39,8 @@ static const char jobs_schema[]
       "CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs(state)"
       " WHERE state <= 2;"
       "CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at)"
-      " WHERE state >= 3;";
+      " WHERE state >= 3;"
+      "CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs(tenant, seq);";
 
 #define JOBS_COLS                                                             \
     "seq, job_id, tenant, state, accepted_at, started_at, finished_at,"       \
@@ -57,6 +58,7 @@ enum jobs_stmt {
     JOBS_CLAIM,
     JOBS_CANCEL,
     JOBS_PURGE,
+    JOBS_LIST,
     JOBS_NSTMT,
 };
 
@@ -85,6 +87,11 @@ static const char *const jobs_sql[JOBS_NSTMT] = {
                     " finished_at = ?2 WHERE job_id = ?1 AND state = 1",
     [JOBS_PURGE] = "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs"
                    " WHERE state >= 3 AND finished_at < ?1 LIMIT ?2)",
+    // ?5 is a bit set of states (bit s for state s); 0 means any state.
+    [JOBS_LIST] = "SELECT " JOBS_COLS " FROM jobs"
+                  " WHERE tenant = ?1 AND seq < ?2 AND accepted_at >= ?3"
+                  " AND accepted_at < ?4 AND (?5 = 0 OR (?5 >> state) & 1)"
+                  " ORDER BY seq DESC LIMIT ?6",
 };
 
 struct bu_jobs {
@@ -272,6 +279,32 @@ bu_jobs_get(
     }
     sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
     return jobs_get_one(jobs, st, infop, "get");
+}
+
+int
+bu_jobs_list(struct bu_jobs *jobs, const char *tenant,
+    const struct bu_jobs_filter *filter, struct bu_job_info *infos, size_t max,
+    size_t *np)
+{
+    *np = 0;
+    sqlite3_stmt *st = jobs_stmt(jobs, JOBS_LIST);
+    if (st == NULL) {
+        return BU_ESTORE;
+    }
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(
+        st, 2, filter->before_seq > 0 ? filter->before_seq : INT64_MAX);
+    sqlite3_bind_int64(st, 3, filter->accepted_after_ms);
+    sqlite3_bind_int64(st, 4,
+        filter->accepted_before_ms > 0 ? filter->accepted_before_ms
+                                       : INT64_MAX);
+    sqlite3_bind_int64(st, 5, filter->states);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64) max);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        jobs_row_info(st, &infos[(*np)++]);
+    }
+    return jobs_done(jobs, st, rc, "list");
 }
 
 int

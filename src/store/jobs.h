@@ -117,6 +117,22 @@ int bu_jobs_set_finished(struct bu_jobs *jobs, const char *job_id,
 int bu_jobs_get(
     struct bu_jobs *jobs, const char *job_id, struct bu_job_info *infop);
 
+// What bu_jobs_list returns: one tenant's jobs, newest first.
+struct bu_jobs_filter {
+    int64_t  before_seq;         // only seq < this; 0: no bound
+    int64_t  accepted_after_ms;  // only accepted_at >= this
+    int64_t  accepted_before_ms; // only accepted_at < this; 0: no bound
+    uint32_t states;             // bit (1 << state) per state; 0: any
+};
+
+// bu_jobs_list fills infos with at most max jobs of tenant that pass filter,
+// newest (highest seq) first; *np gets how many. Page on with
+// filter->before_seq = the last info's seq.
+int bu_jobs_list(struct bu_jobs *jobs, const char *tenant,
+    const struct bu_jobs_filter *filter,
+    struct bu_job_info          *infos, // OUT, max of them
+    size_t max, size_t *np);
+
 // bu_jobs_payload copies the request payload of job_id into *payloadp
 // (release with bu_free). Returns BU_ENOENT when the job or its payload is
 // gone (finished jobs drop it).

@@ -121,6 +121,16 @@ int bulkupsert_cancel_job(bulkupsert_client *client,
     Bulkupsert__V1__Job                    **jobp, // OUT
     struct bulkupsert_status                *status);             // OUT
 
+// bulkupsert_list_jobs calls ListJobs: the caller's tenant's jobs, newest
+// first, one page at a time (pass the reply's next_page_token back as
+// request->page_token; it is unset on the last page). Free *replyp with
+// bulkupsert__v1__list_jobs_response__free_unpacked. INVALID_ARGUMENT for a
+// page_size over 1000, a bad page_token, state or time bound.
+int bulkupsert_list_jobs(bulkupsert_client *client,
+    const Bulkupsert__V1__ListJobsRequest  *request,
+    Bulkupsert__V1__ListJobsResponse      **replyp, // OUT
+    struct bulkupsert_status               *status);
+
 // bulkupsert_describe_table calls DescribeTable: the tenant's columns and
 // their metadata. Free *replyp with
 // bulkupsert__v1__describe_table_response__free_unpacked.

@@ -516,6 +516,17 @@ bulkupsert_cancel_job(bulkupsert_client    *client,
 }
 
 int
+bulkupsert_list_jobs(bulkupsert_client    *client,
+    const Bulkupsert__V1__ListJobsRequest *request,
+    Bulkupsert__V1__ListJobsResponse     **replyp,
+    struct bulkupsert_status              *status)
+{
+    return client_call_method(client, "ListJobs",
+        request != NULL ? &request->base : NULL, (ProtobufCMessage **) replyp,
+        status);
+}
+
+int
 bulkupsert_describe_table(bulkupsert_client    *client,
     const Bulkupsert__V1__DescribeTableRequest *request,
     Bulkupsert__V1__DescribeTableResponse     **replyp,
