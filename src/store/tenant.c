@@ -30,6 +30,10 @@ struct tenant_colset {
     sqlite3_stmt *insert; // ?j+1 = cell j
     sqlite3_stmt *update; // ?2j+1 = cell j, ?2j+2 = "provided"; then key,
                           // email changed, gsm changed
+    // INSERT ... ON CONFLICT(contact_key) DO UPDATE ... WHERE <a provided
+    // cell differs>: ?j+1 = cell j (its default when unset), ?n+j+1 =
+    // "provided". One B-tree descent decides insert, update or neither.
+    sqlite3_stmt *upsert;
     // Positions in cols of the columns with status rules, or -1.
     int email_j, email_status_j, gsm_j, gsm_status_j;
 };
@@ -222,6 +226,7 @@ tenant_colset_clear(struct tenant_colset *cs)
     sqlite3_finalize(cs->select);
     sqlite3_finalize(cs->insert);
     sqlite3_finalize(cs->update);
+    sqlite3_finalize(cs->upsert);
     memset(cs, 0, sizeof(*cs));
 }
 
@@ -351,7 +356,20 @@ tenant_prepare(struct bu_tenant_db *db, const char *sql, sqlite3_stmt **stp)
     return BU_OK;
 }
 
-// tenant_colset_build prepares the three statements of a column set.
+// tenant_upsert_changed appends the "the value at position j changed" arm
+// of a status column's CASE in the upsert: " WHEN ?provided AND <stored
+// value differs> THEN 'A'".
+static void
+tenant_upsert_changed(sqlite3_str *ups, int j, size_t n,
+    const struct bu_schema *schema, const struct tenant_colset *cs)
+{
+    const char *name = schema->cols[cs->cols[j]].name;
+    sqlite3_str_appendf(ups,
+        " WHEN ?%d AND \"%w\" IS NOT excluded.\"%w\" THEN 'A'",
+        (int) n + j + 1, name, name);
+}
+
+// tenant_colset_build prepares the statements of a column set.
 static int
 tenant_colset_build(struct bu_tenant_db *db, const struct bu_schema *schema,
     struct tenant_colset *cs)
@@ -362,6 +380,8 @@ tenant_colset_build(struct bu_tenant_db *db, const struct bu_schema *schema,
     sqlite3_str *ins = sqlite3_str_new(db->db);
     sqlite3_str *vals = sqlite3_str_new(db->db);
     sqlite3_str *upd = sqlite3_str_new(db->db);
+    sqlite3_str *ups = sqlite3_str_new(db->db);  // DO UPDATE SET ...
+    sqlite3_str *diff = sqlite3_str_new(db->db); // ... WHERE
     sqlite3_str_appendall(sel, "SELECT ");
     sqlite3_str_appendall(ins, "INSERT INTO master_contact(");
     sqlite3_str_appendall(upd, "UPDATE master_contact SET ");
@@ -397,24 +417,46 @@ tenant_colset_build(struct bu_tenant_db *db, const struct bu_schema *schema,
             chg = (int) (2 * n + 3);
         }
         sqlite3_str_appendf(upd, "%s\"%w\" = CASE WHEN ?%d THEN ?%d",
-            nset++ > 0 ? ", " : "", name, (int) (2 * j + 2),
-            (int) (2 * j + 1));
+            nset > 0 ? ", " : "", name, (int) (2 * j + 2), (int) (2 * j + 1));
         if (chg != 0) {
             sqlite3_str_appendf(upd, " WHEN ?%d THEN 'A'", chg);
         }
         sqlite3_str_appendf(upd, " ELSE \"%w\" END", name);
+        // The same in the upsert: the right-hand sides see the stored row.
+        sqlite3_str_appendf(ups,
+            "%s\"%w\" = CASE WHEN ?%d THEN excluded.\"%w\"",
+            nset > 0 ? ", " : "", name, (int) (n + j + 1), name);
+        if (chg != 0) {
+            tenant_upsert_changed(ups,
+                chg == (int) (2 * n + 2) ? cs->email_j : cs->gsm_j, n, schema,
+                cs);
+        }
+        sqlite3_str_appendf(ups, " ELSE \"%w\" END", name);
+        sqlite3_str_appendf(diff, "%s(?%d AND \"%w\" IS NOT excluded.\"%w\")",
+            nset > 0 ? " OR " : "", (int) (n + j + 1), name, name);
+        nset++;
     }
     if (cs->email_j >= 0 && cs->email_status_j < 0) {
         sqlite3_str_appendf(upd,
             "%s\"email_status\" = CASE WHEN ?%d THEN 'A' ELSE"
             " \"email_status\" END",
-            nset++ > 0 ? ", " : "", (int) (2 * n + 2));
+            nset > 0 ? ", " : "", (int) (2 * n + 2));
+        sqlite3_str_appendf(
+            ups, "%s\"email_status\" = CASE", nset > 0 ? ", " : "");
+        tenant_upsert_changed(ups, cs->email_j, n, schema, cs);
+        sqlite3_str_appendall(ups, " ELSE \"email_status\" END");
+        nset++;
     }
     if (cs->gsm_j >= 0 && cs->gsm_status_j < 0) {
         sqlite3_str_appendf(upd,
             "%s\"gsm_status\" = CASE WHEN ?%d THEN 'A' ELSE"
             " \"gsm_status\" END",
-            nset++ > 0 ? ", " : "", (int) (2 * n + 3));
+            nset > 0 ? ", " : "", (int) (2 * n + 3));
+        sqlite3_str_appendf(
+            ups, "%s\"gsm_status\" = CASE", nset > 0 ? ", " : "");
+        tenant_upsert_changed(ups, cs->gsm_j, n, schema, cs);
+        sqlite3_str_appendall(ups, " ELSE \"gsm_status\" END");
+        nset++;
     }
     sqlite3_str_appendall(sel, " FROM master_contact WHERE contact_key = ?1");
     sqlite3_str_appendf(ins, ") VALUES(%s)", sqlite3_str_value(vals));
@@ -424,13 +466,28 @@ tenant_colset_build(struct bu_tenant_db *db, const struct bu_schema *schema,
     if (sqlite3_str_errcode(sel) != SQLITE_OK
         || sqlite3_str_errcode(ins) != SQLITE_OK
         || sqlite3_str_errcode(vals) != SQLITE_OK
-        || sqlite3_str_errcode(upd) != SQLITE_OK) {
+        || sqlite3_str_errcode(upd) != SQLITE_OK
+        || sqlite3_str_errcode(ups) != SQLITE_OK
+        || sqlite3_str_errcode(diff) != SQLITE_OK) {
         rv = BU_ENOMEM;
     }
     char *ssel = sqlite3_str_finish(sel);
     char *sins = sqlite3_str_finish(ins);
     sqlite3_free(sqlite3_str_finish(vals));
     char *supd = sqlite3_str_finish(upd);
+    char *supsset = sqlite3_str_finish(ups);
+    char *sdiff = sqlite3_str_finish(diff);
+    // "INSERT ... ON CONFLICT(contact_key) DO UPDATE SET ... WHERE ...":
+    // a WHERE that is false leaves the row alone and changes nothing.
+    char *sups = rv != BU_OK ? NULL
+        : nset == 0
+        ? sqlite3_mprintf("%s ON CONFLICT(contact_key) DO NOTHING", sins)
+        : sqlite3_mprintf("%s ON CONFLICT(contact_key) DO UPDATE SET %s"
+                          " WHERE %s",
+            sins, supsset, sdiff);
+    if (rv == BU_OK && sups == NULL) {
+        rv = BU_ENOMEM;
+    }
     if (rv == BU_OK) {
         rv = tenant_prepare(db, ssel, &cs->select);
     }
@@ -441,9 +498,15 @@ tenant_colset_build(struct bu_tenant_db *db, const struct bu_schema *schema,
     if (rv == BU_OK && nset > 0) {
         rv = tenant_prepare(db, supd, &cs->update);
     }
+    if (rv == BU_OK) {
+        rv = tenant_prepare(db, sups, &cs->upsert);
+    }
     sqlite3_free(ssel);
     sqlite3_free(sins);
     sqlite3_free(supd);
+    sqlite3_free(supsset);
+    sqlite3_free(sdiff);
+    sqlite3_free(sups);
     return rv;
 }
 
@@ -540,6 +603,37 @@ tenant_step_done(struct bu_tenant_db *db, sqlite3_stmt *st, const char *what)
     return rc == SQLITE_DONE ? BU_OK : bu_sql_err(rc);
 }
 
+// tenant_upsert_one writes a record with the colset's upsert statement.
+// Which of insert, update or nothing happened: an insert sets the last
+// insert rowid (reset to 0 first; new rows get rowids from 1 up), an
+// update counts one change, and a row equal on every provided cell counts
+// none.
+static int
+tenant_upsert_one(struct bu_tenant_db *db, const struct bu_schema *schema,
+    const struct tenant_colset *cs, const struct bu_cell *cells,
+    enum bu_upsert_outcome *outcomep)
+{
+    sqlite3_stmt *st = cs->upsert;
+    size_t        n = cs->ncols;
+    for (size_t j = 0; j < n; j++) {
+        int provided = cells[j].kind != BU_CELL_UNSET;
+        if (provided) {
+            tenant_bind_cell(st, (int) j + 1, &cells[j]);
+        } else {
+            tenant_bind_default(st, (int) j + 1, &schema->cols[cs->cols[j]]);
+        }
+        sqlite3_bind_int(st, (int) (n + j + 1), provided);
+    }
+    sqlite3_set_last_insert_rowid(db->db, 0);
+    int rv = tenant_step_done(db, st, "upsert");
+    if (rv == BU_OK) {
+        *outcomep = sqlite3_last_insert_rowid(db->db) != 0 ? BU_UPSERT_INSERTED
+            : sqlite3_changes(db->db) > 0                  ? BU_UPSERT_UPDATED
+                                          : BU_UPSERT_UNCHANGED;
+    }
+    return rv;
+}
+
 int
 bu_tenant_db_upsert(struct bu_tenant_db *db, const struct bu_schema *schema,
     const int *cols, size_t ncols, const struct bu_cell *cells,
@@ -558,6 +652,9 @@ bu_tenant_db_upsert(struct bu_tenant_db *db, const struct bu_schema *schema,
     }
     if (key == NULL || key->kind != BU_CELL_TEXT) {
         return BU_EINVAL;
+    }
+    if (insert_missing) {
+        return tenant_upsert_one(db, schema, cs, cells, outcomep);
     }
 
     tenant_bind_cell(cs->select, 1, key);

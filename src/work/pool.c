@@ -31,7 +31,7 @@
 #define POOL_BUSY_RETRIES 60
 // A batch: the jobs taken from the pipe at once, and the request bytes one
 // transaction holds in memory.
-#define POOL_BATCH_JOBS  32
+#define POOL_BATCH_JOBS  64
 #define POOL_BATCH_BYTES (32u * 1024u * 1024u)
 
 struct pool_tenant {
@@ -234,7 +234,10 @@ pool_run_group(struct pool_worker *w, struct pool_job *const *jobs, size_t n)
             k++;
             bytes += len;
         }
+        int64_t t0 = bu_mono_ms();
         rv = k > 0 ? pool_apply_chunk(w, t, items, k) : BU_OK;
+        BU_DEBUG("worker %d: tenant %s: %zu jobs, %zu bytes in %lld ms",
+            w->index, tenant, k, bytes, (long long) (bu_mono_ms() - t0));
         if (rv != BU_OK) {
             BU_ERROR("worker %d: tenant %s: %zu jobs not applied, they "
                      "resume at the next start: %s",
@@ -314,13 +317,14 @@ pool_worker_main(void *arg)
             continue;
         }
         size_t n = 0;
+        nng_socket_set_ms(w->pull, NNG_OPT_RECVTIMEO, 3);
         do {
             if (pool_parse(msg, &batch[n]) == BU_OK) {
                 n++;
             }
             nng_msg_free(msg);
-        } while (n < POOL_BATCH_JOBS
-            && nng_recvmsg(w->pull, &msg, NNG_FLAG_NONBLOCK) == 0);
+        } while (n < POOL_BATCH_JOBS && nng_recvmsg(w->pull, &msg, 0) == 0);
+        nng_socket_set_ms(w->pull, NNG_OPT_RECVTIMEO, NNG_DURATION_INFINITE);
         pool_run_batch(w, batch, n);
     }
     bu_free(batch);
@@ -338,6 +342,7 @@ pool_worker_open(struct bu_pool *pool, struct pool_worker *w)
         w->index);
     int rv;
     if ((rv = nng_pull0_open(&w->pull)) != 0
+        || (rv = nng_socket_set_int(w->pull, NNG_OPT_RECVBUF, 1024)) != 0
         || (rv = nng_listen(w->pull, url, NULL, 0)) != 0
         || (rv = nng_push0_open(&w->push)) != 0
         || (rv = nng_setopt_int(w->push, NNG_OPT_SENDBUF, 1024)) != 0
