@@ -6,6 +6,9 @@
 #include "base/err.h"
 
 #include <stdio.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 int
 bu_thread_start(pthread_t *threadp, const char *name, size_t stack_size,
@@ -28,4 +31,13 @@ bu_thread_start(pthread_t *threadp, const char *name, size_t stack_size,
     (void) pthread_setname_np(t, buf);
     *threadp = t;
     return BU_OK;
+}
+
+int
+bu_thread_background(void)
+{
+    // On Linux the nice value is per thread: setpriority on a thread id
+    // changes that thread alone.
+    pid_t tid = (pid_t) syscall(SYS_gettid);
+    return setpriority(PRIO_PROCESS, (id_t) tid, 10) == 0 ? BU_OK : BU_EIO;
 }

@@ -19,4 +19,10 @@
 int bu_thread_start(pthread_t *threadp, const char *name, size_t stack_size,
     void *(*fn)(void *), void *arg);
 
+// bu_thread_background lowers the calling thread's CPU priority (nice +10)
+// so that threads on a client's answer path run first when the CPUs are
+// all busy; background work still gets the idle time. Returns BU_OK, or
+// BU_EIO when the system refused (the thread then runs as before).
+int bu_thread_background(void);
+
 #endif // BU_BASE_THREAD_H

@@ -406,16 +406,22 @@ journal_answer(struct bu_journal *j, struct journal_item *it, int rv)
 static void
 journal_turn(struct bu_journal *j, struct bu_qnode *chain)
 {
-    int rv = bu_jobs_begin(j->jobs);
+    int64_t t0 = bu_mono_ms();
+    size_t  nitems = 0;
+    int     rv = bu_jobs_begin(j->jobs);
     for (struct bu_qnode *n = chain; rv == BU_OK && n != NULL; n = n->next) {
         int irv = journal_write_item(j, (struct journal_item *) n);
         if (journal_turn_fails(irv)) {
             rv = irv;
         }
+        nitems++;
     }
+    int64_t t1 = bu_mono_ms();
     if (rv == BU_OK) {
         rv = bu_jobs_commit(j->jobs);
     }
+    BU_DEBUG("journal: %zu items written in %lld ms, committed in %lld ms",
+        nitems, (long long) (t1 - t0), (long long) (bu_mono_ms() - t1));
     if (rv != BU_OK) {
         BU_ERROR("queue.db write: %s", bu_strerror(rv));
         bu_jobs_rollback(j->jobs);

@@ -15,6 +15,7 @@
 #include "rpc/server.h"
 
 #include "base/alloc.h"
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
 
@@ -38,7 +39,8 @@ struct bu_rpc_call {
     nng_ctx               ctx;
     nng_aio              *aio;
     enum rpc_state        state;
-    nng_msg              *req; // the request while in WORK
+    nng_msg              *req;         // the request while in WORK
+    int64_t               received_ms; // bu_mono_ms when req arrived
 };
 
 struct bu_rpc_server {
@@ -78,6 +80,7 @@ rpc_call_cb(void *arg)
             return;
         }
         call->req = nng_aio_get_msg(call->aio);
+        call->received_ms = bu_mono_ms();
         call->state = RPC_ST_WORK;
         call->srv->cfg.handler(call->srv->cfg.arg, call);
         return;
@@ -99,6 +102,12 @@ bu_rpc_call_body(struct bu_rpc_call *call, size_t *lenp)
 {
     *lenp = nng_msg_len(call->req);
     return nng_msg_body(call->req);
+}
+
+int64_t
+bu_rpc_call_received_ms(const struct bu_rpc_call *call)
+{
+    return call->received_ms;
 }
 
 void

@@ -19,6 +19,7 @@
 #define BU_RPC_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "base/queue.h"
 
@@ -50,6 +51,9 @@ void bu_rpc_server_close(struct bu_rpc_server *srv);
 // bu_rpc_server_free closes (if needed), waits for every aio and frees.
 // The handler must hold no call any more. NULL is ignored.
 void bu_rpc_server_free(struct bu_rpc_server *srv);
+
+// bu_rpc_call_received_ms returns when the request arrived (bu_mono_ms).
+int64_t bu_rpc_call_received_ms(const struct bu_rpc_call *call);
 
 // bu_rpc_call_body returns the request bytes (valid until reply or drop).
 const void *bu_rpc_call_body(struct bu_rpc_call *call, size_t *lenp);

@@ -17,6 +17,7 @@
 #include "auth/digest.h"
 #include "auth/token.h"
 #include "base/alloc.h"
+#include "base/arena.h"
 #include "base/clock.h"
 #include "base/countmap.h"
 #include "base/err.h"
@@ -91,7 +92,11 @@ struct svc_call {
     struct svc_thread  *thread;
     struct bu_rpc_call *call;
     size_t              bytes; // of the request, counted in inflight_bytes
+    int64_t             started_ms;     // when a handler took it (bu_mono_ms)
+    int64_t             queued_ms;      // when it was received
     bool                tenant_counted; // counted in tenant_inflight
+    // env and input are unpacked into arena and released with it.
+    struct bu_arena                  arena;
     Bulkupsert__V1__RpcRequest      *env;
     const ProtobufCMethodDescriptor *method;
     ProtobufCMessage                *input;
@@ -186,12 +191,7 @@ svc_call_free(struct svc_call *sc)
     }
     svc_release(sc->svc, sc->bytes);
     bu_verdict_fini(&sc->verdict);
-    if (sc->input != NULL) {
-        protobuf_c_message_free_unpacked(sc->input, NULL);
-    }
-    if (sc->env != NULL) {
-        bulkupsert__v1__rpc_request__free_unpacked(sc->env, NULL);
-    }
+    bu_arena_fini(&sc->arena);
     if (sc->records != NULL) {
         bulkupsert__v1__job_records__free_unpacked(sc->records, NULL);
     }
@@ -229,6 +229,10 @@ svc_finish(const ProtobufCMessage *output, void *closure_data)
             resp.payload.len = n;
         }
     }
+    BU_DEBUG("%s: %d after %lld ms (%lld ms waiting for a handler)",
+        sc->method != NULL ? sc->method->name : "?", (int) sc->code,
+        (long long) (bu_mono_ms() - sc->queued_ms),
+        (long long) (sc->started_ms - sc->queued_ms));
     st.has_code = 1;
     st.code = sc->code;
     st.has_http_status = 1;
@@ -1127,6 +1131,8 @@ svc_serve(struct svc_thread *t, struct bu_rpc_call *call)
     sc->thread = t;
     sc->call = call;
     sc->bytes = len;
+    sc->started_ms = bu_mono_ms();
+    sc->queued_ms = bu_rpc_call_received_ms(call);
     sc->code = BULKUPSERT__V1__CODE__OK;
 
     if (atomic_load(&svc->draining)) {
@@ -1143,7 +1149,17 @@ svc_serve(struct svc_thread *t, struct bu_rpc_call *call)
         svc_finish(NULL, sc);
         return;
     }
-    sc->env = bulkupsert__v1__rpc_request__unpack(NULL, len, body);
+    // Unpacked, a request takes several times its wire size (a message per
+    // Value): one arena block of that size holds the whole of it.
+    bu_arena_init(&sc->arena, 8 * len + 4096);
+    sc->env
+        = bulkupsert__v1__rpc_request__unpack(&sc->arena.allocator, len, body);
+    if (sc->env == NULL && sc->arena.oom) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INTERNAL, SVC_RC_UNEXPECTED,
+            "out of memory decoding the request");
+        svc_finish(NULL, sc);
+        return;
+    }
     if (sc->env == NULL) {
         svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
             SVC_RC_FIELD_ERROR,
@@ -1171,8 +1187,14 @@ svc_serve(struct svc_thread *t, struct bu_rpc_call *call)
         svc_finish(NULL, sc);
         return;
     }
-    sc->input = protobuf_c_message_unpack(
-        sc->method->input, NULL, sc->env->payload.len, sc->env->payload.data);
+    sc->input = protobuf_c_message_unpack(sc->method->input,
+        &sc->arena.allocator, sc->env->payload.len, sc->env->payload.data);
+    if (sc->input == NULL && sc->arena.oom) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INTERNAL, SVC_RC_UNEXPECTED,
+            "out of memory decoding the %s", sc->method->input->name);
+        svc_finish(NULL, sc);
+        return;
+    }
     if (sc->input == NULL) {
         svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
             SVC_RC_FIELD_ERROR, "payload is not a valid %s",

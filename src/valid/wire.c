@@ -29,29 +29,62 @@ wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *vp)
     return 0;
 }
 
-// wire_walk checks one message; *pos is the path written so far.
-static int
-wire_walk(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
-    const uint8_t *end, int depth, size_t *budget, char *where, size_t len,
-    size_t pos)
+// One step of the path from the top message to the field being walked.
+struct wire_step {
+    const ProtobufCFieldDescriptor *field;
+    unsigned                        nth; // occurrence, for repeated fields
+};
+
+struct wire_walk {
+    size_t           budget; // fields still allowed
+    struct wire_step path[WIRE_MAX_DEPTH + 1];
+};
+
+// wire_where writes the path of the first depth steps, "a.b[3].c", into
+// where; only done once a fault is found.
+static void
+wire_where(const struct wire_walk *w, int depth, char *where, size_t len)
 {
-    unsigned counts[64] = { 0 }; // occurrences of the first 64 fields
+    size_t at = 0;
+    where[0] = '\0';
+    for (int i = 0; i < depth && at < len; i++) {
+        const ProtobufCFieldDescriptor *f = w->path[i].field;
+        int                             n = snprintf(where + at, len - at,
+            f->label == PROTOBUF_C_LABEL_REPEATED ? "%s%s[%u]" : "%s%s",
+            i > 0 ? "." : "", f->name, w->path[i].nth);
+        if (n < 0 || (size_t) n >= len - at) {
+            break;
+        }
+        at += (size_t) n;
+    }
+}
+
+// wire_walk_message checks one message at nesting depth; on a fault it
+// writes the path into where.
+static int
+wire_walk_message(struct wire_walk *w, const ProtobufCMessageDescriptor *desc,
+    const uint8_t *p, const uint8_t *end, int depth, char *where, size_t len)
+{
+    unsigned counts[64]; // occurrences of the first 64 fields
+    size_t   nfields = desc->n_fields < 64 ? desc->n_fields : 64;
+    memset(counts, 0, nfields * sizeof(counts[0]));
     while (p < end) {
         uint64_t tag, v;
         if (!wire_varint(&p, end, &tag)) {
             return BU_OK; // malformed: the decoder refuses it
         }
-        if (*budget == 0) {
+        if (w->budget == 0) {
+            wire_where(w, depth, where, len);
             return BU_ETOOBIG;
         }
-        (*budget)--;
+        w->budget--;
         uint32_t                        num = (uint32_t) (tag >> 3);
         const ProtobufCFieldDescriptor *f
             = protobuf_c_message_descriptor_get_field(desc, num);
         unsigned nth = 0;
         if (f != NULL) {
             size_t fi = (size_t) (f - desc->fields);
-            if (fi < 64) {
+            if (fi < nfields) {
                 nth = counts[fi]++;
             }
         }
@@ -82,24 +115,19 @@ wire_walk(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
             if (f == NULL) {
                 break;
             }
-            size_t at = pos;
-            int    n = snprintf(where + at, len - at,
-                f->label == PROTOBUF_C_LABEL_REPEATED ? "%s%s[%u]" : "%s%s",
-                at > 0 ? "." : "", f->name, nth);
-            size_t next
-                = n > 0 && (size_t) n < len - at ? at + (size_t) n : at;
+            w->path[depth] = (struct wire_step) { f, nth };
             if (f->type == PROTOBUF_C_TYPE_STRING
                 && memchr(body, '\0', (size_t) v) != NULL) {
+                wire_where(w, depth + 1, where, len);
                 return BU_EINVAL;
             }
             if (f->type == PROTOBUF_C_TYPE_MESSAGE && depth < WIRE_MAX_DEPTH) {
-                int rv = wire_walk(f->descriptor, body, body + v, depth + 1,
-                    budget, where, len, next);
+                int rv = wire_walk_message(
+                    w, f->descriptor, body, body + v, depth + 1, where, len);
                 if (rv != BU_OK) {
                     return rv;
                 }
             }
-            where[at] = '\0';
             break;
         }
         default:
@@ -117,6 +145,6 @@ bu_wire_check_strings(const ProtobufCMessageDescriptor *desc,
         return BU_EINVAL;
     }
     where[0] = '\0';
-    size_t budget = max_fields;
-    return wire_walk(desc, buf, buf + n, 0, &budget, where, len, 0);
+    struct wire_walk w = { .budget = max_fields };
+    return wire_walk_message(&w, desc, buf, buf + n, 0, where, len);
 }

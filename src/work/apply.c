@@ -9,6 +9,7 @@
 #include "work/apply.h"
 
 #include "base/alloc.h"
+#include "base/arena.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/utf8.h"
@@ -59,6 +60,7 @@ bu_apply_state(const struct bu_job_counts *c)
 
 // Per-job working memory, freed in one place.
 struct apply_ctx {
+    struct bu_arena                          arena; // holds req
     Bulkupsert__V1__SubmitBulkUpsertRequest *req;
     struct bu_verdict                        verdict;
     Bulkupsert__V1__RecordResult            *results; // one per record
@@ -83,10 +85,7 @@ apply_ctx_fini(struct apply_ctx *a)
     bu_free(a->order);
     bu_free(a->cells);
     bu_free(a->blob);
-    if (a->req != NULL) {
-        bulkupsert__v1__submit_bulk_upsert_request__free_unpacked(
-            a->req, NULL);
-    }
+    bu_arena_fini(&a->arena);
 }
 
 // apply_record_key returns record r's contact_key when it is a string of
@@ -263,9 +262,10 @@ apply_one(struct bu_tenant_db *db, const struct bu_schema *schema,
     }
     rv = rv == BU_ENOENT ? BU_OK : rv;
     if (rv == BU_OK) {
+        bu_arena_init(&a.arena, 8 * item->len + 4096);
         a.req = bulkupsert__v1__submit_bulk_upsert_request__unpack(
-            NULL, item->len, item->payload);
-        rv = a.req == NULL ? BU_EPARSE : BU_OK;
+            &a.arena.allocator, item->len, item->payload);
+        rv = a.req != NULL ? BU_OK : a.arena.oom ? BU_ENOMEM : BU_EPARSE;
     }
     if (rv == BU_OK) {
         // A shape error now means the columns changed since the job was

@@ -301,6 +301,11 @@ pool_worker_main(void *arg)
 {
     struct pool_worker *w = arg;
     struct pool_job    *batch = bu_calloc(POOL_BATCH_JOBS, sizeof(*batch));
+    // Applying is background work: acks (handlers, journal) go first when
+    // the CPUs are busy, and the worker catches up in the idle time.
+    if (bu_thread_background() != BU_OK) {
+        BU_WARN("worker %d: cannot lower its priority", w->index);
+    }
     for (;;) {
         nng_msg *msg;
         int      rv = nng_recvmsg(w->pull, &msg, 0);

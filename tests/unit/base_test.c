@@ -18,6 +18,8 @@
 #include <cmocka.h>
 
 #include "base/alloc.h"
+#include "bulkupsert/v1/bulkupsert.pb-c.h"
+#include "base/arena.h"
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/queue.h"
@@ -631,6 +633,59 @@ test_alloc_fail_each_step(void **state)
     }
 }
 
+
+// The arena hands out aligned, disjoint memory across blocks, serves
+// protobuf-c's unpack, starts a reuse with one block and reports OOM.
+static void
+test_arena_blocks_alignment_reuse(void **state)
+{
+    (void) state;
+    struct bu_arena a;
+    bu_arena_init(&a, 64);
+    unsigned char *prev = NULL;
+    for (size_t i = 1; i < 2000; i++) {
+        unsigned char *p = bu_arena_alloc(&a, i % 97 + 1);
+        assert_non_null(p);
+        assert_int_equal((uintptr_t) p % _Alignof(max_align_t), 0);
+        memset(p, 0xab, i % 97 + 1); // ASan: in bounds
+        assert_true(p != prev);
+        prev = p;
+    }
+    // Larger than any block so far: a block of its own.
+    unsigned char *big = bu_arena_alloc(&a, 1u << 20);
+    assert_non_null(big);
+    memset(big, 1, 1u << 20);
+    bu_arena_fini(&a);
+    assert_null(a.blocks);
+    assert_true(a.next_size >= (1u << 20));
+
+    // protobuf-c unpacks into it; the message is released with the arena.
+    Bulkupsert__V1__Value v = BULKUPSERT__V1__VALUE__INIT;
+    v.kind_case = BULKUPSERT__V1__VALUE__KIND_STRING_VALUE;
+    v.string_value = "hello";
+    uint8_t buf[32];
+    size_t  n = bulkupsert__v1__value__pack(&v, buf);
+    Bulkupsert__V1__Value *u
+        = bulkupsert__v1__value__unpack(&a.allocator, n, buf);
+    assert_non_null(u);
+    assert_string_equal(u->string_value, "hello");
+    assert_non_null(a.blocks);
+    bu_arena_fini(&a);
+
+    bu_arena_init(&a, 0);
+    bu_alloc_fail_after(0);
+    assert_false(a.oom);
+    assert_null(bu_arena_alloc(&a, 10));
+    assert_true(a.oom);
+    assert_null(bulkupsert__v1__value__unpack(&a.allocator, n, buf));
+    bu_alloc_fail_after(-1);
+    bu_arena_fini(&a);
+    assert_false(a.oom);
+    assert_null(bu_arena_alloc(&a, SIZE_MAX - 8)); // overflow
+    assert_true(a.oom);
+    bu_arena_fini(&a);
+}
+
 int
 main(void)
 {
@@ -646,6 +701,7 @@ main(void)
         cmocka_unit_test(test_uuid_valid),
         cmocka_unit_test(test_err_table),
         cmocka_unit_test(test_alloc_zeroed),
+        cmocka_unit_test(test_arena_blocks_alignment_reuse),
         cmocka_unit_test_teardown(test_alloc_fail_after, alloc_teardown),
         cmocka_unit_test_teardown(test_alloc_fail_each_step, alloc_teardown),
     };

@@ -24,6 +24,7 @@
 #include "bulkupsert/v1/bulkupsert.pb-c.h"
 #include "store/schema.h"
 #include "valid/validate.h"
+#include "valid/wire.h"
 
 #define assert_rv(expr, want)                                               \
     do {                                                                    \
@@ -779,11 +780,76 @@ test_validate_oom(void **state)
     req_free(req);
 }
 
+
+// A NUL inside a string of a packed request is found and named by its
+// path; past the field budget the walk stops with BU_ETOOBIG.
+static void
+test_wire_check_names_the_path(void **state)
+{
+    (void) state;
+    char *cols[] = { "contact_key", "email" };
+    Bulkupsert__V1__Value        vals[3][2];
+    Bulkupsert__V1__Value       *pvals[3][2];
+    Bulkupsert__V1__ContactData  recs[3];
+    Bulkupsert__V1__ContactData *precs[3];
+    char bad[] = { 'a', '\0', 'b' };
+    for (int r = 0; r < 3; r++) {
+        bulkupsert__v1__contact_data__init(&recs[r]);
+        for (int c = 0; c < 2; c++) {
+            bulkupsert__v1__value__init(&vals[r][c]);
+            vals[r][c].kind_case = BULKUPSERT__V1__VALUE__KIND_STRING_VALUE;
+            vals[r][c].string_value = c == 0 ? "k" : "x@y.example";
+            pvals[r][c] = &vals[r][c];
+        }
+        recs[r].n_values = 2;
+        recs[r].values = pvals[r];
+        precs[r] = &recs[r];
+    }
+    Bulkupsert__V1__SubmitBulkUpsertRequest req
+        = BULKUPSERT__V1__SUBMIT_BULK_UPSERT_REQUEST__INIT;
+    req.n_columns = 2;
+    req.columns = cols;
+    req.n_contact_datas = 3;
+    req.contact_datas = precs;
+    const ProtobufCMessageDescriptor *d
+        = &bulkupsert__v1__submit_bulk_upsert_request__descriptor;
+
+    uint8_t buf[512];
+    size_t  n = bulkupsert__v1__submit_bulk_upsert_request__pack(&req, buf);
+    char    where[128];
+    assert_int_equal(
+        bu_wire_check_strings(d, buf, n, 1000, where, sizeof(where)), BU_OK);
+    // 2 columns + 3 records of 2 Values of 1 string: 17 fields.
+    assert_int_equal(
+        bu_wire_check_strings(d, buf, n, 17, where, sizeof(where)), BU_OK);
+    assert_int_equal(bu_wire_check_strings(d, buf, n, 16, where, sizeof(where)),
+        BU_ETOOBIG);
+
+    // protobuf-c packs strings with strlen: patch the NUL in after packing.
+    vals[2][1].string_value = "aXb";
+    n = bulkupsert__v1__submit_bulk_upsert_request__pack(&req, buf);
+    uint8_t *x = NULL;
+    for (size_t i = 0; i + 3 <= n && x == NULL; i++) {
+        x = memcmp(buf + i, "aXb", 3) == 0 ? buf + i : NULL;
+    }
+    assert_non_null(x);
+    x[1] = (uint8_t) bad[1];
+    assert_int_equal(bu_wire_check_strings(d, buf, n, 1000, where, sizeof(where)),
+        BU_EINVAL);
+    assert_string_equal(where, "contact_datas[2].values[1].string_value");
+    // A path longer than where is cut, never overrun.
+    char small[12];
+    assert_int_equal(bu_wire_check_strings(d, buf, n, 1000, small, sizeof(small)),
+        BU_EINVAL);
+    assert_true(strlen(small) < sizeof(small));
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shape_cases),
+        cmocka_unit_test(test_wire_check_names_the_path),
         cmocka_unit_test(test_shape_too_many_columns),
         cmocka_unit_test(test_cell_cases),
         cmocka_unit_test(test_cell_notes_optional),
