@@ -206,7 +206,7 @@ bu_tenant_db_open(struct bu_tenant_db **dbp, const char *data_dir,
         // checkpoints (two fsyncs, every page written again) off most
         // commits. The process-wide soft heap limit (main) bounds the sum.
         rv = bu_sql_exec(db->db,
-            "PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 10000;",
+            "PRAGMA cache_size = -131072; PRAGMA wal_autocheckpoint = 10000;",
             "tenant tuning");
     }
     if (rv == BU_OK && mode == BU_SQL_WRITER) {

@@ -12,9 +12,11 @@
 #include "base/arena.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "base/thread.h"
 #include "base/utf8.h"
 #include "valid/validate.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,7 +62,9 @@ bu_apply_state(const struct bu_job_counts *c)
 
 // Per-job working memory, freed in one place.
 struct apply_ctx {
-    struct bu_arena                          arena; // holds req
+    int                                      prep_rv; // of apply_prepare
+    struct bu_job_counts                     counts;  // total, failed
+    struct bu_arena                          arena;   // holds req
     Bulkupsert__V1__SubmitBulkUpsertRequest *req;
     struct bu_verdict                        verdict;
     Bulkupsert__V1__RecordResult            *results; // one per record
@@ -242,14 +246,69 @@ apply_records(struct bu_tenant_db *db, const struct bu_schema *schema,
     return rv;
 }
 
-// apply_one applies one job inside the open transaction, under its own
-// savepoint. Returns BU_OK (applied now, or found applied before: inv 2),
-// BU_EPARSE (nothing of it written), or a storage error.
+// apply_prepare decodes item's request, checks it against schema and lays
+// out its results (a->counts gets total and failed). It touches no
+// database, so it may run on another thread than the writer. Returns
+// BU_OK, BU_EPARSE (the payload does not decode) or BU_ENOMEM.
 static int
-apply_one(struct bu_tenant_db *db, const struct bu_schema *schema,
-    struct bu_apply_item *item)
+apply_prepare(const struct bu_schema *schema, const struct bu_apply_item *item,
+    struct apply_ctx *a)
 {
-    struct apply_ctx     a = { 0 };
+    bu_arena_init(&a->arena, 8 * item->len + 4096);
+    a->req = bulkupsert__v1__submit_bulk_upsert_request__unpack(
+        &a->arena.allocator, item->len, item->payload);
+    if (a->req == NULL) {
+        return a->arena.oom ? BU_ENOMEM : BU_EPARSE;
+    }
+    // A shape error now means the columns changed since the job was
+    // accepted: every record fails with it.
+    int rv = bu_validate(schema, a->req, &a->verdict);
+    if (rv != BU_OK) {
+        return rv;
+    }
+    size_t nrec = a->req->n_contact_datas;
+    a->results = bu_calloc(nrec, sizeof(*a->results));
+    a->presults = bu_calloc(nrec, sizeof(*a->presults));
+    a->warnings = bu_calloc(2 * nrec, sizeof(*a->warnings));
+    a->order = bu_calloc(nrec, sizeof(*a->order));
+    a->cells = bu_calloc(a->req->n_columns, sizeof(*a->cells));
+    if (a->verdict.bad == NULL) {
+        a->verdict.bad = bu_alloc(nrec);
+    }
+    if (a->results == NULL || a->presults == NULL || a->warnings == NULL
+        || a->order == NULL || a->cells == NULL || a->verdict.bad == NULL) {
+        return BU_ENOMEM;
+    }
+    if (a->verdict.shape_failed) {
+        memset(a->verdict.bad, 1, nrec);
+    }
+    for (size_t r = 0; r < nrec; r++) {
+        Bulkupsert__V1__RecordResult *rr = &a->results[r];
+        bulkupsert__v1__record_result__init(rr);
+        rr->has_index = 1;
+        rr->index = (uint32_t) r;
+        rr->has_outcome = 1;
+        a->presults[r] = rr;
+        if (a->verdict.bad[r]) {
+            rr->outcome = BULKUPSERT__V1__RECORD_OUTCOME__OUTCOME_FAILED;
+            a->counts.failed++;
+        }
+        if (!a->verdict.shape_failed) {
+            rr->contact_key = (char *) apply_record_key(a->req, r);
+        }
+    }
+    a->counts.total = (uint32_t) nrec;
+    return apply_results_attach(a);
+}
+
+// apply_write applies one prepared job inside the open transaction, under
+// its own savepoint. Returns BU_OK (applied now, or found applied before:
+// inv 2), the job's own fault from apply_prepare (nothing of it written),
+// or a storage error.
+static int
+apply_write(struct bu_tenant_db *db, const struct bu_schema *schema,
+    struct bu_apply_item *item, struct apply_ctx *a)
+{
     struct bu_job_counts c = { 0 };
     int                  rv = bu_tenant_db_savepoint(db);
     if (rv != BU_OK) {
@@ -260,70 +319,23 @@ apply_one(struct bu_tenant_db *db, const struct bu_schema *schema,
         item->counts = c; // a replay: nothing is written twice
         return bu_tenant_db_release(db);
     }
-    rv = rv == BU_ENOENT ? BU_OK : rv;
-    if (rv == BU_OK) {
-        bu_arena_init(&a.arena, 8 * item->len + 4096);
-        a.req = bulkupsert__v1__submit_bulk_upsert_request__unpack(
-            &a.arena.allocator, item->len, item->payload);
-        rv = a.req != NULL ? BU_OK : a.arena.oom ? BU_ENOMEM : BU_EPARSE;
-    }
-    if (rv == BU_OK) {
-        // A shape error now means the columns changed since the job was
-        // accepted: every record fails with it.
-        rv = bu_validate(schema, a.req, &a.verdict);
-    }
-    size_t nrec = a.req != NULL ? a.req->n_contact_datas : 0;
-    if (rv == BU_OK) {
-        a.results = bu_calloc(nrec, sizeof(*a.results));
-        a.presults = bu_calloc(nrec, sizeof(*a.presults));
-        a.warnings = bu_calloc(2 * nrec, sizeof(*a.warnings));
-        a.order = bu_calloc(nrec, sizeof(*a.order));
-        a.cells = bu_calloc(a.req->n_columns, sizeof(*a.cells));
-        if (a.verdict.bad == NULL) {
-            a.verdict.bad = bu_alloc(nrec);
-        }
-        if (a.results == NULL || a.presults == NULL || a.warnings == NULL
-            || a.order == NULL || a.cells == NULL || a.verdict.bad == NULL) {
-            rv = BU_ENOMEM;
-        }
-    }
-    if (rv == BU_OK && a.verdict.shape_failed) {
-        memset(a.verdict.bad, 1, nrec);
-    }
-    for (size_t r = 0; rv == BU_OK && r < nrec; r++) {
-        Bulkupsert__V1__RecordResult *rr = &a.results[r];
-        bulkupsert__v1__record_result__init(rr);
-        rr->has_index = 1;
-        rr->index = (uint32_t) r;
-        rr->has_outcome = 1;
-        a.presults[r] = rr;
-        if (a.verdict.bad[r]) {
-            rr->outcome = BULKUPSERT__V1__RECORD_OUTCOME__OUTCOME_FAILED;
-            c.failed++;
-        }
-        if (!a.verdict.shape_failed) {
-            rr->contact_key = (char *) apply_record_key(a.req, r);
-        }
-    }
-    if (rv == BU_OK) {
-        rv = apply_results_attach(&a);
-    }
-    c.total = (uint32_t) nrec;
-    if (rv == BU_OK && !a.verdict.shape_failed) {
-        rv = apply_records(db, schema, &a, &c);
+    rv = rv == BU_ENOENT ? a->prep_rv : rv;
+    c = a->counts;
+    if (rv == BU_OK && !a->verdict.shape_failed) {
+        rv = apply_records(db, schema, a, &c);
     }
     if (rv == BU_OK) {
         Bulkupsert__V1__JobRecords jr = BULKUPSERT__V1__JOB_RECORDS__INIT;
-        jr.n_records = nrec;
-        jr.records = a.presults;
+        jr.n_records = a->req->n_contact_datas;
+        jr.records = a->presults;
         size_t len = bulkupsert__v1__job_records__get_packed_size(&jr);
-        a.blob = bu_alloc(len);
-        if (a.blob == NULL) {
+        a->blob = bu_alloc(len);
+        if (a->blob == NULL) {
             rv = BU_ENOMEM;
         } else {
-            bulkupsert__v1__job_records__pack(&jr, a.blob);
+            bulkupsert__v1__job_records__pack(&jr, a->blob);
             rv = bu_tenant_db_mark_applied(
-                db, item->job_id, item->seq, &c, a.blob, len);
+                db, item->job_id, item->seq, &c, a->blob, len);
         }
     }
     if (rv == BU_OK) {
@@ -334,7 +346,84 @@ apply_one(struct bu_tenant_db *db, const struct bu_schema *schema,
     if (rv == BU_OK) {
         item->counts = c;
     }
-    apply_ctx_fini(&a);
+    return rv;
+}
+
+// The jobs of a batch are prepared (decoded, checked) on a helper thread
+// at most APPLY_LOOKAHEAD jobs ahead of the writer, so that the CPU work
+// of job i+1 overlaps the B-tree work of job i. Everything below mu is
+// shared between the two threads.
+#define APPLY_LOOKAHEAD 2
+
+struct apply_pipe {
+    const struct bu_schema     *schema;
+    const struct bu_apply_item *items;
+    struct apply_ctx           *ctxs;
+    size_t                      n;
+    pthread_mutex_t             mu;
+    pthread_cond_t              cv;
+    size_t                      prepared; // ctxs[0, prepared) are ready
+    size_t                      written;  // ctxs[0, written) are done
+    bool                        stop;     // the writer gave up
+};
+
+static void *
+apply_prepare_main(void *arg)
+{
+    struct apply_pipe *p = arg;
+    (void) bu_thread_background();
+    for (size_t i = 0; i < p->n; i++) {
+        pthread_mutex_lock(&p->mu);
+        while (!p->stop && i >= p->written + APPLY_LOOKAHEAD) {
+            pthread_cond_wait(&p->cv, &p->mu);
+        }
+        bool stop = p->stop;
+        pthread_mutex_unlock(&p->mu);
+        if (stop) {
+            break;
+        }
+        p->ctxs[i].prep_rv
+            = apply_prepare(p->schema, &p->items[i], &p->ctxs[i]);
+        pthread_mutex_lock(&p->mu);
+        p->prepared = i + 1;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    return NULL;
+}
+
+// apply_jobs writes the batch's jobs in order; with helper, each job's
+// preparation comes from the helper thread, else it is done here. Returns
+// BU_OK or the storage error that stopped it (items[i].rv are set for the
+// jobs reached).
+static int
+apply_jobs(struct bu_tenant_db *db, struct apply_pipe *p, bool helper,
+    struct bu_apply_item *items)
+{
+    int rv = BU_OK;
+    for (size_t i = 0; rv == BU_OK && i < p->n; i++) {
+        struct apply_ctx *a = &p->ctxs[i];
+        if (helper) {
+            pthread_mutex_lock(&p->mu);
+            while (p->prepared <= i) {
+                pthread_cond_wait(&p->cv, &p->mu);
+            }
+            pthread_mutex_unlock(&p->mu);
+        } else {
+            a->prep_rv = apply_prepare(p->schema, &items[i], a);
+        }
+        items[i].rv = apply_write(db, p->schema, &items[i], a);
+        if (!bu_apply_job_fault(items[i].rv)) {
+            rv = items[i].rv; // storage trouble: nothing commits
+        }
+        apply_ctx_fini(a);
+        if (helper) {
+            pthread_mutex_lock(&p->mu);
+            p->written = i + 1;
+            pthread_cond_broadcast(&p->cv);
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
     return rv;
 }
 
@@ -342,7 +431,10 @@ int
 bu_apply_batch(struct bu_tenant_db *db, struct bu_apply_item *items, size_t n)
 {
     struct bu_schema *schema = bu_alloc(sizeof(*schema));
-    if (schema == NULL) {
+    struct apply_ctx *ctxs = bu_calloc(n > 0 ? n : 1, sizeof(*ctxs));
+    if (schema == NULL || ctxs == NULL) {
+        bu_free(schema);
+        bu_free(ctxs);
         return BU_ENOMEM;
     }
     // The columns are read inside the transaction, so a column added or
@@ -351,10 +443,36 @@ bu_apply_batch(struct bu_tenant_db *db, struct bu_apply_item *items, size_t n)
     if (rv == BU_OK) {
         rv = bu_tenant_db_schema(db, schema);
     }
-    for (size_t i = 0; rv == BU_OK && i < n; i++) {
-        items[i].rv = apply_one(db, schema, &items[i]);
-        if (!bu_apply_job_fault(items[i].rv)) {
-            rv = items[i].rv; // storage trouble: nothing commits
+    if (rv == BU_OK) {
+        struct apply_pipe p
+            = { .schema = schema, .items = items, .ctxs = ctxs, .n = n };
+        pthread_t helper_thread;
+        bool      helper = n > 1 && pthread_mutex_init(&p.mu, NULL) == 0;
+        if (helper && pthread_cond_init(&p.cv, NULL) != 0) {
+            pthread_mutex_destroy(&p.mu);
+            helper = false;
+        }
+        if (helper
+            && bu_thread_start(
+                   &helper_thread, "bu-prepare", 0, apply_prepare_main, &p)
+                != BU_OK) {
+            pthread_cond_destroy(&p.cv);
+            pthread_mutex_destroy(&p.mu);
+            helper = false;
+        }
+        rv = apply_jobs(db, &p, helper, items);
+        if (helper) {
+            pthread_mutex_lock(&p.mu);
+            p.stop = true;
+            pthread_cond_broadcast(&p.cv);
+            pthread_mutex_unlock(&p.mu);
+            pthread_join(helper_thread, NULL);
+            pthread_cond_destroy(&p.cv);
+            pthread_mutex_destroy(&p.mu);
+            // Jobs prepared but not written (after a storage error).
+            for (size_t i = p.written; i < p.prepared; i++) {
+                apply_ctx_fini(&ctxs[i]);
+            }
         }
     }
     if (rv == BU_OK) {
@@ -366,6 +484,7 @@ bu_apply_batch(struct bu_tenant_db *db, struct bu_apply_item *items, size_t n)
             items[i].rv = rv;
         }
     }
+    bu_free(ctxs);
     bu_free(schema);
     return rv;
 }
