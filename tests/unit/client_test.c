@@ -6,8 +6,12 @@
  * with a canned RpcResponse, garbage, silence or a dropped connection. The
  * tests check the envelope the client sends and the status, field errors and
  * replies it returns, and that transport failures come back within the
- * timeout with a message. Assertions run on the main thread only; the fake
- * server just records.
+ * timeout with a message; then the retry policy (what is retried, how
+ * often, how long it waits) and the asynchronous calls (callbacks, polling,
+ * cancel, close with calls in flight). Assertions run on the main thread
+ * only; the fake server and the done callbacks just record. No test
+ * asserts that something is fast, only that it is not too early (a wait
+ * that must happen) or comes within a bound several seconds wide.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,6 +34,13 @@
 #include <unistd.h>
 
 #define TEST_TOKEN "v4.public.test-token"
+#define FAKE_MAX_REQUESTS 16
+
+// Internal helpers of the library (client_int.h), hidden from its shared
+// form but linkable from the static library this test uses.
+int      bu__retry_safe(const struct bulkupsert_status *status, int sent);
+unsigned bu__retry_delay_ms(const struct bulkupsert_retry *policy,
+    unsigned attempt, unsigned retry_after_ms, uint32_t random);
 
 enum fake_mode {
     FAKE_REPLY,   // send the canned reply
@@ -46,14 +57,18 @@ struct fake_server {
     int             hold_ms;   // FAKE_SILENT: how long to sit on the request
     uint8_t        *reply;     // packed RpcResponse for FAKE_REPLY
     size_t          reply_len; // its length
+    uint8_t        *first;     // when set, the reply to the first nfirst
+    size_t          first_len; // requests instead
+    int             nfirst;
     pthread_t       thread;
     nng_socket      sock;
     pthread_mutex_t mtx;
     pthread_cond_t  cv;
     int listening; // guarded by mtx; 1 once nng_listen has returned
+    int served;    // guarded by mtx while the thread runs
+    int64_t at_ms[FAKE_MAX_REQUESTS]; // when each request came; same
     // Recorded by the server thread, read after pthread_join.
     int      listen_rv;
-    int      served;
     int      decode_failed;
     char     method[128];
     char     token[128];
@@ -68,6 +83,14 @@ struct test_env {
     char path[128];
     char url[160];
 };
+
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void
 copy_str(char *dst, size_t len, const char *src)
@@ -124,11 +147,22 @@ fake_main(void *arg)
             break;
         }
         fake_record(fs, msg);
+        pthread_mutex_lock(&fs->mtx);
+        if (fs->served < FAKE_MAX_REQUESTS) {
+            fs->at_ms[fs->served] = now_ms();
+        }
+        int first = fs->served < fs->nfirst;
         fs->served++;
+        pthread_cond_broadcast(&fs->cv);
+        pthread_mutex_unlock(&fs->mtx);
         switch (fs->mode) {
         case FAKE_REPLY:
             nng_msg_clear(msg);
-            nng_msg_append(msg, fs->reply, fs->reply_len);
+            if (first) {
+                nng_msg_append(msg, fs->first, fs->first_len);
+            } else {
+                nng_msg_append(msg, fs->reply, fs->reply_len);
+            }
             if (nng_sendmsg(fs->sock, msg, 0) != 0) {
                 nng_msg_free(msg);
             }
@@ -196,14 +230,33 @@ fake_free(struct fake_server *fs)
 {
     free(fs->payload);
     free(fs->reply);
+    free(fs->first);
     fs->payload = NULL;
     fs->reply = NULL;
+    fs->first = NULL;
+}
+
+// Waits until the server has taken n requests (or 10 s have passed) and
+// returns how many it has.
+static int
+fake_wait_served(struct fake_server *fs, int n)
+{
+    int64_t deadline = now_ms() + 10000;
+    pthread_mutex_lock(&fs->mtx);
+    while (fs->served < n && now_ms() < deadline) {
+        pthread_mutex_unlock(&fs->mtx);
+        nng_msleep(5);
+        pthread_mutex_lock(&fs->mtx);
+    }
+    int served = fs->served;
+    pthread_mutex_unlock(&fs->mtx);
+    return served;
 }
 
 // Packs an RpcResponse with the given status and payload message (NULL for
-// none) into fs->reply.
+// none) into *bufp and *lenp.
 static void
-fake_set_reply(struct fake_server *fs, const Bulkupsert__V1__Status *status,
+fake_pack(uint8_t **bufp, size_t *lenp, const Bulkupsert__V1__Status *status,
     const ProtobufCMessage *payload)
 {
     Bulkupsert__V1__RpcResponse resp = BULKUPSERT__V1__RPC_RESPONSE__INIT;
@@ -219,19 +272,28 @@ fake_set_reply(struct fake_server *fs, const Bulkupsert__V1__Status *status,
         resp.payload.len = n;
         resp.payload.data = pbuf;
     }
-    fs->reply_len = protobuf_c_message_get_packed_size(&resp.base);
-    fs->reply = malloc(fs->reply_len + 1);
-    assert_non_null(fs->reply);
-    protobuf_c_message_pack(&resp.base, fs->reply);
+    *lenp = protobuf_c_message_get_packed_size(&resp.base);
+    *bufp = malloc(*lenp + 1);
+    assert_non_null(*bufp);
+    protobuf_c_message_pack(&resp.base, *bufp);
     free(pbuf);
 }
 
-static int64_t
-now_ms(void)
+// Packs the reply the server sends (after the nfirst first ones).
+static void
+fake_set_reply(struct fake_server *fs, const Bulkupsert__V1__Status *status,
+    const ProtobufCMessage *payload)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    fake_pack(&fs->reply, &fs->reply_len, status, payload);
+}
+
+// Packs the reply to the first n requests.
+static void
+fake_set_first(struct fake_server *fs, int n,
+    const Bulkupsert__V1__Status *status, const ProtobufCMessage *payload)
+{
+    fake_pack(&fs->first, &fs->first_len, status, payload);
+    fs->nfirst = n;
 }
 
 static int
@@ -903,6 +965,646 @@ test_incomplete_request_refused(void **state)
     bulkupsert_client_close(client);
 }
 
+// ---------------------------------------------------------------------
+// Retry policy.
+
+// A status as the server sends it: code, http status, retry hint.
+static Bulkupsert__V1__Status
+wire_status(int code, unsigned http, unsigned retry_after_ms)
+{
+    Bulkupsert__V1__Status wst = BULKUPSERT__V1__STATUS__INIT;
+    wst.has_code = 1;
+    wst.code = code;
+    wst.has_http_status = 1;
+    wst.http_status = http;
+    if (retry_after_ms > 0) {
+        wst.has_retry_after_ms = 1;
+        wst.retry_after_ms = retry_after_ms;
+    }
+    wst.message = "canned";
+    return wst;
+}
+
+// Sets the fake's later reply to a 202 with job id "job-retry".
+static void
+fake_set_accepted(struct fake_server *fs)
+{
+    Bulkupsert__V1__SubmitBulkUpsertResponse out
+        = BULKUPSERT__V1__SUBMIT_BULK_UPSERT_RESPONSE__INIT;
+    out.job_id = "job-retry";
+    Bulkupsert__V1__Status ok = wire_status(0, 202, 0);
+    fake_set_reply(fs, &ok, &out.base);
+}
+
+// Submits the sample request; returns the code, fills st and frees the
+// reply (checking its job id on OK).
+static int
+submit_sample(bulkupsert_client *client, struct bulkupsert_status *st)
+{
+    struct sample_request                     s;
+    Bulkupsert__V1__SubmitBulkUpsertResponse *reply = NULL;
+
+    sample_request_init(&s);
+    int rv = bulkupsert_submit(client, &s.req, &reply, st);
+    if (rv == BULKUPSERT_OK) {
+        assert_non_null(reply);
+        assert_string_equal(reply->job_id, "job-retry");
+    } else {
+        assert_null(reply);
+    }
+    bulkupsert__v1__submit_bulk_upsert_response__free_unpacked(reply, NULL);
+    return rv;
+}
+
+// Which outcomes may be sent again, and the waits' arithmetic.
+static void
+test_retry_policy_rules(void **state)
+{
+    (void) state;
+    struct bulkupsert_status st = { 0 };
+
+    st.code = BULKUPSERT_RESOURCE_EXHAUSTED;
+    st.http_status = 429;
+    assert_true(bu__retry_safe(&st, 1));
+    st.code = BULKUPSERT_UNAVAILABLE;
+    st.http_status = 503;
+    assert_true(bu__retry_safe(&st, 1));
+    st.http_status = 0; // transport: safe only when nothing was sent
+    assert_true(bu__retry_safe(&st, 0));
+    assert_false(bu__retry_safe(&st, 1));
+    st.code = BULKUPSERT_DEADLINE_EXCEEDED;
+    assert_false(bu__retry_safe(&st, 1));
+    assert_false(bu__retry_safe(&st, 0));
+    int never[] = { BULKUPSERT_OK, BULKUPSERT_INTERNAL,
+        BULKUPSERT_INVALID_ARGUMENT, BULKUPSERT_CANCELLED,
+        BULKUPSERT_UNAUTHENTICATED, BULKUPSERT_NOT_FOUND };
+    for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++) {
+        st.code = never[i];
+        st.http_status = 500;
+        assert_false(bu__retry_safe(&st, 0));
+    }
+
+    // Defaults: base 100, cap 10000; jitter keeps it in [b/2, b].
+    struct bulkupsert_retry p = { .max_retries = 3 };
+    for (uint32_t r = 0; r < 1000; r += 7) {
+        unsigned d1 = bu__retry_delay_ms(&p, 1, 0, r);
+        unsigned d3 = bu__retry_delay_ms(&p, 3, 0, r);
+        assert_in_range(d1, 50, 100);
+        assert_in_range(d3, 200, 400);
+        // Never earlier than the server asked.
+        assert_in_range(bu__retry_delay_ms(&p, 1, 1000, r), 1050, 1100);
+        // Capped, however many attempts, without overflow.
+        assert_in_range(bu__retry_delay_ms(&p, 1000, 0, r), 5000, 10000);
+    }
+    struct bulkupsert_retry capped
+        = { .max_retries = 1, .base_delay_ms = 40, .max_delay_ms = 500 };
+    assert_int_equal(bu__retry_delay_ms(&capped, 1, 5000, 0), 500);
+    assert_in_range(bu__retry_delay_ms(&capped, 2, 0, 12345), 40, 80);
+}
+
+// Retries are off until set: one 429, one attempt.
+static void
+test_retry_off_by_default(void **state)
+{
+    struct test_env         *env = *state;
+    struct fake_server       fs = { 0 };
+    struct bulkupsert_status st;
+
+    Bulkupsert__V1__Status busy = wire_status(8, 429, 20);
+    fake_set_first(&fs, 1, &busy, NULL);
+    fake_set_accepted(&fs);
+    fake_start(&fs, env, FAKE_REPLY, 1);
+
+    bulkupsert_client *client = open_client(env->url, TEST_TOKEN, 5000);
+    int                rv = submit_sample(client, &st);
+    fake_stop(&fs);
+    fake_free(&fs);
+
+    assert_int_equal(rv, BULKUPSERT_RESOURCE_EXHAUSTED);
+    assert_int_equal(st.retry_after_ms, 20);
+    assert_int_equal(st.attempts, 1);
+    assert_int_equal(fs.served, 1);
+    bulkupsert_status_clear(&st);
+
+    // NULL turns a policy off again.
+    struct bulkupsert_retry p = { .max_retries = 5 };
+    bulkupsert_client_set_retry(client, &p);
+    bulkupsert_client_set_retry(client, NULL);
+    bulkupsert_client_close(client);
+}
+
+// Two 429s with retry_after_ms, then 202: three attempts, OK, and each
+// wait at least what the server asked.
+static void
+test_retry_429_then_ok(void **state)
+{
+    struct test_env         *env = *state;
+    struct fake_server       fs = { 0 };
+    struct bulkupsert_status st;
+
+    Bulkupsert__V1__Status busy = wire_status(8, 429, 150);
+    fake_set_first(&fs, 2, &busy, NULL);
+    fake_set_accepted(&fs);
+    fake_start(&fs, env, FAKE_REPLY, 3);
+
+    bulkupsert_client *client = open_client(env->url, TEST_TOKEN, 5000);
+    struct bulkupsert_retry p = { .max_retries = 5, .base_delay_ms = 10 };
+    bulkupsert_client_set_retry(client, &p);
+    int rv = submit_sample(client, &st);
+    fake_stop(&fs);
+    fake_free(&fs);
+
+    assert_int_equal(rv, BULKUPSERT_OK);
+    assert_int_equal(st.http_status, 202);
+    assert_int_equal(st.attempts, 3);
+    assert_int_equal(fs.served, 3);
+    assert_true(fs.at_ms[1] - fs.at_ms[0] >= 150);
+    assert_true(fs.at_ms[2] - fs.at_ms[1] >= 150);
+    // The retries were the same request, token included.
+    assert_string_equal(fs.token, TEST_TOKEN);
+    assert_string_equal(fs.method, "bulkupsert.v1.BulkUpsert/SubmitBulkUpsert");
+    bulkupsert_status_clear(&st);
+    bulkupsert_client_close(client);
+}
+
+// Always 429: max_retries + 1 attempts, then the last 429.
+static void
+test_retry_bound(void **state)
+{
+    struct test_env         *env = *state;
+    struct fake_server       fs = { 0 };
+    struct bulkupsert_status st;
+
+    Bulkupsert__V1__Status busy = wire_status(8, 429, 5);
+    fake_set_reply(&fs, &busy, NULL);
+    fake_start(&fs, env, FAKE_REPLY, 3);
+
+    bulkupsert_client *client = open_client(env->url, TEST_TOKEN, 5000);
+    struct bulkupsert_retry p = { .max_retries = 2, .base_delay_ms = 5 };
+    bulkupsert_client_set_retry(client, &p);
+    int rv = submit_sample(client, &st);
+    fake_stop(&fs);
+    fake_free(&fs);
+
+    // A fourth attempt would have found no server answering and ended in
+    // another code.
+    assert_int_equal(rv, BULKUPSERT_RESOURCE_EXHAUSTED);
+    assert_int_equal(st.http_status, 429);
+    assert_int_equal(st.attempts, 3);
+    assert_int_equal(fs.served, 3);
+    bulkupsert_status_clear(&st);
+    bulkupsert_client_close(client);
+}
+
+// A 503 (draining) is retried; a 500 is not.
+static void
+test_retry_503_not_500(void **state)
+{
+    struct test_env         *env = *state;
+    struct fake_server       fs = { 0 };
+    struct bulkupsert_status st;
+
+    Bulkupsert__V1__Status draining = wire_status(14, 503, 0);
+    fake_set_first(&fs, 1, &draining, NULL);
+    fake_set_accepted(&fs);
+    fake_start(&fs, env, FAKE_REPLY, 2);
+    bulkupsert_client *client = open_client(env->url, TEST_TOKEN, 5000);
+    struct bulkupsert_retry p = { .max_retries = 3, .base_delay_ms = 5 };
+    bulkupsert_client_set_retry(client, &p);
+    assert_int_equal(submit_sample(client, &st), BULKUPSERT_OK);
+    assert_int_equal(st.attempts, 2);
+    fake_stop(&fs);
+    fake_free(&fs);
+    assert_int_equal(fs.served, 2);
+    bulkupsert_status_clear(&st);
+
+    struct fake_server     fs2 = { 0 };
+    Bulkupsert__V1__Status broken = wire_status(13, 500, 0);
+    fake_set_reply(&fs2, &broken, NULL);
+    fake_start(&fs2, env, FAKE_REPLY, 1);
+    assert_int_equal(submit_sample(client, &st), BULKUPSERT_INTERNAL);
+    assert_int_equal(st.attempts, 1);
+    fake_stop(&fs2);
+    fake_free(&fs2);
+    assert_int_equal(fs2.served, 1);
+    bulkupsert_status_clear(&st);
+    bulkupsert_client_close(client);
+}
+
+// The request was sent and no reply came: DEADLINE_EXCEEDED, never sent
+// again, however generous the policy.
+static void
+test_no_retry_after_deadline(void **state)
+{
+    struct test_env         *env = *state;
+    struct fake_server       fs = { 0 };
+    struct bulkupsert_status st;
+
+    fs.hold_ms = 1200;
+    fake_start(&fs, env, FAKE_SILENT, 1);
+    bulkupsert_client *client = open_client(env->url, TEST_TOKEN, 300);
+    struct bulkupsert_retry p = { .max_retries = 5, .base_delay_ms = 5 };
+    bulkupsert_client_set_retry(client, &p);
+    int rv = submit_sample(client, &st);
+    fake_stop(&fs);
+    fake_free(&fs);
+
+    assert_int_equal(rv, BULKUPSERT_DEADLINE_EXCEEDED);
+    assert_int_equal(st.attempts, 1);
+    assert_int_equal(fs.served, 1);
+    bulkupsert_status_clear(&st);
+    bulkupsert_client_close(client);
+}
+
+// No server yet: attempts time out unsent (UNAVAILABLE), which is safe to
+// retry, until the server is up.
+static void
+test_retry_until_server_up(void **state)
+{
+    struct test_env         *env = *state;
+    struct fake_server       fs = { 0 };
+    struct bulkupsert_status st;
+
+    fake_set_accepted(&fs);
+    bulkupsert_client *client = open_client(env->url, TEST_TOKEN, 200);
+    struct bulkupsert_retry p
+        = { .max_retries = 100, .base_delay_ms = 20, .max_delay_ms = 100 };
+    bulkupsert_client_set_retry(client, &p);
+    fs.delay_ms = 1000; // far past the first attempt's 200 ms
+    fake_start(&fs, env, FAKE_REPLY, 1);
+    int rv = submit_sample(client, &st);
+    fake_stop(&fs);
+    fake_free(&fs);
+
+    assert_int_equal(rv, BULKUPSERT_OK);
+    assert_true(st.attempts >= 2);
+    assert_int_equal(fs.served, 1);
+    bulkupsert_status_clear(&st);
+    bulkupsert_client_close(client);
+}
+
+// ---------------------------------------------------------------------
+// Asynchronous calls.
+
+#define NASYNC 8
+
+// What the done callbacks saw, under mtx.
+struct async_log {
+    pthread_mutex_t mtx;
+    pthread_cond_t  cv;
+    int             ndone;
+    int             codes[NASYNC];
+    int             job_ok[NASYNC];
+    int             freed_in_callback;
+};
+
+struct async_slot {
+    struct async_log *log;
+    int               index;
+    int               free_here; // the callback frees its call
+};
+
+static void
+async_log_init(struct async_log *log)
+{
+    memset(log, 0, sizeof(*log));
+    pthread_mutex_init(&log->mtx, NULL);
+    pthread_cond_init(&log->cv, NULL);
+    for (int i = 0; i < NASYNC; i++) {
+        log->codes[i] = -1;
+    }
+}
+
+static void
+async_log_fini(struct async_log *log)
+{
+    pthread_cond_destroy(&log->cv);
+    pthread_mutex_destroy(&log->mtx);
+}
+
+// Waits until n callbacks have run (or 10 s pass); returns how many ran.
+static int
+async_log_wait(struct async_log *log, int n)
+{
+    int64_t deadline = now_ms() + 10000;
+    pthread_mutex_lock(&log->mtx);
+    while (log->ndone < n && now_ms() < deadline) {
+        pthread_mutex_unlock(&log->mtx);
+        nng_msleep(5);
+        pthread_mutex_lock(&log->mtx);
+    }
+    int ndone = log->ndone;
+    pthread_mutex_unlock(&log->mtx);
+    return ndone;
+}
+
+// A done callback, on an nng thread: takes the result, records it, and
+// frees the call when the slot says so.
+static void
+async_done(bulkupsert_call *call, void *arg)
+{
+    struct async_slot       *slot = arg;
+    struct async_log        *log = slot->log;
+    struct bulkupsert_status st;
+    ProtobufCMessage        *reply = NULL;
+
+    int poll = bulkupsert_call_poll(call);
+    int rv = bulkupsert_call_result(call, &reply, &st);
+    Bulkupsert__V1__SubmitBulkUpsertResponse *resp
+        = (Bulkupsert__V1__SubmitBulkUpsertResponse *) reply;
+    int ok = poll == 1 && resp != NULL && resp->job_id != NULL
+        && strcmp(resp->job_id, "job-retry") == 0;
+    if (reply != NULL) {
+        protobuf_c_message_free_unpacked(reply, NULL);
+    }
+    bulkupsert_status_clear(&st);
+    if (slot->free_here) {
+        bulkupsert_call_free(call);
+    }
+    pthread_mutex_lock(&log->mtx);
+    log->codes[slot->index] = rv;
+    log->job_ok[slot->index] = ok;
+    log->freed_in_callback += slot->free_here;
+    log->ndone++;
+    pthread_mutex_unlock(&log->mtx);
+}
+
+// Eight submits in flight at once from one thread, each completing through
+// its callback; half free their call in the callback, half are freed here.
+static void
+test_async_callbacks(void **state)
+{
+    struct test_env      *env = *state;
+    struct fake_server    fs = { 0 };
+    struct sample_request s;
+    struct async_log      log;
+    struct async_slot     slots[NASYNC];
+    bulkupsert_call      *calls[NASYNC];
+
+    fake_set_accepted(&fs);
+    fake_start(&fs, env, FAKE_REPLY, NASYNC);
+    async_log_init(&log);
+    bulkupsert_client *client = open_client(env->url, TEST_TOKEN, 5000);
+    for (int i = 0; i < NASYNC; i++) {
+        // A request of its own, gone before the call completes: the call
+        // packed it.
+        sample_request_init(&s);
+        slots[i] = (struct async_slot) {
+            .log = &log, .index = i, .free_here = i % 2 };
+        assert_int_equal(bulkupsert_submit_async(
+                             client, &s.req, async_done, &slots[i], &calls[i]),
+            0);
+        memset(&s, 0, sizeof(s));
+    }
+    assert_int_equal(async_log_wait(&log, NASYNC), NASYNC);
+    for (int i = 0; i < NASYNC; i++) {
+        assert_int_equal(log.codes[i], BULKUPSERT_OK);
+        assert_true(log.job_ok[i]);
+        if (i % 2 == 0) {
+            assert_true(bulkupsert_call_poll(calls[i]));
+            // The result moved out in the callback.
+            assert_int_equal(
+                bulkupsert_call_result(calls[i], NULL, NULL), BULKUPSERT_OK);
+            bulkupsert_call_free(calls[i]);
+        }
+    }
+    assert_int_equal(log.freed_in_callback, NASYNC / 2);
+    bulkupsert_client_close(client);
+    fake_stop(&fs);
+    fake_free(&fs);
+    assert_int_equal(fs.served, NASYNC);
+    async_log_fini(&log);
+}
+
+// No callback: the caller polls, then takes the typed result.
+static void
+test_async_poll(void **state)
+{
+    struct test_env *env = *state;
+    struct fake_server fs = { 0 };
+
+    Bulkupsert__V1__Job out = BULKUPSERT__V1__JOB__INIT;
+    out.job_id = "job-poll";
+    out.has_state = 1;
+    out.state = BULKUPSERT__V1__JOB_STATE__JOB_STATE_RUNNING;
+    Bulkupsert__V1__Status ok = wire_status(0, 200, 0);
+    fake_set_reply(&fs, &ok, &out.base);
+    fake_start(&fs, env, FAKE_REPLY, 1);
+
+    bulkupsert_client *client = open_client(env->url, TEST_TOKEN, 5000);
+    Bulkupsert__V1__GetJobRequest req = BULKUPSERT__V1__GET_JOB_REQUEST__INIT;
+    req.job_id = "job-poll";
+    bulkupsert_call *call = NULL;
+    assert_int_equal(
+        bulkupsert_get_job_async(client, &req, NULL, NULL, &call), 0);
+    int64_t deadline = now_ms() + 10000;
+    while (!bulkupsert_call_poll(call) && now_ms() < deadline) {
+        nng_msleep(2);
+    }
+    assert_true(bulkupsert_call_poll(call));
+    ProtobufCMessage        *reply = NULL;
+    struct bulkupsert_status st;
+    assert_int_equal(bulkupsert_call_result(call, &reply, &st), 0);
+    assert_int_equal(st.http_status, 200);
+    assert_int_equal(st.attempts, 1);
+    Bulkupsert__V1__Job *job = (Bulkupsert__V1__Job *) reply;
+    assert_non_null(job);
+    assert_string_equal(job->job_id, "job-poll");
+    assert_int_equal(job->state, BULKUPSERT__V1__JOB_STATE__JOB_STATE_RUNNING);
+    bulkupsert__v1__job__free_unpacked(job, NULL);
+    bulkupsert_status_clear(&st);
+
+    // A second take: same code, nothing else.
+    reply = (ProtobufCMessage *) &st;
+    assert_int_equal(bulkupsert_call_result(call, &reply, &st), 0);
+    assert_null(reply);
+    assert_int_equal(st.nerrors, 0);
+    bulkupsert_status_clear(&st);
+    bulkupsert_call_free(call);
+    fake_stop(&fs);
+    fake_free(&fs);
+    assert_string_equal(fs.method, "bulkupsert.v1.BulkUpsert/GetJob");
+    bulkupsert_client_close(client);
+}
+
+// Start errors come back at once and never run the callback; a request
+// the library cannot pack completes the call with INVALID_ARGUMENT.
+static void
+test_async_start_errors(void **state)
+{
+    struct test_env      *env = *state;
+    struct sample_request s;
+    struct async_log      log;
+    struct async_slot     slot = { .log = &log, .index = 0 };
+    bulkupsert_call      *call = (bulkupsert_call *) &slot;
+
+    async_log_init(&log);
+    sample_request_init(&s);
+    bulkupsert_client *client = open_client(env->url, TEST_TOKEN, 5000);
+    assert_int_equal(bulkupsert_submit_async(NULL, &s.req, async_done, &slot,
+                         &call),
+        BULKUPSERT_INVALID_ARGUMENT);
+    assert_int_equal(
+        bulkupsert_submit_async(client, NULL, async_done, &slot, &call),
+        BULKUPSERT_INVALID_ARGUMENT);
+    assert_int_equal(
+        bulkupsert_submit_async(client, &s.req, async_done, &slot, NULL),
+        BULKUPSERT_INVALID_ARGUMENT);
+    assert_ptr_equal(call, (bulkupsert_call *) &slot);
+    // A method that takes another message.
+    assert_int_equal(
+        bulkupsert_call_start(client, "GetJob", &s.req.base, NULL, NULL, &call),
+        0);
+    struct bulkupsert_status st;
+    assert_int_equal(bulkupsert_call_result(call, NULL, &st),
+        BULKUPSERT_INVALID_ARGUMENT);
+    assert_non_null(strstr(st.message, "not a method"));
+    assert_int_equal(st.attempts, 0);
+    bulkupsert_status_clear(&st);
+    bulkupsert_call_free(call);
+
+    s.columns[1] = NULL;
+    assert_int_equal(
+        bulkupsert_submit_async(client, &s.req, async_done, &slot, &call), 0);
+    assert_int_equal(async_log_wait(&log, 1), 1);
+    assert_int_equal(log.codes[0], BULKUPSERT_INVALID_ARGUMENT);
+    bulkupsert_call_free(call);
+    bulkupsert_client_close(client);
+    async_log_fini(&log);
+}
+
+// Cancel before the request could go (no server), and after it went
+// (a silent server): CANCELLED, with the message telling the two apart.
+static void
+test_async_cancel(void **state)
+{
+    struct test_env         *env = *state;
+    struct sample_request    s;
+    struct bulkupsert_status st;
+    bulkupsert_call         *call;
+
+    sample_request_init(&s);
+    bulkupsert_client *client = open_client(env->url, TEST_TOKEN, 30000);
+    assert_int_equal(bulkupsert_submit_async(client, &s.req, NULL, NULL, &call),
+        0);
+    bulkupsert_call_cancel(call);
+    bulkupsert_call_cancel(call); // twice is harmless
+    assert_int_equal(
+        bulkupsert_call_result(call, NULL, &st), BULKUPSERT_CANCELLED);
+    assert_non_null(strstr(st.message, "before the request was sent"));
+    bulkupsert_status_clear(&st);
+    bulkupsert_call_cancel(call); // and after completion too
+    bulkupsert_call_free(call);
+
+    struct fake_server fs = { 0 };
+    fs.hold_ms = 1000;
+    fake_start(&fs, env, FAKE_SILENT, 1);
+    assert_int_equal(bulkupsert_submit_async(client, &s.req, NULL, NULL, &call),
+        0);
+    assert_int_equal(fake_wait_served(&fs, 1), 1);
+    // The server has the request, so it was sent.
+    bulkupsert_call_cancel(call);
+    int rv = bulkupsert_call_result(call, NULL, &st);
+    assert_int_equal(rv, BULKUPSERT_CANCELLED);
+    assert_non_null(strstr(st.message, "may have been applied"));
+    bulkupsert_status_clear(&st);
+    bulkupsert_call_free(call);
+    fake_stop(&fs);
+    fake_free(&fs);
+    bulkupsert_client_close(client);
+}
+
+// A cancel during the wait before a retry ends the wait: the server asks
+// for 20 s, the call is done long before.
+static void
+test_async_cancel_retry_wait(void **state)
+{
+    struct test_env         *env = *state;
+    struct fake_server       fs = { 0 };
+    struct sample_request    s;
+    struct bulkupsert_status st;
+    bulkupsert_call         *call;
+
+    Bulkupsert__V1__Status busy = wire_status(8, 429, 20000);
+    fake_set_reply(&fs, &busy, NULL);
+    fake_start(&fs, env, FAKE_REPLY, 1);
+    bulkupsert_client *client = open_client(env->url, TEST_TOKEN, 5000);
+    struct bulkupsert_retry p = { .max_retries = 1, .max_delay_ms = 60000 };
+    bulkupsert_client_set_retry(client, &p);
+    sample_request_init(&s);
+    assert_int_equal(bulkupsert_submit_async(client, &s.req, NULL, NULL, &call),
+        0);
+    assert_int_equal(fake_wait_served(&fs, 1), 1);
+    nng_msleep(200); // the reply is most likely in, the wait begun
+    int64_t t0 = now_ms();
+    bulkupsert_call_cancel(call);
+    int rv = bulkupsert_call_result(call, NULL, &st);
+    // If the cancel beat the reply, the reply still wins (429) or the
+    // call is cancelled after sending; both end the call, not 20 s later.
+    assert_true(rv == BULKUPSERT_CANCELLED
+        || rv == BULKUPSERT_RESOURCE_EXHAUSTED);
+    assert_true(now_ms() - t0 < 10000);
+    assert_int_equal(st.attempts, 1);
+    bulkupsert_status_clear(&st);
+    bulkupsert_call_free(call);
+    fake_stop(&fs);
+    fake_free(&fs);
+    assert_int_equal(fs.served, 1);
+    bulkupsert_client_close(client);
+}
+
+// Close with calls in flight: each completes with CANCELLED and its
+// callback has run once when close returns; a call freed before that gets
+// no callback; polled handles stay valid after close.
+static void
+test_close_with_calls_in_flight(void **state)
+{
+    struct test_env      *env = *state;
+    struct fake_server    fs = { 0 };
+    struct sample_request s;
+    struct async_log      log;
+    struct async_slot     slots[NASYNC];
+    bulkupsert_call      *calls[NASYNC];
+
+    fs.hold_ms = 1500;
+    fake_start(&fs, env, FAKE_SILENT, 1);
+    async_log_init(&log);
+    sample_request_init(&s);
+    bulkupsert_client *client = open_client(env->url, TEST_TOKEN, 30000);
+    // 0..4 with a callback, 5 with a callback but freed at once, 6 and 7
+    // polled.
+    for (int i = 0; i < NASYNC; i++) {
+        slots[i] = (struct async_slot) { .log = &log, .index = i };
+        assert_int_equal(bulkupsert_submit_async(client, &s.req,
+                             i < 6 ? async_done : NULL, &slots[i], &calls[i]),
+            0);
+    }
+    bulkupsert_call_free(calls[5]);
+    assert_int_equal(fake_wait_served(&fs, 1), 1);
+
+    bulkupsert_client_close(client);
+    pthread_mutex_lock(&log.mtx);
+    int ndone = log.ndone;
+    pthread_mutex_unlock(&log.mtx);
+    assert_int_equal(ndone, 5);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(log.codes[i], BULKUPSERT_CANCELLED);
+        bulkupsert_call_free(calls[i]);
+    }
+    assert_int_equal(log.codes[5], -1);
+    for (int i = 6; i < NASYNC; i++) {
+        struct bulkupsert_status st;
+        assert_true(bulkupsert_call_poll(calls[i]));
+        assert_int_equal(
+            bulkupsert_call_result(calls[i], NULL, &st), BULKUPSERT_CANCELLED);
+        bulkupsert_status_clear(&st);
+        bulkupsert_call_free(calls[i]);
+    }
+    fake_stop(&fs);
+    fake_free(&fs);
+    async_log_fini(&log);
+}
+
 int
 main(void)
 {
@@ -943,6 +1645,31 @@ main(void)
             test_concurrent_calls, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(
             test_incomplete_request_refused, env_setup, env_teardown),
+        cmocka_unit_test(test_retry_policy_rules),
+        cmocka_unit_test_setup_teardown(
+            test_retry_off_by_default, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_retry_429_then_ok, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_retry_bound, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_retry_503_not_500, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_no_retry_after_deadline, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_retry_until_server_up, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_async_callbacks, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_async_poll, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_async_start_errors, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_async_cancel, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_async_cancel_retry_wait, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_close_with_calls_in_flight, env_setup, env_teardown),
     };
     int failed = cmocka_run_group_tests_name("client", tests, NULL, NULL);
     nng_fini();

@@ -3,20 +3,41 @@
  * bulkupsert client library: calls the bulkupsert.v1.BulkUpsert service of a
  * bulkupsertd server over nng req/rep. Requests and replies are the
  * protobuf-c messages generated from proto/bulkupsert/v1/bulkupsert.proto;
- * each call is looked up by name in the generated service descriptor and
- * made through the service's invoke, which this library implements: it turns
- * a method call into an RpcRequest envelope and the RpcResponse back into a
- * reply message or a status.
+ * each call is looked up by name in the generated service descriptor, and
+ * the library turns it into an RpcRequest envelope and the RpcResponse back
+ * into a reply message or a status.
+ *
+ * Two forms of every call. The synchronous ones (bulkupsert_submit, ...)
+ * block the calling thread until the reply, the timeout or the last retry.
+ * The asynchronous ones (bulkupsert_submit_async, bulkupsert_call_start,
+ * ...) return at once with a bulkupsert_call handle; the call runs on nng's
+ * own threads (aio callbacks, no thread per call) and either runs a done
+ * callback or is polled or waited for. A synchronous call is the
+ * asynchronous one followed by bulkupsert_call_result: one code path.
  *
  * Threads: a bulkupsert_client may be used from several threads at once
- * (each call opens its own nng context). Calls block up to the client's
- * timeout.
+ * (each call has its own nng context), and any number of calls may be in
+ * flight on one client. Done callbacks run on an nng thread and must not
+ * block (see bulkupsert_done_fn).
  *
  * Errors are values: every call returns a gRPC status code (0 = OK) and fills
  * a struct bulkupsert_status with the server's status (http_status,
  * response_code, message, field errors) or with a transport error
  * (UNAVAILABLE when the server cannot be reached, DEADLINE_EXCEEDED on
- * timeout, INTERNAL for a reply that cannot be decoded).
+ * timeout, CANCELLED for a cancelled call, INTERNAL for a reply that cannot
+ * be decoded).
+ *
+ * Timeouts: each attempt of a call gets the client's timeout
+ * (bulkupsert_client_set_timeout) for sending and receiving together. A
+ * request that could not be sent within it (no connection) ends with
+ * UNAVAILABLE and was certainly not applied; a reply that did not come in
+ * time ends with DEADLINE_EXCEEDED, and the request may have been applied.
+ *
+ * Reconnecting: the client dials in the background and redials a lost
+ * connection (after 100 ms, backing off to 1 s). When a request finds no
+ * connection for a whole timeout, the client also replaces its dialer, so
+ * that a dialer nng has given up on (seen after a server was killed and
+ * restarted on the same ipc:// path) cannot strand it.
  */
 #ifndef BULKUPSERT_H
 #define BULKUPSERT_H
@@ -70,6 +91,32 @@ struct bulkupsert_status {
     char    *message;        // never NULL after a call
     size_t   nerrors;
     struct bulkupsert_field_error *errors;
+    unsigned attempts; // attempts the call made (1 + retries); 0 when it
+                       // ended before the first (bad argument, cancel)
+};
+
+// Retry policy of a client: off until set (bulkupsert_client_set_retry).
+// A call is retried only when a retry certainly cannot apply it twice:
+// - RESOURCE_EXHAUSTED (429): the server refused the request unprocessed;
+// - UNAVAILABLE when the request was never sent (no connection within the
+//   timeout), or when the server answered 503 (it is draining, or the
+//   table is busy) without acting on it.
+// Nothing else is retried: not DEADLINE_EXCEEDED or a dropped connection
+// after the request left (it may have been applied), not INTERNAL, not
+// any 4xx. Before retry n (1, 2, ...) the call waits
+//   min(max_delay_ms, retry_after_ms + J), J uniform in [b/2, b],
+//   b = min(max_delay_ms, base_delay_ms * 2^(n-1)),
+// where retry_after_ms is the server's hint (0 when none): never earlier
+// than the server asked (unless max_delay_ms is smaller), with exponential
+// backoff and jitter so that many clients do not come back at once.
+// Each attempt gets the whole client timeout, so a call takes at most
+// (max_retries + 1) * timeout plus the waits. The call returns the last
+// attempt's status; status->attempts says how many were made.
+struct bulkupsert_retry {
+    unsigned max_retries;   // extra attempts after the first; 0 = never
+                            // retry (the default)
+    unsigned base_delay_ms; // first backoff (0 = 100)
+    unsigned max_delay_ms;  // cap on one wait (0 = 10000)
 };
 
 typedef struct bulkupsert_client bulkupsert_client;
@@ -83,8 +130,14 @@ typedef struct bulkupsert_client bulkupsert_client;
 int bulkupsert_client_open(
     bulkupsert_client **clientp, const char *url, const char *token);
 
-// bulkupsert_client_close closes the connection and frees client; NULL is
-// ignored. No call may be running on client.
+// bulkupsert_client_close cancels the calls in flight on client, waits
+// until each has completed (with CANCELLED, unless it had just completed
+// otherwise) and its done callback has returned, then closes the
+// connection and frees client; NULL is ignored. Call handles stay valid:
+// free each with bulkupsert_call_free, before or after. Blocks until the
+// done callbacks return, so it must not be called from one of them; no
+// other thread may use client once close has begun (a done callback that
+// starts a new call on it gets CANCELLED).
 void bulkupsert_client_close(bulkupsert_client *client);
 
 // bulkupsert_client_set_token replaces the token sent with later calls (it
@@ -93,6 +146,105 @@ int bulkupsert_client_set_token(bulkupsert_client *client, const char *token);
 
 // bulkupsert_client_set_timeout sets the timeout of later calls (> 0 ms).
 void bulkupsert_client_set_timeout(bulkupsert_client *client, int timeout_ms);
+
+// bulkupsert_client_set_retry sets the retry policy of later calls (*retry
+// is copied; NULL turns retries off). See struct bulkupsert_retry. Safe
+// from any thread; calls already started keep the policy they began with.
+void bulkupsert_client_set_retry(
+    bulkupsert_client *client, const struct bulkupsert_retry *retry);
+
+// ---------------------------------------------------------------------
+// Asynchronous calls.
+
+// A call in flight, or completed and not yet freed.
+typedef struct bulkupsert_call bulkupsert_call;
+
+// A done callback: runs exactly once per call that was started, when the
+// call has completed (OK, failed, timed out, cancelled, or cancelled by
+// bulkupsert_client_close), unless the call was freed before completing.
+// It runs on an nng thread with no library lock held, so it must not
+// block: no synchronous calls, no bulkupsert_call_wait on another call, no
+// bulkupsert_client_close. It may call bulkupsert_call_result and
+// bulkupsert_call_free on call, start new asynchronous calls, and hand
+// work to the application's own threads (e.g. write to an eventfd).
+typedef void (*bulkupsert_done_fn)(bulkupsert_call *call, void *arg);
+
+// bulkupsert_call_start calls the method of bulkupsert.v1.BulkUpsert
+// named method ("SubmitBulkUpsert", "GetJob", ...) without waiting. The
+// request is packed before this returns, so the caller may free it at once;
+// the client's token, timeout and retry policy are those of this moment.
+// On success *callp is the call; the caller owns it and must release it
+// with bulkupsert_call_free (after it completed, or to cancel it). done
+// (may be NULL: then poll or wait) runs once on completion, with arg, on
+// an nng thread, possibly before this function has returned (*callp is
+// set first).
+// Returns 0; or INVALID_ARGUMENT (client, request or callp NULL), INTERNAL
+// (out of memory) or CANCELLED (client is closing), with *callp untouched
+// and done never run. Any other problem, an unknown method or a request of
+// the wrong type or with a NULL string inside included, completes the call
+// with that status. Never blocks.
+int bulkupsert_call_start(bulkupsert_client *client, const char *method,
+    const ProtobufCMessage *request,
+    bulkupsert_done_fn      done, // may be NULL
+    void                   *arg,
+    bulkupsert_call       **callp); // OUT
+
+// bulkupsert_submit_async is bulkupsert_call_start for SubmitBulkUpsert;
+// the reply is a Bulkupsert__V1__SubmitBulkUpsertResponse.
+int bulkupsert_submit_async(bulkupsert_client     *client,
+    const Bulkupsert__V1__SubmitBulkUpsertRequest *request,
+    bulkupsert_done_fn                             done, // may be NULL
+    void                                          *arg,
+    bulkupsert_call                              **callp); // OUT
+
+// bulkupsert_get_job_async is bulkupsert_call_start for GetJob; the reply
+// is a Bulkupsert__V1__Job.
+int bulkupsert_get_job_async(bulkupsert_client *client,
+    const Bulkupsert__V1__GetJobRequest        *request,
+    bulkupsert_done_fn                          done, // may be NULL
+    void                                       *arg,
+    bulkupsert_call                           **callp); // OUT
+
+// bulkupsert_call_poll returns 1 when call has completed, else 0. Never
+// blocks.
+int bulkupsert_call_poll(bulkupsert_call *call);
+
+// bulkupsert_call_wait blocks until call has completed. Its done callback
+// may still be running when this returns. Not from a done callback (except
+// on the callback's own, completed, call).
+void bulkupsert_call_wait(bulkupsert_call *call);
+
+// bulkupsert_call_result waits for call (as bulkupsert_call_wait), then
+// hands over its outcome and returns its code. On OK, *replyp (if replyp is
+// not NULL) gets the reply message, whose type is the method's output
+// (cast it: (Bulkupsert__V1__Job *) reply) and which the caller frees with
+// protobuf_c_message_free_unpacked (or the type's free_unpacked); on any
+// other code *replyp is NULL. status (may be NULL) is overwritten, not
+// cleared first, with the call's status; clear it with
+// bulkupsert_status_clear. The reply and the status move out: a second
+// bulkupsert_call_result returns the same code, a NULL reply and a status
+// holding the code only.
+int bulkupsert_call_result(bulkupsert_call *call,
+    ProtobufCMessage                      **replyp, // OUT, may be NULL
+    struct bulkupsert_status               *status);              // OUT, may be NULL
+
+// bulkupsert_call_cancel asks call to stop. A call that has not completed
+// completes soon with CANCELLED (its message says whether the request had
+// been sent, and so may have been applied); a reply that arrives first
+// wins. Its done callback runs as usual. No effect on a completed call.
+// Never blocks; safe from any thread, done callbacks included.
+void bulkupsert_call_cancel(bulkupsert_call *call);
+
+// bulkupsert_call_free releases the caller's handle on call; NULL is
+// ignored. A call that has not completed is cancelled, and its done
+// callback will not run (unless it is running already). The memory goes
+// once the library is done with it too. Never blocks; may be called from
+// the call's own done callback.
+void bulkupsert_call_free(bulkupsert_call *call);
+
+// ---------------------------------------------------------------------
+// Synchronous calls. Each one is the asynchronous call, waited for; each
+// blocks up to (max_retries + 1) * timeout plus the retry waits.
 
 // bulkupsert_submit calls SubmitBulkUpsert. On OK, *replyp holds the reply
 // (job_id, total, duplicate); free it with
