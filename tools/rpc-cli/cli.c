@@ -30,6 +30,15 @@ cli_color_init(void)
         && isatty(STDOUT_FILENO);
 }
 
+int
+cli_stderr_terminal(void)
+{
+    const char *term = getenv("TERM");
+
+    return term != NULL && term[0] != '\0' && strcmp(term, "dumb") != 0
+        && isatty(STDERR_FILENO);
+}
+
 const char *
 cli_sgr(const char *seq)
 {

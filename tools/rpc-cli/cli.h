@@ -23,6 +23,14 @@ enum cli_exit {
     CLI_EXIT_OK = 0,    // the command did what was asked
     CLI_EXIT_FAIL = 1,  // the server or transport failed, or a local write
     CLI_EXIT_USAGE = 2, // bad command line or bad input data
+    // The work ran to its end, but not cleanly. import: some records did
+    // not land (rejected requests; with --wait records FAILED or NOT_FOUND,
+    // jobs FAILED or CANCELLED). job watch: the job ended
+    // COMPLETED_WITH_ERRORS, FAILED or CANCELLED.
+    CLI_EXIT_UNCLEAN = 3,
+    // import stopped by SIGINT (130) or SIGTERM (143): 128 + the signal,
+    // as a shell reports it. The state file lets --resume continue.
+    CLI_EXIT_SIGNAL_BASE = 128,
 };
 
 // getopt_long values of the options that have no short form.
@@ -110,6 +118,12 @@ void cli_print_status(
 // (https://no-color.org). main calls it before any command runs.
 void cli_color_init(void);
 
+// cli_stderr_terminal returns whether standard error is a terminal that
+// understands carriage return and erase-line (TERM set and not "dumb"),
+// so that a progress bar may redraw itself in place. NO_COLOR does not
+// matter here: the bar has no colours.
+int cli_stderr_terminal(void);
+
 // cli_sgr returns seq (a CLI_SGR_ string) when standard output gets
 // colours, and "" otherwise, so that callers can print it unconditionally.
 const char *cli_sgr(const char *seq);
@@ -125,6 +139,7 @@ int cli_parse_long(const char *s, long min, long max, long *outp);
 // The commands. argv[0] is the command's own name; each returns an exit
 // code. conn holds the global options given before the command.
 int cmd_submit(int argc, char *argv[], const struct cli_conn *conn);
+int cmd_import(int argc, char *argv[], const struct cli_conn *conn);
 int cmd_job(int argc, char *argv[], const struct cli_conn *conn);
 int cmd_columns(int argc, char *argv[], const struct cli_conn *conn);
 int cmd_keygen(int argc, char *argv[]);

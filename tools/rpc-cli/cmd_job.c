@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * `rpc-cli job get JOB_ID` and `rpc-cli job cancel JOB_ID`. get calls GetJob
+ * `rpc-cli job get JOB_ID` and `rpc-cli job cancel JOB_ID`, and the `job`
+ * dispatcher (list and watch live in job_list.c and job_watch.c, the
+ * renderers they all share in job_render.c). get calls GetJob
  * and prints the job's state, timestamps (RFC 3339, UTC, milliseconds) and
  * counts as a text block, or with --json as one JSON object built with
  * jansson. --records pages through the per-record results (1000 a call
@@ -12,32 +14,32 @@
 // getopt_long is a GNU/BSD extension; _DEFAULT_SOURCE declares it.
 #define _DEFAULT_SOURCE
 
-#include "cli.h"
-
-#include "base/clock.h"
-#include "base/err.h"
+#include "job_int.h"
 
 #include <jansson.h>
 
 #include <getopt.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 // clang-format off
 static const char job_usage[] =
-    "Usage: rpc-cli [GLOBAL OPTIONS] job SUBCOMMAND JOB_ID [OPTIONS]\n"
+    "Usage: rpc-cli [GLOBAL OPTIONS] job SUBCOMMAND [JOB_ID] [OPTIONS]\n"
     "\n"
     "Subcommands:\n"
     "  get JOB_ID            show a job's state, timestamps and counts, and\n"
     "                        with --records its per-record results\n"
     "  cancel JOB_ID         cancel a job that is still QUEUED\n"
+    "  list                  list the tenant's jobs, newest first\n"
+    "  watch JOB_ID          follow a job until it is final; exit 3 when it\n"
+    "                        did not complete cleanly\n"
     "\n"
     "Run 'rpc-cli job SUBCOMMAND --help' for its options.\n"
     "\n"
-    "Example:\n"
-    "  rpc-cli job get 0190b7c4-5a4e-7c1d-9b7e-3f2a1c9d8e7f\n";
+    "Examples:\n"
+    "  rpc-cli job get 0190b7c4-5a4e-7c1d-9b7e-3f2a1c9d8e7f\n"
+    "  rpc-cli job list --state failed,completed_with_errors --since 1d\n";
 // clang-format on
 
 // clang-format off
@@ -114,236 +116,6 @@ struct job_args {
     int             errors_only;
     long            page_size;
 };
-
-// Writes ms (Unix milliseconds) as "YYYY-MM-DDTHH:MM:SS.mmmZ" into buf (at
-// least 32 bytes). Returns 0, or -1 for an unset (<= 0) or unprintable time.
-static int
-job_time_format(int64_t ms, char *buf, size_t len)
-{
-    char secs[32];
-
-    if (ms <= 0 || bu_rfc3339_format(ms / 1000, secs, sizeof(secs)) != BU_OK) {
-        return -1;
-    }
-    // "...:SSZ" becomes "...:SS.mmmZ".
-    size_t n = strlen(secs);
-    snprintf(buf, len, "%.*s.%03dZ", (int) (n - 1), secs, (int) (ms % 1000));
-    return 0;
-}
-
-static const char *
-job_outcome_name(int outcome)
-{
-    static const char         prefix[] = "OUTCOME_";
-    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
-        &bulkupsert__v1__record_outcome__descriptor, outcome);
-    if (v == NULL) {
-        return "UNKNOWN";
-    }
-    if (strncmp(v->name, prefix, sizeof(prefix) - 1) == 0) {
-        return v->name + sizeof(prefix) - 1;
-    }
-    return v->name;
-}
-
-// The counts in field order, with their JSON and text names.
-struct job_count {
-    const char *name;
-    uint32_t    value;
-};
-
-static size_t
-job_counts(const Bulkupsert__V1__Job *job, struct job_count out[7])
-{
-    static const Bulkupsert__V1__JobCounts none
-        = BULKUPSERT__V1__JOB_COUNTS__INIT;
-    const Bulkupsert__V1__JobCounts *c
-        = job->counts != NULL ? job->counts : &none;
-    const struct job_count all[7] = {
-        { "total", c->total },
-        { "inserted", c->inserted },
-        { "updated", c->updated },
-        { "unchanged", c->unchanged },
-        { "superseded", c->superseded },
-        { "not_found", c->not_found },
-        { "failed", c->failed },
-    };
-    memcpy(out, all, sizeof(all));
-    return 7;
-}
-
-static void
-job_print_text(const Bulkupsert__V1__Job *job)
-{
-    const struct {
-        const char *name;
-        int64_t     ms;
-    } times[3] = {
-        { "accepted_at", job->accepted_at_ms },
-        { "started_at", job->started_at_ms },
-        { "finished_at", job->finished_at_ms },
-    };
-    struct job_count counts[7];
-    char             buf[40];
-
-    printf("job_id       %s\n", job->job_id != NULL ? job->job_id : "");
-    const char *state = bulkupsert_job_state_name(job->state);
-    const char *sgr = cli_state_sgr(state);
-    printf("state        %s%s%s\n", sgr, state,
-        sgr[0] != '\0' ? CLI_SGR_RESET : "");
-    for (size_t i = 0; i < 3; i++) {
-        int set = job_time_format(times[i].ms, buf, sizeof(buf)) == 0;
-        printf("%-12s %s\n", times[i].name, set ? buf : "-");
-    }
-    printf("counts\n");
-    size_t n = job_counts(job, counts);
-    for (size_t i = 0; i < n; i++) {
-        printf("  %-11s %" PRIu32 "\n", counts[i].name, counts[i].value);
-    }
-    if (job->error != NULL && job->error[0] != '\0') {
-        printf("error        %s\n", job->error);
-    }
-}
-
-static void
-job_print_record_text(const Bulkupsert__V1__RecordResult *r)
-{
-    printf("record %" PRIu32, r->index);
-    if (r->contact_key != NULL) {
-        printf(" (key %s)", r->contact_key);
-    }
-    const char *sgr = "";
-    if (r->outcome == BULKUPSERT__V1__RECORD_OUTCOME__OUTCOME_FAILED) {
-        sgr = cli_sgr(CLI_SGR_RED);
-    } else if (r->outcome
-        == BULKUPSERT__V1__RECORD_OUTCOME__OUTCOME_NOT_FOUND) {
-        sgr = cli_sgr(CLI_SGR_YELLOW);
-    }
-    printf(": %s%s%s", sgr, job_outcome_name(r->outcome),
-        sgr[0] != '\0' ? CLI_SGR_RESET : "");
-    if (r->outcome == BULKUPSERT__V1__RECORD_OUTCOME__OUTCOME_SUPERSEDED
-        && r->has_superseded_by) {
-        printf(" by record %" PRIu32, r->superseded_by);
-    }
-    putchar('\n');
-    for (size_t i = 0; i < r->n_errors; i++) {
-        const Bulkupsert__V1__FieldError *fe = r->errors[i];
-        if (fe->column != NULL) {
-            printf("  column %s: %s\n", fe->column,
-                fe->reason != NULL ? fe->reason : "");
-        } else {
-            printf("  %s\n", fe->reason != NULL ? fe->reason : "");
-        }
-    }
-    for (size_t i = 0; i < r->n_warnings; i++) {
-        printf("  warning: %s\n", r->warnings[i]);
-    }
-}
-
-// Returns a JSON string, or JSON null for NULL.
-static json_t *
-job_json_string(const char *s)
-{
-    return s != NULL ? json_string(s) : json_null();
-}
-
-static json_t *
-job_json_time(int64_t ms)
-{
-    char buf[40];
-    return job_time_format(ms, buf, sizeof(buf)) == 0 ? json_string(buf)
-                                                      : json_null();
-}
-
-// Builds the job object. Returns NULL when out of memory. (jansson's
-// json_object_set_new takes ownership of the value even when it fails, and
-// the object functions accept NULL values by failing, so one check of the
-// result at the end is enough.)
-static json_t *
-job_json(const Bulkupsert__V1__Job *job)
-{
-    struct job_count counts[7];
-    json_t          *obj = json_object();
-    json_t          *jc = json_object();
-    int              bad = obj == NULL || jc == NULL;
-
-    size_t n = job_counts(job, counts);
-    for (size_t i = 0; !bad && i < n; i++) {
-        bad |= json_object_set_new(
-                   jc, counts[i].name, json_integer(counts[i].value))
-            != 0;
-    }
-    if (bad) {
-        json_decref(jc);
-        json_decref(obj);
-        return NULL;
-    }
-    const char *error
-        = job->error != NULL && job->error[0] != '\0' ? job->error : NULL;
-    bad |= json_object_set_new(obj, "job_id", job_json_string(job->job_id));
-    bad |= json_object_set_new(
-        obj, "state", json_string(bulkupsert_job_state_name(job->state)));
-    bad |= json_object_set_new(
-        obj, "accepted_at", job_json_time(job->accepted_at_ms));
-    bad |= json_object_set_new(
-        obj, "started_at", job_json_time(job->started_at_ms));
-    bad |= json_object_set_new(
-        obj, "finished_at", job_json_time(job->finished_at_ms));
-    bad |= json_object_set_new(obj, "counts", jc);
-    bad |= json_object_set_new(obj, "error", job_json_string(error));
-    if (bad) {
-        json_decref(obj);
-        return NULL;
-    }
-    return obj;
-}
-
-static json_t *
-job_json_record(const Bulkupsert__V1__RecordResult *r)
-{
-    json_t *obj = json_object();
-    json_t *errors = json_array();
-    json_t *warnings = json_array();
-    int     bad = obj == NULL || errors == NULL || warnings == NULL;
-
-    for (size_t i = 0; !bad && i < r->n_errors; i++) {
-        const Bulkupsert__V1__FieldError *fe = r->errors[i];
-        json_t                           *e = json_object();
-        bad |= e == NULL;
-        if (!bad) {
-            bad |= json_object_set_new(
-                e, "column", job_json_string(fe->column));
-            bad |= json_object_set_new(
-                e, "reason", job_json_string(fe->reason));
-        }
-        bad |= json_array_append_new(errors, e) != 0;
-    }
-    for (size_t i = 0; !bad && i < r->n_warnings; i++) {
-        bad |= json_array_append_new(warnings, json_string(r->warnings[i]));
-    }
-    if (bad) {
-        json_decref(warnings);
-        json_decref(errors);
-        json_decref(obj);
-        return NULL;
-    }
-    bad |= json_object_set_new(obj, "index", json_integer(r->index));
-    bad |= json_object_set_new(
-        obj, "contact_key", job_json_string(r->contact_key));
-    bad |= json_object_set_new(
-        obj, "outcome", json_string(job_outcome_name(r->outcome)));
-    if (r->has_superseded_by) {
-        bad |= json_object_set_new(
-            obj, "superseded_by", json_integer(r->superseded_by));
-    }
-    bad |= json_object_set_new(obj, "errors", errors);
-    bad |= json_object_set_new(obj, "warnings", warnings);
-    if (bad) {
-        json_decref(obj);
-        return NULL;
-    }
-    return obj;
-}
 
 // Parses the command line of `job get` (with_records) or `job cancel`,
 // named cmd and answering --help with usage. Returns CLI_EXIT_OK, an exit
@@ -585,7 +357,8 @@ int
 cmd_job(int argc, char *argv[], const struct cli_conn *conn)
 {
     if (argc < 2) {
-        return cli_usage_error("job", "missing subcommand (get or cancel)");
+        return cli_usage_error(
+            "job", "missing subcommand (get, cancel, list or watch)");
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(job_usage, stdout);
@@ -596,6 +369,12 @@ cmd_job(int argc, char *argv[], const struct cli_conn *conn)
     }
     if (strcmp(argv[1], "cancel") == 0) {
         return job_cancel(argc - 1, argv + 1, conn);
+    }
+    if (strcmp(argv[1], "list") == 0) {
+        return job_list(argc - 1, argv + 1, conn);
+    }
+    if (strcmp(argv[1], "watch") == 0) {
+        return job_watch(argc - 1, argv + 1, conn);
     }
     return cli_usage_error("job", "unknown subcommand '%s'", argv[1]);
 }

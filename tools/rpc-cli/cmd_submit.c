@@ -2,28 +2,27 @@
 /*
  * `rpc-cli submit FILE`: streams CSV or NDJSON records into
  * SubmitBulkUpsert requests of at most --batch records and prints one job id
- * a line. The reader stays one request ahead of the sender, so bad input in
- * request N+1 stops the command before request N goes out, and it is known
- * before the first request whether there will be several (which decides the
+ * a line, or with --json one JSON object a line. The sender (sender.c,
+ * shared with `import`) stays one request ahead, so bad input in request
+ * N+1 stops the command before request N goes out, and it is known before
+ * the first request whether there will be several (which decides the
  * idempotency keys: K for one request, K-1, K-2, ... for several). A busy
- * server (429) is retried after the wait it asks for; nothing else is
- * retried, because a resent submit could queue a second job.
+ * server (429) is retried by the client library's retry policy; nothing
+ * else is, because a resent submit could queue a second job.
  */
 // getopt_long is a GNU/BSD extension; _DEFAULT_SOURCE declares it.
 #define _DEFAULT_SOURCE
 
 #include "cli.h"
 #include "records.h"
+#include "sender.h"
 
-#include "base/alloc.h"
-#include "base/err.h"
+#include <jansson.h>
 
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 // clang-format off
 static const char submit_usage[] =
@@ -33,22 +32,22 @@ static const char submit_usage[] =
     "jobs and prints each job id on its own line. FILE is CSV with a header\n"
     "row naming the columns, or NDJSON with one JSON object per line. The\n"
     "records go in requests of at most 1000; each request becomes one job.\n"
+    "For large files, 'rpc-cli import' adds progress, waiting, an error\n"
+    "report and resuming.\n"
     "\n"
     "Options:\n"
-    "  --format csv|ndjson   input format (default: from the extension,\n"
-    "                        .csv, .ndjson or .jsonl; otherwise csv)\n"
-    "  --batch N             records per request, 1 to 1000 (default 1000)\n"
-    "  --no-fail-on-error    queue the valid records and report invalid ones\n"
-    "                        in the job result (default: one invalid record\n"
-    "                        rejects its whole request)\n"
-    "  --no-insert           only update existing contacts; unknown keys are\n"
-    "                        reported as not found\n"
+    SEND_HELP
     "  --idempotency-key K   a retry with the same K returns the first job\n"
     "                        instead of queueing another; with several\n"
     "                        requests, request N uses K-N\n"
-    "  --retries N           resend a request refused as busy (429) up to N\n"
-    "                        times, after the wait the server asks for\n"
-    "                        (default 3)\n" CLI_CONN_HELP
+    "  --retries N           resend a request refused as busy (429) or\n"
+    "                        unavailable (503, or never sent) up to N times,\n"
+    "                        with backoff and never before the wait the\n"
+    "                        server asks for (default 3)\n"
+    "  --json                print one JSON object a line per accepted\n"
+    "                        request: request, job_id, records, first_line,\n"
+    "                        last_line, duplicate\n"
+    CLI_CONN_HELP
     "  -h, --help            show this help\n"
     "\n"
     "Values: in CSV every field is a string, an empty field is \"not\n"
@@ -66,28 +65,21 @@ static const char submit_usage[] =
     "Examples:\n"
     "  export BULKUPSERT_TOKEN=\"$(cat acme.token)\"\n"
     "  rpc-cli submit contacts.csv --no-fail-on-error\n"
-    "  printf 'contact_key,email\\nc1,a@example.com\\n' | rpc-cli submit -\n";
+    "  printf 'contact_key,email\\nc1,a@example.com\\n' | rpc-cli submit -\n"
+    "  rpc-cli submit contacts.csv --json | jq -r .job_id\n";
 // clang-format on
 
 enum submit_opt {
-    SUBMIT_OPT_FORMAT = CLI_OPT_FIRST_LOCAL,
-    SUBMIT_OPT_BATCH,
-    SUBMIT_OPT_NO_FAIL,
-    SUBMIT_OPT_NO_INSERT,
-    SUBMIT_OPT_IDEM,
-    SUBMIT_OPT_RETRIES,
+    SUBMIT_OPT_IDEM = SEND_OPT_FIRST_LOCAL,
+    SUBMIT_OPT_JSON,
 };
 
 struct submit_args {
-    struct cli_conn     conn;
-    const char         *path;
-    enum records_format format;
-    int                 format_set;
-    size_t              batch;
-    int                 no_fail_on_error;
-    int                 no_insert;
-    const char         *idempotency_key;
-    long                retries;
+    struct cli_conn  conn;
+    struct send_opts send;
+    const char      *path;
+    const char      *idempotency_key;
+    int              json;
 };
 
 // Parses the command line into a. Returns CLI_EXIT_OK, an exit code after
@@ -96,19 +88,15 @@ static int
 submit_parse(int argc, char *argv[], struct submit_args *a)
 {
     static const struct option longopts[] = {
-        { "format", required_argument, NULL, SUBMIT_OPT_FORMAT },
-        { "batch", required_argument, NULL, SUBMIT_OPT_BATCH },
-        { "no-fail-on-error", no_argument, NULL, SUBMIT_OPT_NO_FAIL },
-        { "no-insert", no_argument, NULL, SUBMIT_OPT_NO_INSERT },
+        SEND_LONGOPTS,
         { "idempotency-key", required_argument, NULL, SUBMIT_OPT_IDEM },
-        { "retries", required_argument, NULL, SUBMIT_OPT_RETRIES },
+        { "json", no_argument, NULL, SUBMIT_OPT_JSON },
         { "help", no_argument, NULL, 'h' },
         CLI_CONN_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
-    long n;
-    int  c;
-    int  rv;
+    int c;
+    int rv;
 
     optind = 0; // glibc: rescan from argv[1] with fresh state
     opterr = 0;
@@ -117,31 +105,14 @@ submit_parse(int argc, char *argv[], struct submit_args *a)
         case 'h':
             fputs(submit_usage, stdout);
             return -1;
-        case SUBMIT_OPT_FORMAT:
-            if (strcmp(optarg, "csv") == 0) {
-                a->format = RECORDS_CSV;
-            } else if (strcmp(optarg, "ndjson") == 0
-                || strcmp(optarg, "jsonl") == 0) {
-                a->format = RECORDS_NDJSON;
-            } else {
-                return cli_usage_error(
-                    "submit", "--format '%s' is not csv or ndjson", optarg);
+        case SEND_OPT_FORMAT:
+        case SEND_OPT_BATCH:
+        case SEND_OPT_NO_FAIL:
+        case SEND_OPT_NO_INSERT:
+        case SEND_OPT_RETRIES:
+            if ((rv = send_option(&a->send, c, optarg, "submit")) != 0) {
+                return rv;
             }
-            a->format_set = 1;
-            break;
-        case SUBMIT_OPT_BATCH:
-            if (cli_parse_long(optarg, 1, RECORDS_MAX_PER_REQUEST, &n) != 0) {
-                return cli_usage_error("submit",
-                    "--batch '%s' is not a number from 1 to %d", optarg,
-                    RECORDS_MAX_PER_REQUEST);
-            }
-            a->batch = (size_t) n;
-            break;
-        case SUBMIT_OPT_NO_FAIL:
-            a->no_fail_on_error = 1;
-            break;
-        case SUBMIT_OPT_NO_INSERT:
-            a->no_insert = 1;
             break;
         case SUBMIT_OPT_IDEM:
             if (optarg[0] == '\0') {
@@ -149,11 +120,8 @@ submit_parse(int argc, char *argv[], struct submit_args *a)
             }
             a->idempotency_key = optarg;
             break;
-        case SUBMIT_OPT_RETRIES:
-            if (cli_parse_long(optarg, 0, 100, &a->retries) != 0) {
-                return cli_usage_error("submit",
-                    "--retries '%s' is not a number from 0 to 100", optarg);
-            }
+        case SUBMIT_OPT_JSON:
+            a->json = 1;
             break;
         case CLI_OPT_URL:
         case CLI_OPT_TOKEN:
@@ -174,154 +142,131 @@ submit_parse(int argc, char *argv[], struct submit_args *a)
             "submit", "unexpected argument '%s'", argv[optind + 1]);
     }
     a->path = argv[optind];
-    if (!a->format_set) {
-        a->format = records_format_of_path(a->path);
-    }
     return CLI_EXIT_OK;
 }
 
-static void
-submit_sleep_ms(unsigned ms)
-{
-    struct timespec ts
-        = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) { }
-}
-
-// Sends one chunk (request number nr), retrying a busy server. Prints the
-// job id on success. Returns an exit code.
+// Prints an accepted request: its job id, or with --json one object.
+// Returns an exit code.
 static int
-submit_chunk(bulkupsert_client *client, const struct submit_args *a,
-    struct records_chunk *chunk, int nr, int several)
+submit_print(const struct submit_args *a, long nr,
+    const struct records_chunk                     *chunk,
+    const Bulkupsert__V1__SubmitBulkUpsertResponse *reply)
 {
-    Bulkupsert__V1__SubmitBulkUpsertRequest  *req = chunk->request;
-    Bulkupsert__V1__SubmitBulkUpsertResponse *reply = NULL;
-    struct bulkupsert_status                  st;
+    const char *id = reply->job_id != NULL ? reply->job_id : "";
 
-    if (a->no_fail_on_error) {
-        req->has_fail_on_error = 1;
-        req->fail_on_error = 0;
-    }
-    if (a->no_insert) {
-        req->has_insert_if_not_exists = 1;
-        req->insert_if_not_exists = 0;
-    }
-    if (a->idempotency_key != NULL) {
-        // malloc'd: the request is freed with its __free_unpacked.
-        size_t len = strlen(a->idempotency_key) + 16;
-        if ((req->idempotency_key = malloc(len)) == NULL) {
-            cli_error("submit: out of memory");
+    if (!a->json) {
+        printf("%s\n", id);
+    } else {
+        json_t *obj = json_object();
+        int     bad = obj == NULL;
+        bad |= json_object_set_new(obj, "request", json_integer(nr));
+        bad |= json_object_set_new(obj, "job_id", json_string(id));
+        bad |= json_object_set_new(
+            obj, "records", json_integer((json_int_t) chunk->nrecords));
+        bad |= json_object_set_new(
+            obj, "first_line", json_integer(chunk->lines[0]));
+        bad |= json_object_set_new(
+            obj, "last_line", json_integer(chunk->lines[chunk->nrecords - 1]));
+        bad |= json_object_set_new(
+            obj, "duplicate", json_boolean(reply->duplicate));
+        if (!bad) {
+            bad = json_dumpf(obj, stdout, JSON_PRESERVE_ORDER) != 0;
+        }
+        json_decref(obj);
+        if (bad) {
+            cli_error("submit: cannot write the JSON output");
             return CLI_EXIT_FAIL;
         }
-        if (several) {
-            snprintf(
-                req->idempotency_key, len, "%s-%d", a->idempotency_key, nr);
-        } else {
-            snprintf(req->idempotency_key, len, "%s", a->idempotency_key);
-        }
+        putchar('\n');
     }
+    // One line as soon as the job is accepted: a reader of a pipe sees it.
+    return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
 
-    int rv;
-    for (long attempt = 0;; attempt++) {
-        rv = bulkupsert_submit(client, req, &reply, &st);
-        if (rv != BULKUPSERT_RESOURCE_EXHAUSTED || attempt >= a->retries) {
-            break;
+// Sends one chunk (request number nr) and prints its job. Returns an exit
+// code.
+static int
+submit_chunk(bulkupsert_client *client, const struct submit_args *a,
+    struct records_chunk *chunk, const char *path, long nr, int several)
+{
+    Bulkupsert__V1__SubmitBulkUpsertResponse *reply = NULL;
+    struct bulkupsert_status                  st;
+    char                                      key[512];
+    const char                               *idem = NULL;
+
+    if (a->idempotency_key != NULL) {
+        if (several) {
+            snprintf(key, sizeof(key), "%s-%ld", a->idempotency_key, nr);
+        } else {
+            snprintf(key, sizeof(key), "%s", a->idempotency_key);
         }
-        unsigned wait = st.retry_after_ms != 0 ? st.retry_after_ms : 1000;
-        fprintf(stderr,
-            "rpc-cli: request %d: server busy (%s); retrying in %u ms\n", nr,
-            st.message, wait);
-        bulkupsert_status_clear(&st);
-        submit_sleep_ms(wait);
+        idem = key;
     }
-    if (rv != BULKUPSERT_OK) {
-        cli_print_status(&st, chunk->lines, chunk->nrecords);
-        if (several || nr > 1) {
-            cli_error("request %d (records on lines %ld to %ld of %s) was "
-                      "not accepted; %d request%s before it %s",
-                nr, chunk->lines[0], chunk->lines[chunk->nrecords - 1],
-                a->path, nr - 1, nr - 1 == 1 ? "" : "s",
-                nr - 1 == 1 ? "was" : "were");
-        }
+    if (send_chunk(client, &a->send, chunk, idem, &reply, &st)
+        != BULKUPSERT_OK) {
+        send_report(&st, chunk, path, nr, several);
         bulkupsert_status_clear(&st);
         return CLI_EXIT_FAIL;
     }
-    printf("%s\n", reply->job_id != NULL ? reply->job_id : "");
-    fflush(stdout);
+    if (st.attempts > 1) {
+        fprintf(stderr,
+            "rpc-cli: request %ld: accepted at attempt %u (the server was "
+            "busy)\n",
+            nr, st.attempts);
+    }
+    int rv = submit_print(a, nr, chunk, reply);
     if (reply->duplicate) {
         fprintf(stderr,
-            "rpc-cli: request %d: idempotency key %s matched an earlier "
+            "rpc-cli: request %ld: idempotency key %s matched an earlier "
             "job; its id is printed and nothing new was queued\n",
-            nr, req->idempotency_key);
+            nr, idem != NULL ? idem : "");
     }
     bulkupsert__v1__submit_bulk_upsert_response__free_unpacked(reply, NULL);
     bulkupsert_status_clear(&st);
-    return CLI_EXIT_OK;
-}
-
-// Reads the next chunk. Returns an exit code; *chunkp is NULL at the end.
-static int
-submit_read(struct records *rec, size_t batch, struct records_chunk **chunkp)
-{
-    int rv = records_next(rec, batch, chunkp);
-    if (rv == BU_OK) {
-        return CLI_EXIT_OK;
-    }
-    cli_error("%s", records_error(rec));
-    return rv == BU_ENOMEM ? CLI_EXIT_FAIL : CLI_EXIT_USAGE;
+    return rv;
 }
 
 int
 cmd_submit(int argc, char *argv[], const struct cli_conn *conn)
 {
-    struct submit_args a
-        = { .conn = *conn, .batch = RECORDS_MAX_PER_REQUEST, .retries = 3 };
-    struct records       *rec = NULL;
-    struct records_chunk *cur = NULL;
-    struct records_chunk *next = NULL;
+    struct submit_args    a = { .conn = *conn };
+    struct sender        *snd = NULL;
+    struct records_chunk *chunk = NULL;
     bulkupsert_client    *client = NULL;
-    char                  err[512];
+    int                   last = 0;
 
+    send_opts_init(&a.send, 3);
     int rv = submit_parse(argc, argv, &a);
     if (rv != CLI_EXIT_OK) {
         return rv < 0 ? CLI_EXIT_OK : rv;
     }
-    if (records_open(&rec, a.path, a.format, err, sizeof(err)) != BU_OK) {
-        cli_error("%s", err);
-        return CLI_EXIT_USAGE;
+    if ((rv = sender_open(&snd, a.path, &a.send, 1, "submit"))
+        != CLI_EXIT_OK) {
+        return rv;
     }
-    if ((rv = submit_read(rec, a.batch, &cur)) != CLI_EXIT_OK) {
-        goto out;
-    }
-    if (cur == NULL) {
-        cli_error("%s: no records to submit",
-            strcmp(a.path, "-") == 0 ? "stdin" : a.path);
-        rv = CLI_EXIT_USAGE;
-        goto out;
-    }
-    if ((rv = cli_client_open(&a.conn, "submit", &client)) != CLI_EXIT_OK) {
+    if ((rv = send_client_open(&a.conn, &a.send, "submit", &client))
+        != CLI_EXIT_OK) {
         goto out;
     }
     int several = 0;
-    for (int nr = 1; cur != NULL; nr++) {
+    for (long nr = 1;; nr++) {
         // Read ahead: bad input further on stops us before this request.
-        if ((rv = submit_read(rec, a.batch, &next)) != CLI_EXIT_OK) {
+        if ((rv = sender_next(snd, &chunk, &last)) != CLI_EXIT_OK) {
             goto out;
         }
-        several = several || next != NULL;
-        if ((rv = submit_chunk(client, &a, cur, nr, several)) != CLI_EXIT_OK) {
+        if (chunk == NULL) {
+            break;
+        }
+        several = several || !last;
+        rv = submit_chunk(client, &a, chunk, sender_path(snd), nr, several);
+        if (rv != CLI_EXIT_OK) {
             goto out;
         }
-        records_chunk_free(cur);
-        cur = next;
-        next = NULL;
     }
     rv = CLI_EXIT_OK;
 
 out:
-    records_chunk_free(next);
-    records_chunk_free(cur);
     bulkupsert_client_close(client);
-    records_close(rec);
+    sender_close(snd);
     return rv;
 }

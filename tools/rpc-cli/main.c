@@ -4,7 +4,8 @@
  * options (those before the command), initialises libsodium, and hands
  * the rest of argv to the command, whose argv[0] is its own name. Every
  * command parses its options with getopt_long and answers --help; usage
- * errors exit 2, failed calls 1.
+ * errors exit 2, failed calls 1, an import with records that did not land
+ * 3.
  */
 // getopt_long is a GNU/BSD extension; _DEFAULT_SOURCE declares it.
 #define _DEFAULT_SOURCE
@@ -27,9 +28,15 @@ static const char main_usage[] =
     "Commands:\n"
     "  submit FILE           submit CSV or NDJSON records; prints one job\n"
     "                        id per request of at most 1000 records\n"
+    "  import FILE           import a CSV or NDJSON file of any size, with\n"
+    "                        progress, --wait, --errors FILE and --resume\n"
     "  job get JOB_ID        show a job's state, timestamps and counts, and\n"
     "                        with --records every record's result\n"
     "  job cancel JOB_ID     cancel a job that is still QUEUED\n"
+    "  job list              list the tenant's jobs, newest first, by state\n"
+    "                        and acceptance time\n"
+    "  job watch JOB_ID      follow a job until it is final; exit 3 unless\n"
+    "                        it COMPLETED\n"
     "  columns list          show the tenant's columns and their metadata\n"
     "  columns add NAME      add a custom text column\n"
     "  columns enable NAME   allow a column in submitted files\n"
@@ -59,7 +66,13 @@ static const char main_usage[] =
     "     field error after it), or a local write failed\n"
     "  2  usage error or bad input: unknown option or command, no access\n"
     "     token, unreadable or malformed input file (the message names the\n"
-    "     line), existing key file\n"
+    "     line), existing key file, a state file that does not match\n"
+    "  3  import: done, but some records did not land (a rejected request;\n"
+    "     with --wait also records FAILED or NOT_FOUND, jobs FAILED or\n"
+    "     CANCELLED); job watch: the job ended COMPLETED_WITH_ERRORS,\n"
+    "     FAILED or CANCELLED\n"
+    "  130, 143  import interrupted by SIGINT or SIGTERM (its state is\n"
+    "     saved: run it again with the same --resume STATE to continue)\n"
     "\n"
     "Example:\n"
     "  rpc-cli keygen --secret ops.key --keyring /etc/bulkupsert/keyring\n"
@@ -67,6 +80,8 @@ static const char main_usage[] =
     "      --tenant acme --perm DataSpace.Manage,DataSpace.Read)\"\n"
     "  rpc-cli --url tcp://10.0.0.5:7450 submit contacts.csv\n"
     "  rpc-cli job get \"$(rpc-cli submit new.ndjson | tail -n 1)\"\n"
+    "  rpc-cli import big.csv --resume big.state --wait --errors bad.csv\n"
+    "  rpc-cli job list --state failed --since 1d\n"
     "  rpc-cli columns add loyalty_tier --max-length 20\n";
 // clang-format on
 
@@ -125,6 +140,9 @@ main(int argc, char *argv[])
     char      **cargv = argv + optind;
     if (strcmp(cmd, "submit") == 0) {
         return cmd_submit(cargc, cargv, &conn);
+    }
+    if (strcmp(cmd, "import") == 0) {
+        return cmd_import(cargc, cargv, &conn);
     }
     if (strcmp(cmd, "job") == 0) {
         return cmd_job(cargc, cargv, &conn);

@@ -40,7 +40,8 @@ struct records {
     enum records_format format;
     char               *buf; // getline buffer (malloc'd by getline)
     size_t              bufcap;
-    long                line; // lines read so far
+    long                line;  // lines read so far
+    long long           bytes; // bytes read so far
     int                 eof;
     int                 failed; // first error (a bu_err), 0 while all is well
     char                err[512];
@@ -352,6 +353,7 @@ csv_fill(struct records *rec, size_t want)
             break;
         }
         rec->line++;
+        rec->bytes += n;
         if (rec->between_rows && !line_blank(rec->buf, (size_t) n)) {
             rec->row_start = rec->line;
             rec->between_rows = 0;
@@ -684,6 +686,7 @@ ndjson_next(struct records *rec, size_t max, struct records_chunk **chunkp)
             break;
         }
         rec->line++;
+        rec->bytes += len;
         if (line_blank(rec->buf, (size_t) len)) {
             continue;
         }
@@ -802,6 +805,12 @@ records_next(struct records *rec, size_t max, struct records_chunk **chunkp)
         *chunkp = chunk;
     }
     return rv;
+}
+
+long long
+records_offset(const struct records *rec)
+{
+    return rec->bytes;
 }
 
 const char *

@@ -64,6 +64,10 @@ void records_close(struct records *rec);
 int records_next(
     struct records *rec, size_t max, struct records_chunk **chunkp);
 
+// records_offset returns how many bytes of the input the reader has
+// consumed: the chunks handed out, plus the rows of a chunk being gathered.
+long long records_offset(const struct records *rec);
+
 // records_error returns the message of the last failure ("" if none). The
 // text belongs to rec.
 const char *records_error(const struct records *rec);

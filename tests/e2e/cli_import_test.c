@@ -1,0 +1,768 @@
+// SPDX-License-Identifier: MIT
+/*
+ * `rpc-cli import` end to end: the real binary (harness_cli) against the
+ * real daemon. Covered: a CSV of 3500 records with RFC 4180 quoting in
+ * every form (commas, doubled quotes, line breaks inside quotes, quoted
+ * empty fields) and repeated keys, --wait's summary and --json; NDJSON;
+ * progress as plain lines on a pipe; --errors for records FAILED, NOT_FOUND
+ * and rejected with their request, mapped to input lines; --resume after a
+ * clean stop and after a crash between the server's answer and the state
+ * save (no job queued twice), a finished import sending nothing, a changed
+ * file or different options refused; 429 retried through the client
+ * library until the import completes; and `submit --json`.
+ *
+ * Interruptions are made deterministic with rpc-cli's test hooks:
+ * BULKUPSERT_IMPORT_STOP_AFTER=K stops as SIGINT would after K requests,
+ * BULKUPSERT_IMPORT_CRASH_AFTER=K dies as kill -9 would right after the
+ * K-th request is accepted, before the state file records it. The 429 is
+ * made deterministic by holding the tenant's write lock (as in
+ * lifecycle_test.c) with a queue limit of one job: while the first job
+ * cannot finish, the second request must be refused.
+ */
+#define _DEFAULT_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "auth/token.h"
+#include "harness.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <sqlite3.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define ALLP (BU_PERM_READ | BU_PERM_MANAGE)
+
+// The end of a cli() argument list.
+#define END ((const char *) NULL)
+
+struct fixture {
+    struct harness h;
+    char          *tok; // DataSpace.Manage + DataSpace.Read for "acme"
+};
+
+// What the last rpc-cli run printed.
+static char cli_out[1 << 20];
+static char cli_err[1 << 18];
+
+static int
+setup_args(void **state, const char *const *args)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    assert_non_null(f);
+    harness_start(&f->h, args);
+    f->tok = harness_token(&f->h, "acme", ALLP, 3600);
+    *state = f;
+    return 0;
+}
+
+static int
+setup(void **state)
+{
+    static const char *const args[] = { "--workers", "1", NULL };
+    return setup_args(state, args);
+}
+
+// One worker and at most one unfinished job per tenant: a second request
+// is refused (429) while the first job has not finished.
+static int
+setup_tight(void **state)
+{
+    static const char *const args[]
+        = { "--workers", "1", "--tenant-max-queued", "1", NULL };
+    return setup_args(state, args);
+}
+
+static int
+teardown(void **state)
+{
+    struct fixture *f = *state;
+    int             status = harness_stop(&f->h);
+
+    free(f->tok);
+    free(f);
+    return status == 0 ? 0 : -1;
+}
+
+static void
+sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+// cli_expect runs rpc-cli with the arguments after token (END-terminated)
+// into cli_out and cli_err, and fails the test, showing both outputs and
+// the caller's line, unless it exits with want.
+static void
+cli_expect(int line, int want, struct harness *h, const char *token, ...)
+{
+    const char *args[48];
+    size_t      n = 0;
+    const char *a;
+    va_list     ap;
+
+    va_start(ap, token);
+    while ((a = va_arg(ap, const char *)) != NULL) {
+        assert_true(n < sizeof(args) / sizeof(args[0]) - 1);
+        args[n++] = a;
+    }
+    va_end(ap);
+    args[n] = NULL;
+    int rv = harness_cli(
+        h, token, args, cli_out, sizeof(cli_out), cli_err, sizeof(cli_err));
+    if (rv != want) {
+        fail_msg("line %d: rpc-cli exited %d, expected %d\n"
+                 "stdout:\n%s\nstderr:\n%s",
+            line, rv, want, cli_out, cli_err);
+    }
+}
+
+#define CLI(want, h, tok, ...)                                                \
+    cli_expect(__LINE__, (want), (h), (tok), __VA_ARGS__, END)
+
+#define assert_has(hay, needle)                                               \
+    do {                                                                      \
+        if (strstr((hay), (needle)) == NULL) {                                \
+            fail_msg("line %d: expected \"%s\" in:\n%s", __LINE__, (needle),  \
+                (hay));                                                       \
+        }                                                                     \
+    } while (0)
+
+// path_in returns DIR/name (static storage, one of four rotating buffers).
+static const char *
+path_in(struct harness *h, const char *name)
+{
+    static char paths[4][400];
+    static int  next;
+    char       *path = paths[next++ % 4];
+
+    snprintf(path, sizeof(paths[0]), "%s/%s", h->dir, name);
+    return path;
+}
+
+static const char *
+write_file(struct harness *h, const char *name, const char *text)
+{
+    const char *path = path_in(h, name);
+    FILE       *fp = fopen(path, "w");
+
+    assert_non_null(fp);
+    assert_true(fputs(text, fp) >= 0);
+    assert_int_equal(fclose(fp), 0);
+    return path;
+}
+
+// read_file returns the contents of path (free it), or NULL when missing.
+static char *
+read_file(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    if (fp == NULL) {
+        return NULL;
+    }
+    char  *buf = calloc(1, 1 << 20);
+    size_t n = fread(buf, 1, (1 << 20) - 1, fp);
+    buf[n] = '\0';
+    fclose(fp);
+    return buf;
+}
+
+// json_out parses cli_out as one JSON object (fails the test if not).
+static json_t *
+json_out(void)
+{
+    json_error_t jerr;
+    json_t      *v = json_loads(cli_out, 0, &jerr);
+    if (v == NULL || !json_is_object(v)) {
+        fail_msg("not one JSON object (%s):\n%s", jerr.text, cli_out);
+    }
+    return v;
+}
+
+static long long
+jint(json_t *obj, const char *path)
+{
+    // "a.b" looks one level down.
+    char        key[64];
+    const char *dot = strchr(path, '.');
+    if (dot != NULL) {
+        snprintf(key, sizeof(key), "%.*s", (int) (dot - path), path);
+        return jint(json_object_get(obj, key), dot + 1);
+    }
+    json_t *v = json_object_get(obj, path);
+    if (!json_is_integer(v)) {
+        fail_msg("\"%s\" is not an integer in:\n%s", path, cli_out);
+    }
+    return json_integer_value(v);
+}
+
+static long long
+count(struct fixture *f, const char *sql)
+{
+    return harness_count(&f->h, "acme", sql);
+}
+
+static long long
+queued_jobs(struct fixture *f)
+{
+    return harness_queue_count(&f->h, "SELECT count(*) FROM jobs");
+}
+
+static const char *
+text_of(struct fixture *f, const char *sql)
+{
+    static char buf[512];
+    if (harness_text(&f->h, "acme", sql, buf, sizeof(buf)) != 0) {
+        fail_msg("no row for: %s", sql);
+    }
+    return buf;
+}
+
+// Checks that every line of err is a plain progress line or a message of
+// rpc-cli, and that there is no carriage return or escape sequence.
+static void
+assert_plain_progress(const char *err)
+{
+    if (strchr(err, '\r') != NULL || strchr(err, '\033') != NULL) {
+        fail_msg("a carriage return or escape on a pipe:\n%s", err);
+    }
+    for (const char *p = err; *p != '\0';) {
+        size_t len = strcspn(p, "\n");
+        if (strncmp(p, "import: sent ", 13) != 0
+            && strncmp(p, "rpc-cli", 7) != 0) {
+            fail_msg("not a progress line: %.*s", (int) len, p);
+        }
+        p += len + (p[len] == '\n');
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+// Writes a CSV of n records (keys c0000...) with every quoting case, whose
+// last ndup records repeat the keys just before them (names "Dup KEY").
+// Returns the path.
+static const char *
+write_quoted_csv(struct harness *h, const char *name, int n, int ndup)
+{
+    const char *path = path_in(h, name);
+    FILE       *fp = fopen(path, "w");
+
+    assert_non_null(fp);
+    fputs("contact_key,name,surname,email,gender\r\n", fp);
+    for (int i = 0; i < n - ndup; i++) {
+        switch (i % 5) {
+        case 1: // an embedded comma
+            fprintf(fp, "c%04d,\"Smith, John %d\",S,c%d@example.com,m\r\n", i,
+                i, i);
+            break;
+        case 2: // doubled quotes
+            fprintf(fp,
+                "c%04d,N,\"He said \"\"hi\"\" %d\",c%d@example.com,\r\n", i, i,
+                i);
+            break;
+        case 3: // a line break inside quotes
+            fprintf(fp,
+                "c%04d,\"Line one\nline two %d\",S,c%d@example.com,f\r\n", i,
+                i, i);
+            break;
+        case 4: // a quoted empty field, and an unquoted empty one
+            fprintf(fp, "c%04d,N%d,S,,\"\"\r\n", i, i);
+            break;
+        default:
+            fprintf(fp, "c%04d,N%d,S%d,c%d@example.com,x\r\n", i, i, i, i);
+        }
+    }
+    for (int i = n - 2 * ndup; i < n - ndup; i++) {
+        fprintf(fp, "c%04d,Dup c%04d,S,c%d@example.com,x\r\n", i, i, i);
+    }
+    assert_int_equal(fclose(fp), 0);
+    return path;
+}
+
+static void
+test_import_csv_wait_json(void **state)
+{
+    struct fixture *f = *state;
+    const char     *path = write_quoted_csv(&f->h, "q.csv", 3500, 10);
+
+    CLI(0, &f->h, f->tok, "import", path, "--wait", "--json", END);
+    json_t *j = json_out();
+    assert_int_equal(jint(j, "requests"), 4);
+    assert_int_equal(jint(j, "records"), 3500);
+    assert_int_equal(json_array_size(json_object_get(j, "jobs")), 4);
+    assert_int_equal(jint(j, "summary.jobs"), 4);
+    assert_int_equal(jint(j, "summary.records"), 3500);
+    assert_int_equal(jint(j, "summary.inserted"), 3490);
+    assert_int_equal(jint(j, "summary.superseded"), 10);
+    assert_int_equal(jint(j, "summary.updated"), 0);
+    assert_int_equal(jint(j, "summary.failed"), 0);
+    assert_int_equal(jint(j, "summary.not_found"), 0);
+    assert_int_equal(jint(j, "summary.rejected"), 0);
+    assert_int_equal(jint(j, "summary.jobs_failed"), 0);
+    assert_int_equal(
+        json_array_size(json_object_get(j, "rejected_requests")), 0);
+    assert_true(json_is_null(json_object_get(j, "state_file")));
+    json_decref(j);
+
+    assert_int_equal(count(f, "SELECT count(*) FROM master_contact"), 3490);
+    assert_int_equal(queued_jobs(f), 4);
+    assert_string_equal(
+        text_of(
+            f, "SELECT name FROM master_contact WHERE contact_key='c0001'"),
+        "Smith, John 1");
+    assert_string_equal(text_of(f,
+                            "SELECT surname FROM master_contact"
+                            " WHERE contact_key='c0002'"),
+        "He said \"hi\" 2");
+    assert_string_equal(
+        text_of(
+            f, "SELECT name FROM master_contact WHERE contact_key='c3413'"),
+        "Line one\nline two 3413");
+    assert_string_equal(text_of(f,
+                            "SELECT '[' || gender || ']' FROM master_contact"
+                            " WHERE contact_key='c0004'"),
+        "[]");
+    // The later record with the same key won.
+    assert_string_equal(
+        text_of(
+            f, "SELECT name FROM master_contact WHERE contact_key='c3485'"),
+        "Dup c3485");
+
+    // The same file again: every record is there already.
+    CLI(0, &f->h, f->tok, "import", path, "--wait", "--progress", "none", END);
+    assert_has(cli_out, "unchanged       3490");
+    assert_has(cli_out, "superseded      10");
+    assert_int_equal(strlen(cli_err), 0);
+}
+
+static void
+test_import_ndjson(void **state)
+{
+    struct fixture *f = *state;
+    const char     *path = path_in(&f->h, "n.ndjson");
+    FILE           *fp = fopen(path, "w");
+
+    assert_non_null(fp);
+    for (int i = 0; i < 1500; i++) {
+        fprintf(fp,
+            "{\"contact_key\": \"n%d\", \"name\": \"N \\\"%d\\\"\", "
+            "\"email_permission\": %s, \"gender\": null}\n",
+            i, i, i % 2 ? "true" : "false");
+        if (i == 700) {
+            fputs("\n", fp); // blank lines are skipped
+        }
+    }
+    assert_int_equal(fclose(fp), 0);
+
+    CLI(0, &f->h, f->tok, "import", path, "--batch", "700", "--wait", END);
+    assert_has(cli_out, "requests        3 (0 answered in an earlier run)");
+    assert_has(cli_out, "records         1500");
+    assert_has(cli_out, "jobs            3");
+    assert_has(cli_out, "inserted        1500");
+    assert_has(cli_out, "failed          0");
+    assert_int_equal(count(f, "SELECT count(*) FROM master_contact"), 1500);
+    assert_int_equal(queued_jobs(f), 3);
+    assert_string_equal(
+        text_of(f, "SELECT name FROM master_contact WHERE contact_key='n7'"),
+        "N \"7\"");
+    assert_int_equal(count(f,
+                         "SELECT count(*) FROM master_contact"
+                         " WHERE email_permission = 0"),
+        750);
+}
+
+static void
+test_import_progress_lines_on_pipe(void **state)
+{
+    struct fixture *f = *state;
+    const char     *path = write_quoted_csv(&f->h, "p.csv", 2000, 0);
+
+    // Standard error is a file here: lines, even if TERM says a terminal.
+    setenv("TERM", "xterm-256color", 1);
+    CLI(0, &f->h, f->tok, "import", path, "--wait", END);
+    unsetenv("TERM");
+    assert_plain_progress(cli_err);
+    // The end of sending and the end of waiting, with exact totals.
+    assert_has(cli_err, "import: sent 2000/2000 records in 2 jobs, ");
+    assert_has(cli_err, "import: sent 2000/2000 records in 2 jobs, 2 done, ");
+    assert_has(cli_err, " rec/s, eta 0s\n");
+
+    // --progress lines says what auto does on a pipe; none is silent.
+    CLI(0, &f->h, f->tok, "import", path, "--progress", "lines", END);
+    assert_plain_progress(cli_err);
+    CLI(0, &f->h, f->tok, "import", path, "--progress", "none", END);
+    assert_int_equal(strlen(cli_err), 0);
+    CLI(2, &f->h, f->tok, "import", path, "--progress", "fancy", END);
+}
+
+// Checks that the errors file holds exactly want (rows without the job id
+// column's value, which each row must have as a 36-character id, unless
+// the row ends in "," for none).
+static void
+assert_errors_file(const char *path, const char *const *want, size_t n)
+{
+    char *text = read_file(path);
+    assert_non_null(text);
+    const char *p = text;
+    const char  hdr[] = "line,contact_key,column,reason,job_id\r\n";
+    if (strncmp(p, hdr, sizeof(hdr) - 1) != 0) {
+        fail_msg("no header row in:\n%s", text);
+    }
+    p += sizeof(hdr) - 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t wl = strlen(want[i]);
+        if (strncmp(p, want[i], wl) != 0) {
+            fail_msg(
+                "row %zu: expected \"%s...\" in:\n%s", i + 1, want[i], text);
+        }
+        p += wl;
+        size_t idlen = strcspn(p, "\r");
+        if (want[i][wl - 1] == ',' && idlen != 0 && idlen != 36) {
+            fail_msg("row %zu: bad job id in:\n%s", i + 1, text);
+        }
+        p += idlen;
+        if (strncmp(p, "\r\n", 2) != 0) {
+            fail_msg("row %zu: no CRLF after it in:\n%s", i + 1, text);
+        }
+        p += 2;
+    }
+    if (*p != '\0') {
+        fail_msg("more rows than expected:\n%s", p);
+    }
+    free(text);
+}
+
+static void
+test_import_errors_file(void **state)
+{
+    struct fixture *f = *state;
+    const char     *err = path_in(&f->h, "err.csv");
+
+    // Records FAILED (kept going with --no-fail-on-error): request 1 holds
+    // lines 2, 3-4 (a quoted line break) and 5, so its lines are not
+    // consecutive; request 2 holds lines 6 and 7.
+    const char *p1 = write_file(&f->h, "e1.csv",
+        "contact_key,name,email\n"
+        "e1,A,e1@example.com\n"
+        "e2,\"multi\nline\",e2@example.com\n"
+        "e3,Bad,not-an-email\n"
+        "e4,D,e4@example.com\n"
+        "e5,\"E, e\",also bad\n");
+    CLI(3, &f->h, f->tok, "import", p1, "--batch", "3", "--no-fail-on-error",
+        "--errors", err, "--json", END);
+    static const char *const want1[] = {
+        "5,e3,email,not an email address",
+        "7,e5,email,not an email address",
+    };
+    assert_errors_file(err, want1, 2);
+    json_t *j = json_out();
+    assert_int_equal(jint(j, "summary.inserted"), 3);
+    assert_int_equal(jint(j, "summary.failed"), 2);
+    assert_int_equal(jint(j, "error_rows"), 2);
+    json_decref(j);
+    assert_int_equal(count(f, "SELECT count(*) FROM master_contact"), 3);
+
+    // Records NOT_FOUND (--no-insert).
+    const char *p2 = write_file(&f->h, "e2.csv",
+        "contact_key,name\n"
+        "e1,A2\n"
+        "zz9,Nobody\n");
+    CLI(3, &f->h, f->tok, "import", p2, "--no-insert", "--errors", err, END);
+    static const char *const want2[] = { "3,zz9,,not found" };
+    assert_errors_file(err, want2, 1);
+    assert_has(cli_out, "updated         1");
+    assert_has(cli_out, "not_found       1");
+    assert_has(cli_out, "errors_file     ");
+
+    // A request rejected for one invalid record (the default
+    // fail_on_error): the import goes on, and the errors file names the
+    // request and the record at fault.
+    const char *p3 = write_file(&f->h, "e3.csv",
+        "contact_key,email\n"
+        "r1,r1@example.com\n"
+        "r2,r2@example.com\n"
+        "r3,bad\n"
+        "r4,r4@example.com\n"
+        "r5,r5@example.com\n");
+    CLI(3, &f->h, f->tok, "import", p3, "--batch", "2", "--errors", err, END);
+    static const char *const want3[] = {
+        "4,,,\"request 2 (lines 4 to 5, 2 records) was rejected",
+        "4,r3,email,not an email address",
+    };
+    assert_errors_file(err, want3, 2);
+    assert_has(cli_out, "rejected        1 request, 2 records");
+    assert_has(cli_out, "inserted        3");
+    assert_int_equal(count(f,
+                         "SELECT count(*) FROM master_contact"
+                         " WHERE contact_key LIKE 'r%'"),
+        3);
+    assert_int_equal(queued_jobs(f), 2 + 1 + 2);
+
+    // Without --errors the rejection is printed with its input line, and
+    // the exit code still says that records did not land.
+    CLI(3, &f->h, f->tok, "import", p3, "--batch", "2", END);
+    assert_has(cli_err, "(key r3) column email: ");
+    assert_has(cli_err, "(line 4)");
+
+    // Every record landed: an errors file with its header only, exit 0.
+    const char *p4 = write_file(&f->h, "e4.csv", "contact_key,name\ne1,A3\n");
+    CLI(0, &f->h, f->tok, "import", p4, "--errors", err, "--progress", "none",
+        END);
+    assert_errors_file(err, NULL, 0);
+}
+
+static void
+test_import_bad_input(void **state)
+{
+    struct fixture *f = *state;
+    const char     *path = path_in(&f->h, "bad.csv");
+    const char     *st = path_in(&f->h, "bad.state");
+    FILE           *fp = fopen(path, "w");
+
+    assert_non_null(fp);
+    fputs("contact_key,name\n", fp);
+    for (int i = 0; i < 250; i++) {
+        fprintf(fp, "b%d,N%d\n", i, i);
+        if (i == 220) {
+            fputs("x,y,z\n", fp); // line 223
+        }
+    }
+    assert_int_equal(fclose(fp), 0);
+
+    // The requests before the one holding the bad line are sent.
+    CLI(2, &f->h, f->tok, "import", path, "--batch", "100", "--resume", st,
+        END);
+    assert_has(cli_err, "bad.csv:223: the record has 3 fields");
+    assert_has(cli_err, "the 2 requests before it were answered");
+    assert_int_equal(queued_jobs(f), 2);
+    char *state_text = read_file(st);
+    assert_non_null(state_text);
+    assert_has(state_text, "\"requests\": 2,");
+    assert_has(state_text, "\"finished\": false");
+    free(state_text);
+
+    // A bad NDJSON line, in the first request: nothing is sent.
+    const char *nd = write_file(
+        &f->h, "bad.ndjson", "{\"contact_key\": \"j1\"}\n[1, 2]\n");
+    CLI(2, &f->h, f->tok, "import", nd, END);
+    assert_has(cli_err, "bad.ndjson:2: expected a JSON object");
+    assert_int_equal(queued_jobs(f), 2);
+}
+
+static void
+test_import_resume(void **state)
+{
+    struct fixture *f = *state;
+    const char     *path = write_quoted_csv(&f->h, "r.csv", 1000, 0);
+    const char     *st = path_in(&f->h, "r.state");
+
+    // Stopped cleanly after two requests of 200.
+    setenv("BULKUPSERT_IMPORT_STOP_AFTER", "2", 1);
+    CLI(130, &f->h, f->tok, "import", path, "--batch", "200", "--resume", st,
+        END);
+    unsetenv("BULKUPSERT_IMPORT_STOP_AFTER");
+    assert_has(cli_err, "interrupted after 2 requests");
+    assert_int_equal(queued_jobs(f), 2);
+
+    // Different options are refused before anything is sent.
+    CLI(2, &f->h, f->tok, "import", path, "--batch", "300", "--resume", st,
+        END);
+    assert_has(cli_err, "resume it with the same options");
+    CLI(2, &f->h, f->tok, "import", path, "--batch", "200",
+        "--no-fail-on-error", "--resume", st, END);
+
+    // Dies right after request 3 is accepted, before the state says so.
+    setenv("BULKUPSERT_IMPORT_CRASH_AFTER", "1", 1);
+    CLI(137, &f->h, f->tok, "import", path, "--batch", "200", "--resume", st,
+        END);
+    unsetenv("BULKUPSERT_IMPORT_CRASH_AFTER");
+    assert_int_equal(queued_jobs(f), 3);
+
+    // Resumed: requests 1 and 2 are skipped, request 3 comes back as the
+    // job it made (its idempotency key), 4 and 5 are new.
+    CLI(0, &f->h, f->tok, "import", path, "--batch", "200", "--resume", st,
+        "--wait", "--json", END);
+    assert_has(cli_err, "request 3 had been accepted before");
+    json_t *j = json_out();
+    assert_int_equal(jint(j, "requests"), 5);
+    assert_int_equal(jint(j, "requests_skipped"), 2);
+    assert_int_equal(jint(j, "duplicates"), 1);
+    assert_int_equal(jint(j, "records"), 1000);
+    assert_int_equal(jint(j, "summary.inserted"), 1000);
+    json_t *jobs = json_object_get(j, "jobs");
+    assert_int_equal(json_array_size(jobs), 5);
+    for (size_t a = 0; a < 5; a++) {
+        for (size_t b = a + 1; b < 5; b++) {
+            assert_string_not_equal(json_string_value(json_array_get(jobs, a)),
+                json_string_value(json_array_get(jobs, b)));
+        }
+    }
+    json_decref(j);
+    assert_int_equal(queued_jobs(f), 5); // no request made a second job
+    assert_int_equal(count(f, "SELECT count(*) FROM master_contact"), 1000);
+    char *state_text = read_file(st);
+    assert_non_null(state_text);
+    assert_has(state_text, "\"finished\": true");
+    free(state_text);
+
+    // A finished import sends nothing, and can still report.
+    CLI(0, &f->h, f->tok, "import", path, "--batch", "200", "--resume", st,
+        "--wait", END);
+    assert_has(cli_err, "says this import finished; nothing is sent");
+    assert_has(cli_out, "requests        5 (5 answered in an earlier run)");
+    assert_has(cli_out, "inserted        1000");
+    assert_int_equal(queued_jobs(f), 5);
+
+    // A changed file is refused.
+    FILE *fp = fopen(path, "a");
+    assert_non_null(fp);
+    fputs("zz1,Late,S,zz1@example.com,x\r\n", fp);
+    assert_int_equal(fclose(fp), 0);
+    CLI(2, &f->h, f->tok, "import", path, "--batch", "200", "--resume", st,
+        END);
+    assert_has(cli_err, "has changed since the import began");
+    assert_int_equal(queued_jobs(f), 5);
+
+    // Standard input cannot be resumed.
+    CLI(2, &f->h, f->tok, "import", "-", "--resume", st, END);
+}
+
+// Runs one rpc-cli import on another thread (harness_cli blocks).
+struct bg_cli {
+    struct fixture *f;
+    const char     *path;
+    int             rv;
+    char            out[1 << 16];
+    char            err[1 << 16];
+};
+
+static void *
+bg_import(void *arg)
+{
+    struct bg_cli    *b = arg;
+    const char *const args[] = { "import", b->path, "--batch", "100", "--wait",
+        "--json", "--retries", "30", NULL };
+
+    b->rv = harness_cli(&b->f->h, b->f->tok, args, b->out, sizeof(b->out),
+        b->err, sizeof(b->err));
+    return NULL;
+}
+
+static void
+test_import_retries_busy(void **state)
+{
+    struct fixture *f = *state;
+
+    // The tenant's database exists after a first import.
+    const char *one = write_file(&f->h, "one.csv", "contact_key\nfirst\n");
+    CLI(0, &f->h, f->tok, "import", one, "--wait", END);
+
+    const char *path = write_quoted_csv(&f->h, "busy.csv", 300, 0);
+    char        dbpath[512];
+    sqlite3    *db = NULL;
+    snprintf(dbpath, sizeof(dbpath), "%s/tenants/acme.db", f->h.data);
+    assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    assert_int_equal(
+        sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+
+    struct bg_cli *b = calloc(1, sizeof(*b));
+    pthread_t      t;
+    assert_non_null(b);
+    b->f = f;
+    b->path = path;
+    assert_int_equal(pthread_create(&t, NULL, bg_import, b), 0);
+    // The first request is accepted; its job cannot finish while the lock
+    // is held, so the next request is refused until then.
+    for (int i = 0; i < 3000 && queued_jobs(f) < 2; i++) {
+        sleep_ms(10);
+    }
+    assert_int_equal(queued_jobs(f), 2);
+    sleep_ms(1500);
+    assert_int_equal(queued_jobs(f), 2);
+    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(pthread_join(t, NULL), 0);
+
+    if (b->rv != 0) {
+        fail_msg("rpc-cli exited %d\nstdout:\n%s\nstderr:\n%s", b->rv, b->out,
+            b->err);
+    }
+    snprintf(cli_out, sizeof(cli_out), "%s", b->out);
+    free(b);
+    json_t *j = json_out();
+    assert_true(jint(j, "retries") >= 1);
+    assert_int_equal(jint(j, "requests"), 3);
+    assert_int_equal(jint(j, "summary.inserted"), 300);
+    json_decref(j);
+    assert_int_equal(queued_jobs(f), 1 + 3);
+    assert_int_equal(count(f, "SELECT count(*) FROM master_contact"), 301);
+}
+
+static void
+test_submit_json(void **state)
+{
+    struct fixture *f = *state;
+    const char     *path = write_file(&f->h, "s.csv",
+            "contact_key,name\n"
+                "s1,A\n"
+                "s2,\"B\nb\"\n"
+                "s3,C\n");
+
+    CLI(0, &f->h, f->tok, "submit", path, "--batch", "2", "--json", END);
+    // One JSON object a line, one per request.
+    char *nl = strchr(cli_out, '\n');
+    assert_non_null(nl);
+    *nl = '\0';
+    json_t *j = json_out();
+    assert_int_equal(jint(j, "request"), 1);
+    assert_int_equal(jint(j, "records"), 2);
+    assert_int_equal(jint(j, "first_line"), 2);
+    assert_int_equal(jint(j, "last_line"), 3);
+    assert_int_equal(
+        strlen(json_string_value(json_object_get(j, "job_id"))), 36);
+    assert_true(json_is_false(json_object_get(j, "duplicate")));
+    json_decref(j);
+    memmove(cli_out, nl + 1, strlen(nl + 1) + 1);
+    j = json_out();
+    assert_int_equal(jint(j, "request"), 2);
+    assert_int_equal(jint(j, "first_line"), 5);
+    json_decref(j);
+    assert_int_equal(queued_jobs(f), 2);
+
+    CLI(0, &f->h, f->tok, "import", "--help", END);
+    assert_has(cli_out, "--resume STATE");
+    assert_has(cli_out, "Exit codes:");
+    CLI(0, &f->h, f->tok, "--help", END);
+    assert_has(cli_out, "import FILE");
+    assert_has(cli_out, "  3  import");
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_import_csv_wait_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_import_ndjson, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_import_progress_lines_on_pipe, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_import_errors_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_import_bad_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_import_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_import_retries_busy, setup_tight, teardown),
+        cmocka_unit_test_setup_teardown(test_submit_json, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

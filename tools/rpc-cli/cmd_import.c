@@ -1,0 +1,1303 @@
+// SPDX-License-Identifier: MIT
+/*
+ * `rpc-cli import FILE`: sends a CSV or NDJSON file of any size as bulk
+ * upsert requests of at most --batch records, through the sender that
+ * `submit` uses (memory holds two chunks, never the file), with progress
+ * on standard error, and optionally waits for every job (--wait), writes
+ * every record that did not land to a CSV file (--errors), and keeps a
+ * state file that lets an interrupted import continue (--resume).
+ *
+ * Request N carries the idempotency key "<import id>-<N>". With a state
+ * file the import id survives a crash, so a request sent again after a
+ * lost answer gets its first job back (duplicate) and no job is queued
+ * twice. The state file is written before the first request, then after
+ * every answer while there are few (256), then about once a second, and
+ * always when the command stops.
+ *
+ * A request whose records the server rejects (400 ValidationFails: with
+ * the default fail_on_error, one invalid record rejects its request) does
+ * not stop the import: its errors are reported, the next request goes, and
+ * the exit code is 3. Anything else the server refuses stops the import
+ * (exit 1), as does bad input (exit 2), after saving the state.
+ *
+ * Jobs are read back with GetJob in input order: a tenant's jobs apply in
+ * acceptance order, so the first job not yet finished is the only one
+ * worth asking about. Per-record errors are read (errors_only, 1000 a
+ * page) only for jobs whose counts say they have some, and mapped back to
+ * input lines through a per-request line map: the first line, plus an
+ * offset table only when the records of a request are not on consecutive
+ * lines.
+ */
+// getopt_long is a GNU/BSD extension; _DEFAULT_SOURCE declares it.
+#define _DEFAULT_SOURCE
+
+#include "cli.h"
+#include "import_state.h"
+#include "progress.h"
+#include "records.h"
+#include "sender.h"
+
+#include <jansson.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+// clang-format off
+static const char import_usage[] =
+    "Usage: rpc-cli [GLOBAL OPTIONS] import FILE [OPTIONS]\n"
+    "\n"
+    "Imports the records in FILE (\"-\" reads standard input), of any size:\n"
+    "CSV with a header row (RFC 4180 quoting), or NDJSON with one JSON\n"
+    "object per line. Records go in requests of at most 1000, one job\n"
+    "each, streamed: memory holds two requests, never the file. Progress\n"
+    "goes to standard error: a bar on a terminal, otherwise a line every\n"
+    "few seconds and one at the end of each phase:\n"
+    "  import: sent 5000/~20000 records in 5 jobs, 3 done, 2400 rec/s, eta 6s\n"
+    "(\"~\": estimated from the bytes read; stdin has no total). At the end\n"
+    "a summary goes to standard output.\n"
+    "\n"
+    "A request the server rejects for invalid records (with the default\n"
+    "fail_on_error, one invalid record rejects its whole request) is\n"
+    "reported and the import goes on. Any other refusal stops it (exit 1).\n"
+    "Bad input (a CSV row with the wrong number of fields, a line that is\n"
+    "not a JSON object) stops it with exit code 2, naming the line; every\n"
+    "request before the one holding the bad line was sent.\n"
+    "\n"
+    "Options:\n"
+    SEND_HELP
+    "  --retries N           resend a request refused as busy (429) or\n"
+    "                        unavailable (503, or never sent) up to N times,\n"
+    "                        with backoff and never before the wait the\n"
+    "                        server asks for (default 10)\n"
+    "  --wait                wait until every job has finished (GetJob,\n"
+    "                        needs DataSpace.Read) and add the outcome\n"
+    "                        counts to the summary\n"
+    "  --errors FILE         write every record that did not land to FILE as\n"
+    "                        CSV: line,contact_key,column,reason,job_id (a\n"
+    "                        record FAILED or NOT_FOUND, every record of a\n"
+    "                        rejected request, a FAILED or CANCELLED job);\n"
+    "                        implies --wait\n"
+    "  --resume STATE        keep the import's progress in the file STATE\n"
+    "                        (JSON); when STATE exists, continue that import:\n"
+    "                        requests already answered are skipped, never sent\n"
+    "                        twice. FILE must be the same, unchanged, regular\n"
+    "                        file, with the same --format, --batch,\n"
+    "                        --no-fail-on-error and --no-insert\n"
+    "  --progress MODE       auto (a bar when standard error is a terminal,\n"
+    "                        else lines), bar, lines or none (default auto)\n"
+    "  --json                print the summary as one JSON object: import_id,\n"
+    "                        input, state_file, requests, requests_skipped,\n"
+    "                        records, jobs (ids), rejected_requests, retries,\n"
+    "                        duplicates, and with --wait summary and\n"
+    "                        errors_file, error_rows\n"
+    CLI_CONN_HELP
+    "  -h, --help            show this help\n"
+    "\n"
+    "Exit codes: 0 every request was accepted (with --wait: every record\n"
+    "landed: inserted, updated, unchanged or superseded); 1 the server\n"
+    "refused a request or a call, or could not be reached, or a local write\n"
+    "failed; 2 usage error or bad input; 3 done, but some records did not\n"
+    "land (a rejected request; with --wait also records FAILED or NOT_FOUND,\n"
+    "jobs FAILED or CANCELLED); 130 (SIGINT) or 143 (SIGTERM) interrupted,\n"
+    "after saving the state. Press Ctrl-C twice to stop at once.\n"
+    "\n"
+    "Examples:\n"
+    "  rpc-cli import contacts.csv --wait --errors failed.csv\n"
+    "  rpc-cli import big.ndjson --resume big.state --no-fail-on-error\n"
+    "  # interrupted? run the same command again to continue\n"
+    "  rpc-cli import big.ndjson --resume big.state --no-fail-on-error\n";
+// clang-format on
+
+enum import_opt {
+    IMPORT_OPT_WAIT = SEND_OPT_FIRST_LOCAL,
+    IMPORT_OPT_ERRORS,
+    IMPORT_OPT_RESUME,
+    IMPORT_OPT_PROGRESS,
+    IMPORT_OPT_JSON,
+};
+
+// Most per-record results one GetJob call may return.
+#define IMPORT_PAGE_MAX 1000
+// Save the state after every answer up to this many requests.
+#define IMPORT_SAVE_EVERY_UPTO 256
+#define IMPORT_SAVE_MS         1000
+// How often jobs are read while sending, and the longest wait between
+// reads while waiting.
+#define IMPORT_POLL_SEND_MS 1000
+#define IMPORT_POLL_MIN_MS  100
+#define IMPORT_POLL_MAX_MS  1000
+
+struct import_args {
+    struct cli_conn    conn;
+    struct send_opts   send;
+    const char        *path;
+    int                wait;
+    const char        *errors;
+    const char        *resume;
+    enum progress_mode progress;
+    int                json;
+};
+
+// What the command knows of one request (index nr - 1).
+struct import_req {
+    uint32_t  nrecords;
+    long      first_line;
+    uint32_t *offsets;  // line - first_line of each record; NULL when
+                        // the records are on consecutive lines
+    int      rejected;  // 1 by the server in this run, 2 in an earlier run
+    int      final;     // the job finished (state and counts below)
+    int      state;     // Bulkupsert__V1__JobState
+    uint32_t counts[7]; // total, inserted, updated, unchanged, superseded,
+                        // not_found, failed
+    char *error;        // why the job FAILED, when it did
+};
+
+enum {
+    IMPORT_C_TOTAL,
+    IMPORT_C_INSERTED,
+    IMPORT_C_UPDATED,
+    IMPORT_C_UNCHANGED,
+    IMPORT_C_SUPERSEDED,
+    IMPORT_C_NOT_FOUND,
+    IMPORT_C_FAILED,
+};
+
+static const char *const import_count_names[7] = { "total", "inserted",
+    "updated", "unchanged", "superseded", "not_found", "failed" };
+
+struct import {
+    struct import_args  a;
+    struct import_state st;   // the job ids; saved to a.resume
+    struct import_req  *reqs; // aligned with st.job_ids
+    size_t              cap;
+    size_t              skipped; // requests answered in an earlier run
+    size_t              njobs;   // requests accepted (st minus rejected)
+    size_t              nfinal;  // of those, finished
+    size_t              scan;    // reqs[0..scan) are rejected or final
+    uint64_t            records; // records of the requests so far
+    unsigned            retries; // resends made by the client
+    size_t              duplicates;
+    int                 poll_off; // stop reading jobs while sending
+    int64_t             poll_ms;  // last read of jobs
+    int64_t             save_ms;  // last save
+    size_t              saved;    // requests in the last save
+    FILE               *rejects;  // rows of this run's rejections
+    size_t              error_rows;
+    bulkupsert_client  *client;
+    struct sender      *snd;
+    struct progress     prog;
+    long long           size; // input size, -1 when unknown
+};
+
+// Set by SIGINT or SIGTERM: stop after the request in flight.
+static volatile sig_atomic_t import_signal;
+
+static void
+import_on_signal(int sig)
+{
+    import_signal = sig;
+}
+
+// The plural ending of a count.
+static const char *
+import_s(uint64_t n)
+{
+    return n == 1 ? "" : "s";
+}
+
+static void
+import_sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL); // a signal ends it early, which is what we want
+}
+
+// Reads a test hook: a positive number in environment variable name, or 0.
+static long
+import_hook(const char *name)
+{
+    long n;
+    return cli_parse_long(getenv(name), 1, 1L << 30, &n) == 0 ? n : 0;
+}
+
+// Parses the command line into a. Returns CLI_EXIT_OK, an exit code after
+// a usage error, or -1 when help was printed.
+static int
+import_parse(int argc, char *argv[], struct import_args *a)
+{
+    static const struct option longopts[] = {
+        SEND_LONGOPTS,
+        { "wait", no_argument, NULL, IMPORT_OPT_WAIT },
+        { "errors", required_argument, NULL, IMPORT_OPT_ERRORS },
+        { "resume", required_argument, NULL, IMPORT_OPT_RESUME },
+        { "progress", required_argument, NULL, IMPORT_OPT_PROGRESS },
+        { "json", no_argument, NULL, IMPORT_OPT_JSON },
+        { "help", no_argument, NULL, 'h' },
+        CLI_CONN_LONGOPTS,
+        { NULL, 0, NULL, 0 },
+    };
+    int auto_progress = 1;
+    int c;
+    int rv;
+
+    optind = 0; // glibc: rescan from argv[1] with fresh state
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(import_usage, stdout);
+            return -1;
+        case SEND_OPT_FORMAT:
+        case SEND_OPT_BATCH:
+        case SEND_OPT_NO_FAIL:
+        case SEND_OPT_NO_INSERT:
+        case SEND_OPT_RETRIES:
+            if ((rv = send_option(&a->send, c, optarg, "import")) != 0) {
+                return rv;
+            }
+            break;
+        case IMPORT_OPT_WAIT:
+            a->wait = 1;
+            break;
+        case IMPORT_OPT_ERRORS:
+            if (optarg[0] == '\0') {
+                return cli_usage_error("import", "--errors is empty");
+            }
+            a->errors = optarg;
+            a->wait = 1;
+            break;
+        case IMPORT_OPT_RESUME:
+            if (optarg[0] == '\0') {
+                return cli_usage_error("import", "--resume is empty");
+            }
+            a->resume = optarg;
+            break;
+        case IMPORT_OPT_PROGRESS:
+            auto_progress = 0;
+            if (strcmp(optarg, "auto") == 0) {
+                auto_progress = 1;
+            } else if (strcmp(optarg, "bar") == 0) {
+                a->progress = PROGRESS_BAR;
+            } else if (strcmp(optarg, "lines") == 0) {
+                a->progress = PROGRESS_LINES;
+            } else if (strcmp(optarg, "none") == 0) {
+                a->progress = PROGRESS_NONE;
+            } else {
+                return cli_usage_error("import",
+                    "--progress '%s' is not auto, bar, lines or none", optarg);
+            }
+            break;
+        case IMPORT_OPT_JSON:
+            a->json = 1;
+            break;
+        case CLI_OPT_URL:
+        case CLI_OPT_TOKEN:
+        case CLI_OPT_TIMEOUT:
+            if ((rv = cli_conn_option(&a->conn, c, optarg, "import")) != 0) {
+                return rv;
+            }
+            break;
+        default:
+            return cli_getopt_error("import", c, argv, optind);
+        }
+    }
+    if (optind >= argc) {
+        return cli_usage_error("import", "missing FILE (use - for stdin)");
+    }
+    if (optind + 1 < argc) {
+        return cli_usage_error(
+            "import", "unexpected argument '%s'", argv[optind + 1]);
+    }
+    a->path = argv[optind];
+    if (a->resume != NULL && strcmp(a->path, "-") == 0) {
+        return cli_usage_error("import",
+            "--resume needs a file: standard input cannot be read again");
+    }
+    if (auto_progress) {
+        a->progress = cli_stderr_terminal() ? PROGRESS_BAR : PROGRESS_LINES;
+    }
+    return CLI_EXIT_OK;
+}
+
+// ---------------------------------------------------------------------------
+// Requests and their line maps
+
+static long
+import_line_of(const struct import_req *r, uint32_t index)
+{
+    if (index >= r->nrecords) {
+        return r->first_line;
+    }
+    return r->first_line
+        + (long) (r->offsets != NULL ? r->offsets[index] : index);
+}
+
+static long
+import_last_line(const struct import_req *r)
+{
+    return import_line_of(r, r->nrecords - 1);
+}
+
+// Makes reqs[i] the line map of chunk (request i + 1). Returns 0, or -1
+// when out of memory.
+static int
+import_req_add(struct import *imp, size_t i, const struct records_chunk *chunk)
+{
+    if (i >= imp->cap) {
+        size_t cap = imp->cap ? imp->cap * 2 : 64;
+        while (cap <= i) {
+            cap *= 2;
+        }
+        struct import_req *p = realloc(imp->reqs, cap * sizeof(*p));
+        if (p == NULL) {
+            return -1;
+        }
+        // Zeroed, so that import_reqs_free may look at every slot.
+        memset(p + imp->cap, 0, (cap - imp->cap) * sizeof(*p));
+        imp->reqs = p;
+        imp->cap = cap;
+    }
+    struct import_req *r = &imp->reqs[i];
+    free(r->offsets);
+    memset(r, 0, sizeof(*r));
+    r->nrecords = (uint32_t) chunk->nrecords;
+    r->first_line = chunk->lines[0];
+    int consecutive = 1;
+    for (size_t k = 0; k < chunk->nrecords && consecutive; k++) {
+        consecutive = chunk->lines[k] == r->first_line + (long) k;
+    }
+    if (!consecutive) {
+        if ((r->offsets = calloc(chunk->nrecords, sizeof(*r->offsets)))
+            == NULL) {
+            return -1;
+        }
+        for (size_t k = 0; k < chunk->nrecords; k++) {
+            r->offsets[k] = (uint32_t) (chunk->lines[k] - r->first_line);
+        }
+    }
+    return 0;
+}
+
+static void
+import_reqs_free(struct import *imp)
+{
+    for (size_t i = 0; i < imp->cap; i++) {
+        free(imp->reqs[i].offsets);
+        free(imp->reqs[i].error);
+    }
+    free(imp->reqs);
+}
+
+// ---------------------------------------------------------------------------
+// State
+
+// Saves the state when it is due (or when force says now). Returns an
+// exit code.
+static int
+import_save(struct import *imp, int force)
+{
+    char    err[600];
+    int64_t now = progress_now_ms();
+
+    if (imp->a.resume == NULL) {
+        return CLI_EXIT_OK;
+    }
+    if (!force
+        && (imp->st.nrequests == imp->saved
+            || (imp->st.nrequests > IMPORT_SAVE_EVERY_UPTO
+                && now - imp->save_ms < IMPORT_SAVE_MS))) {
+        return CLI_EXIT_OK;
+    }
+    if (import_state_save(&imp->st, imp->a.resume, err, sizeof(err)) != 0) {
+        progress_clear(&imp->prog);
+        cli_error("import: cannot save the state: %s", err);
+        return CLI_EXIT_FAIL;
+    }
+    imp->save_ms = now;
+    imp->saved = imp->st.nrequests;
+    return CLI_EXIT_OK;
+}
+
+// Loads the state file of --resume, or starts a new one. Returns an exit
+// code.
+static int
+import_state_open(struct import *imp)
+{
+    struct import_ident     now = { 0 };
+    char                    err[600];
+    const struct send_opts *o = &imp->a.send;
+
+    if (imp->a.resume == NULL) {
+        import_state_init(&imp->st, NULL, o->format, o->batch,
+            !o->no_fail_on_error, !o->no_insert);
+        return CLI_EXIT_OK;
+    }
+    if (import_ident_of(imp->a.path, &now, err, sizeof(err)) != 0) {
+        cli_error("import: %s", err);
+        return CLI_EXIT_USAGE;
+    }
+    int rv = import_state_load(&imp->st, imp->a.resume, err, sizeof(err));
+    if (rv < 0) {
+        free(now.path);
+        cli_error("import: %s", err);
+        return CLI_EXIT_USAGE;
+    }
+    if (rv > 0) {
+        import_state_init(&imp->st, &now, o->format, o->batch,
+            !o->no_fail_on_error, !o->no_insert);
+        return import_save(imp, 1);
+    }
+    rv = import_ident_compare(&imp->st.input, &now, err, sizeof(err));
+    free(now.path);
+    if (rv != 0) {
+        cli_error("import: cannot resume from %s: %s. A changed file cannot "
+                  "be resumed: import it with a new state file (records "
+                  "already applied come out UNCHANGED), or import only the "
+                  "lines not sent yet",
+            imp->a.resume, err);
+        return CLI_EXIT_USAGE;
+    }
+    const struct import_state *st = &imp->st;
+    if (st->format != o->format || st->batch != o->batch
+        || st->fail_on_error != !o->no_fail_on_error
+        || st->insert_if_not_exists != !o->no_insert) {
+        cli_error("import: cannot resume from %s: the import began with "
+                  "--format %s --batch %zu%s%s; resume it with the same "
+                  "options",
+            imp->a.resume, st->format == RECORDS_CSV ? "csv" : "ndjson",
+            st->batch, st->fail_on_error ? "" : " --no-fail-on-error",
+            st->insert_if_not_exists ? "" : " --no-insert");
+        return CLI_EXIT_USAGE;
+    }
+    imp->saved = st->nrequests;
+    return CLI_EXIT_OK;
+}
+
+// ---------------------------------------------------------------------------
+// Reading jobs
+
+static int
+import_state_final(int state)
+{
+    return state >= BULKUPSERT__V1__JOB_STATE__JOB_STATE_COMPLETED;
+}
+
+// Reads the jobs in input order until one has not finished. Returns the
+// status code of the failed call (st filled; clear it) or BULKUPSERT_OK.
+static int
+import_poll(struct import *imp, struct bulkupsert_status *st)
+{
+    Bulkupsert__V1__GetJobRequest req = BULKUPSERT__V1__GET_JOB_REQUEST__INIT;
+
+    memset(st, 0, sizeof(*st));
+    imp->poll_ms = progress_now_ms();
+    while (imp->scan < imp->st.nrequests) {
+        struct import_req *r = &imp->reqs[imp->scan];
+        if (r->rejected || r->final) {
+            imp->scan++;
+            continue;
+        }
+        Bulkupsert__V1__Job *job = NULL;
+        req.job_id = imp->st.job_ids[imp->scan];
+        int code = bulkupsert_get_job(imp->client, &req, &job, st);
+        if (code != BULKUPSERT_OK) {
+            return code;
+        }
+        bulkupsert_status_clear(st);
+        if (!import_state_final(job->state)) {
+            bulkupsert__v1__job__free_unpacked(job, NULL);
+            return BULKUPSERT_OK;
+        }
+        r->final = 1;
+        r->state = job->state;
+        if (job->counts != NULL) {
+            const Bulkupsert__V1__JobCounts *c = job->counts;
+            const uint32_t v[7] = { c->total, c->inserted, c->updated,
+                c->unchanged, c->superseded, c->not_found, c->failed };
+            memcpy(r->counts, v, sizeof(v));
+        }
+        if (job->error != NULL && job->error[0] != '\0') {
+            r->error = strdup(job->error); // NULL when OOM: no message
+        }
+        bulkupsert__v1__job__free_unpacked(job, NULL);
+        imp->nfinal++;
+        imp->scan++;
+    }
+    return BULKUPSERT_OK;
+}
+
+static void
+import_stats(const struct import *imp, int input_done, int waiting,
+    struct progress_stats *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->records = imp->records;
+    s->input_done = input_done;
+    s->jobs = imp->njobs;
+    s->jobs_done = imp->nfinal;
+    s->done_known = !imp->poll_off;
+    s->offset
+        = input_done && imp->size > 0 ? imp->size : sender_offset(imp->snd);
+    s->waiting = waiting;
+}
+
+// Waits until every job has finished. Returns an exit code.
+static int
+import_wait(struct import *imp)
+{
+    struct bulkupsert_status st;
+    struct progress_stats    ps;
+    int                      interval = IMPORT_POLL_MIN_MS;
+
+    imp->poll_off = 0;
+    for (;;) {
+        size_t before = imp->nfinal;
+        int    code = import_poll(imp, &st);
+        if (code != BULKUPSERT_OK) {
+            progress_clear(&imp->prog);
+            cli_print_status(&st, NULL, 0);
+            cli_error("import: reading job %s failed; the jobs go on. Run "
+                      "the command again with --resume to wait for them",
+                imp->st.job_ids[imp->scan]);
+            bulkupsert_status_clear(&st);
+            return CLI_EXIT_FAIL;
+        }
+        int all = imp->scan == imp->st.nrequests;
+        import_stats(imp, 1, 1, &ps);
+        progress_update(&imp->prog, &ps, all);
+        if (all) {
+            return CLI_EXIT_OK;
+        }
+        if (import_signal != 0) {
+            return CLI_EXIT_SIGNAL_BASE + import_signal;
+        }
+        interval = imp->nfinal > before         ? IMPORT_POLL_MIN_MS
+            : interval * 2 > IMPORT_POLL_MAX_MS ? IMPORT_POLL_MAX_MS
+                                                : interval * 2;
+        import_sleep_ms(interval);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The errors file
+
+// Writes s as one CSV field (RFC 4180: quoted when it holds a comma, a
+// quote or a line break; quotes doubled).
+static void
+import_csv_field(FILE *fp, const char *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (strpbrk(s, ",\"\r\n") == NULL) {
+        fputs(s, fp);
+        return;
+    }
+    fputc('"', fp);
+    for (; *s != '\0'; s++) {
+        if (*s == '"') {
+            fputc('"', fp);
+        }
+        fputc(*s, fp);
+    }
+    fputc('"', fp);
+}
+
+static void
+import_csv_row(FILE *fp, long line, const char *key, const char *column,
+    const char *reason, const char *job_id)
+{
+    fprintf(fp, "%ld,", line);
+    import_csv_field(fp, key);
+    fputc(',', fp);
+    import_csv_field(fp, column);
+    fputc(',', fp);
+    import_csv_field(fp, reason);
+    fputc(',', fp);
+    import_csv_field(fp, job_id);
+    fputs("\r\n", fp);
+}
+
+// Keeps the rows of request nr's rejection for the errors file: a header
+// (request number, length, rows) and the CSV text, in request order.
+static int
+import_keep_rejection(struct import *imp, long nr, const struct import_req *r,
+    const struct bulkupsert_status *st)
+{
+    char  *text = NULL;
+    size_t len = 0;
+    char   reason[1024];
+    FILE  *mem = open_memstream(&text, &len);
+
+    if (mem == NULL) {
+        return -1;
+    }
+    snprintf(reason, sizeof(reason),
+        "request %ld (lines %ld to %ld, %" PRIu32 " records) was rejected and "
+        "none of its records was applied: %s",
+        nr, r->first_line, import_last_line(r), r->nrecords,
+        st->message != NULL ? st->message : "");
+    import_csv_row(mem, r->first_line, NULL, NULL, reason, NULL);
+    uint64_t rows = 1;
+    for (size_t i = 0; i < st->nerrors; i++) {
+        const struct bulkupsert_field_error *fe = &st->errors[i];
+        long                                 line = fe->record_index >= 0
+                                            ? import_line_of(r, (uint32_t) fe->record_index)
+                                            : r->first_line;
+        import_csv_row(
+            mem, line, fe->contact_key, fe->column, fe->reason, NULL);
+        rows++;
+    }
+    if (fclose(mem) != 0) {
+        free(text);
+        return -1;
+    }
+    uint64_t hdr[3] = { (uint64_t) nr, (uint64_t) len, rows };
+    int      bad = fwrite(hdr, sizeof(hdr), 1, imp->rejects) != 1
+        || fwrite(text, 1, len, imp->rejects) != len;
+    free(text);
+    return bad ? -1 : 0;
+}
+
+// Copies the kept rows of request nr from the rejections file to out;
+// the file is read in request order. Returns 0 or -1.
+static int
+import_copy_rejection(struct import *imp, long nr, FILE *out)
+{
+    uint64_t hdr[3];
+    char     buf[4096];
+
+    for (;;) {
+        long pos = ftell(imp->rejects);
+        if (fread(hdr, sizeof(hdr), 1, imp->rejects) != 1) {
+            return 0; // none (left)
+        }
+        if (hdr[0] != (uint64_t) nr) {
+            fseek(imp->rejects, pos, SEEK_SET);
+            return 0;
+        }
+        imp->error_rows += hdr[2];
+        for (uint64_t left = hdr[1]; left > 0;) {
+            size_t n = left < sizeof(buf) ? (size_t) left : sizeof(buf);
+            if (fread(buf, 1, n, imp->rejects) != n) {
+                return -1;
+            }
+            if (fwrite(buf, 1, n, out) != n) {
+                return -1;
+            }
+            left -= n;
+        }
+    }
+}
+
+// Writes the per-record errors of request i's job. Returns an exit code.
+static int
+import_job_errors(struct import *imp, size_t i, FILE *out)
+{
+    Bulkupsert__V1__GetJobRequest req = BULKUPSERT__V1__GET_JOB_REQUEST__INIT;
+    struct bulkupsert_status      st;
+    const struct import_req      *r = &imp->reqs[i];
+    const char                   *id = imp->st.job_ids[i];
+    char                         *token = NULL;
+    char                          reason[1024];
+
+    if (r->state == BULKUPSERT__V1__JOB_STATE__JOB_STATE_FAILED
+        || r->state == BULKUPSERT__V1__JOB_STATE__JOB_STATE_CANCELLED) {
+        snprintf(reason, sizeof(reason),
+            "job %s: none of the records on lines %ld to %ld was applied%s%s",
+            bulkupsert_job_state_name(r->state), r->first_line,
+            import_last_line(r), r->error != NULL ? ": " : "",
+            r->error != NULL ? r->error : "");
+        import_csv_row(out, r->first_line, NULL, NULL, reason, id);
+        imp->error_rows++;
+    }
+    if (r->counts[IMPORT_C_NOT_FOUND] + r->counts[IMPORT_C_FAILED] == 0) {
+        return CLI_EXIT_OK;
+    }
+    req.job_id = (char *) id;
+    req.has_page_size = 1;
+    req.page_size = IMPORT_PAGE_MAX;
+    req.has_errors_only = 1;
+    req.errors_only = 1;
+    for (;;) {
+        Bulkupsert__V1__Job *job = NULL;
+        req.page_token = token;
+        if (bulkupsert_get_job(imp->client, &req, &job, &st)
+            != BULKUPSERT_OK) {
+            cli_print_status(&st, NULL, 0);
+            cli_error("import: reading the errors of job %s failed", id);
+            bulkupsert_status_clear(&st);
+            free(token);
+            return CLI_EXIT_FAIL;
+        }
+        bulkupsert_status_clear(&st);
+        for (size_t k = 0; k < job->n_records; k++) {
+            const Bulkupsert__V1__RecordResult *rr = job->records[k];
+            long line = import_line_of(r, rr->index);
+            if (rr->outcome
+                    == BULKUPSERT__V1__RECORD_OUTCOME__OUTCOME_NOT_FOUND
+                && rr->n_errors == 0) {
+                import_csv_row(out, line, rr->contact_key, NULL,
+                    "not found: no contact has this contact_key "
+                    "(--no-insert)",
+                    id);
+                imp->error_rows++;
+                continue;
+            }
+            if (rr->outcome != BULKUPSERT__V1__RECORD_OUTCOME__OUTCOME_FAILED
+                && rr->outcome
+                    != BULKUPSERT__V1__RECORD_OUTCOME__OUTCOME_NOT_FOUND) {
+                continue; // warnings only: the record landed
+            }
+            if (rr->n_errors == 0) {
+                import_csv_row(out, line, rr->contact_key, NULL,
+                    "failed (the server gave no reason)", id);
+                imp->error_rows++;
+            }
+            for (size_t e = 0; e < rr->n_errors; e++) {
+                import_csv_row(out, line, rr->contact_key,
+                    rr->errors[e]->column, rr->errors[e]->reason, id);
+                imp->error_rows++;
+            }
+        }
+        free(token);
+        token = NULL;
+        int last = job->next_page_token == NULL
+            || job->next_page_token[0] == '\0' || job->n_records == 0;
+        if (!last && (token = strdup(job->next_page_token)) == NULL) {
+            bulkupsert__v1__job__free_unpacked(job, NULL);
+            cli_error("import: out of memory");
+            return CLI_EXIT_FAIL;
+        }
+        bulkupsert__v1__job__free_unpacked(job, NULL);
+        if (last) {
+            return CLI_EXIT_OK;
+        }
+    }
+}
+
+// Writes the errors file (through FILE.tmp, renamed into place). Returns
+// an exit code.
+static int
+import_write_errors(struct import *imp)
+{
+    char tmp[4096];
+    char reason[1024];
+    int  rv = CLI_EXIT_OK;
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp", imp->a.errors);
+    FILE *out = fopen(tmp, "w");
+    if (out == NULL) {
+        cli_error("import: %s: %s", tmp, strerror(errno));
+        return CLI_EXIT_FAIL;
+    }
+    if (imp->rejects != NULL) {
+        rewind(imp->rejects);
+    }
+    fputs("line,contact_key,column,reason,job_id\r\n", out);
+    imp->error_rows = 0;
+    for (size_t i = 0; rv == CLI_EXIT_OK && i < imp->st.nrequests; i++) {
+        const struct import_req *r = &imp->reqs[i];
+        if (r->rejected == 1 && imp->rejects != NULL) {
+            if (import_copy_rejection(imp, (long) i + 1, out) != 0) {
+                cli_error("import: reading back the rejected records: %s",
+                    strerror(errno));
+                rv = CLI_EXIT_FAIL;
+            }
+        } else if (r->rejected) {
+            const struct import_rejection *rj
+                = import_state_rejection(&imp->st, (long) i + 1);
+            snprintf(reason, sizeof(reason),
+                "request %zu (lines %ld to %ld, %" PRIu32 " records) was "
+                "rejected in an earlier run and none of its records was "
+                "applied: %s",
+                i + 1, r->first_line, import_last_line(r), r->nrecords,
+                rj != NULL ? rj->message : "");
+            import_csv_row(out, r->first_line, NULL, NULL, reason, NULL);
+            imp->error_rows++;
+        } else {
+            rv = import_job_errors(imp, i, out);
+        }
+    }
+    int bad = ferror(out) || fflush(out) != 0 || fsync(fileno(out)) != 0;
+    bad |= fclose(out) != 0;
+    if (rv == CLI_EXIT_OK && bad) {
+        cli_error("import: %s: %s", tmp, strerror(errno));
+        rv = CLI_EXIT_FAIL;
+    }
+    if (rv == CLI_EXIT_OK && rename(tmp, imp->a.errors) != 0) {
+        cli_error("import: %s: %s", imp->a.errors, strerror(errno));
+        rv = CLI_EXIT_FAIL;
+    }
+    if (rv != CLI_EXIT_OK) {
+        unlink(tmp);
+    }
+    return rv;
+}
+
+// ---------------------------------------------------------------------------
+// Sending
+
+// Handles the answer to request nr: records it, or reports it. Returns an
+// exit code; CLI_EXIT_OK also for a rejection, which does not stop us.
+static int
+import_answer(struct import *imp, long nr, const struct records_chunk *chunk,
+    int code, const Bulkupsert__V1__SubmitBulkUpsertResponse *reply,
+    const struct bulkupsert_status *st)
+{
+    struct import_req *r = &imp->reqs[imp->st.nrequests];
+
+    if (code == BULKUPSERT_OK) {
+        if (import_state_add(
+                &imp->st, reply->job_id, (uint32_t) chunk->nrecords, NULL)
+            != 0) {
+            cli_error("import: out of memory");
+            return CLI_EXIT_FAIL;
+        }
+        imp->njobs++;
+        if (reply->duplicate) {
+            imp->duplicates++;
+            progress_clear(&imp->prog);
+            fprintf(stderr,
+                "rpc-cli: import: request %ld had been accepted before (its "
+                "answer was lost): job %s, nothing new was queued\n",
+                nr, reply->job_id);
+        }
+        return CLI_EXIT_OK;
+    }
+    progress_clear(&imp->prog);
+    if (!send_is_rejection(st)) {
+        send_report(st, chunk, sender_path(imp->snd), nr, 1);
+        return CLI_EXIT_FAIL;
+    }
+    // The records are refused; the next request may well be accepted.
+    if (imp->a.errors == NULL) {
+        cli_print_status(st, chunk->lines, chunk->nrecords);
+    }
+    cli_error("import: request %ld (records on lines %ld to %ld) was "
+              "rejected: none of its %zu records was applied%s%s; going on",
+        nr, chunk->lines[0], chunk->lines[chunk->nrecords - 1],
+        chunk->nrecords, imp->a.errors != NULL ? "; see " : "",
+        imp->a.errors != NULL ? imp->a.errors : "");
+    r->rejected = 1;
+    if (imp->a.errors != NULL && import_keep_rejection(imp, nr, r, st) != 0) {
+        cli_error("import: keeping the rejected records: %s", strerror(errno));
+        return CLI_EXIT_FAIL;
+    }
+    if (import_state_add(&imp->st, NULL, (uint32_t) chunk->nrecords,
+            st->message != NULL ? st->message : "")
+        != 0) {
+        cli_error("import: out of memory");
+        return CLI_EXIT_FAIL;
+    }
+    return CLI_EXIT_OK;
+}
+
+// Sends the file, skipping the requests the state says were answered.
+// Returns an exit code.
+static int
+import_send(struct import *imp)
+{
+    struct records_chunk *chunk = NULL;
+    struct progress_stats ps;
+    char                  key[IMPORT_ID_LEN + 32];
+    int                   last = 0;
+    long   stop_after = import_hook("BULKUPSERT_IMPORT_STOP_AFTER");
+    long   crash_after = import_hook("BULKUPSERT_IMPORT_CRASH_AFTER");
+    long   sent = 0; // requests sent in this run
+    size_t known = imp->st.nrequests;
+
+    for (long nr = 1;; nr++) {
+        int rv = sender_next(imp->snd, &chunk, &last);
+        if (rv != CLI_EXIT_OK) {
+            progress_clear(&imp->prog);
+            if (imp->st.nrequests == 0) {
+                cli_error("import: stopped at bad input; no request was "
+                          "sent");
+            } else {
+                cli_error("import: stopped at bad input; the %zu request%s "
+                          "before it %s answered (the state file, if any, "
+                          "says so)",
+                    imp->st.nrequests, import_s(imp->st.nrequests),
+                    imp->st.nrequests == 1 ? "was" : "were");
+            }
+            return rv;
+        }
+        if (chunk == NULL) {
+            break;
+        }
+        if (import_req_add(imp, (size_t) nr - 1, chunk) != 0) {
+            cli_error("import: out of memory");
+            return CLI_EXIT_FAIL;
+        }
+        if ((size_t) nr <= known) {
+            // Answered in an earlier run: only its line map is needed.
+            struct import_req *r = &imp->reqs[nr - 1];
+            r->rejected = imp->st.job_ids[nr - 1][0] == '\0' ? 2 : 0;
+            imp->njobs += !r->rejected;
+            imp->records += chunk->nrecords;
+            imp->skipped++;
+            continue;
+        }
+        if (imp->st.finished) {
+            cli_error("import: %s has more records than when the import "
+                      "finished; it has changed",
+                sender_path(imp->snd));
+            return CLI_EXIT_USAGE;
+        }
+        if (imp->skipped > 0 && sent == 0) {
+            progress_init(&imp->prog, imp->a.progress, imp->size,
+                sender_offset(imp->snd), imp->records);
+        }
+        Bulkupsert__V1__SubmitBulkUpsertResponse *reply = NULL;
+        struct bulkupsert_status                  st;
+        snprintf(key, sizeof(key), "%s-%ld", imp->st.import_id, nr);
+        int code
+            = send_chunk(imp->client, &imp->a.send, chunk, key, &reply, &st);
+        sent++;
+        if (st.attempts > 1) {
+            imp->retries += st.attempts - 1;
+        }
+        if (code == BULKUPSERT_OK && crash_after > 0 && sent >= crash_after) {
+            // Test hook: die as kill -9 would, after the server accepted
+            // the request and before the state records it.
+            _exit(CLI_EXIT_SIGNAL_BASE + SIGKILL);
+        }
+        rv = import_answer(imp, nr, chunk, code, reply, &st);
+        if (reply != NULL) {
+            bulkupsert__v1__submit_bulk_upsert_response__free_unpacked(
+                reply, NULL);
+        }
+        bulkupsert_status_clear(&st);
+        if (rv != CLI_EXIT_OK) {
+            return rv;
+        }
+        imp->records += chunk->nrecords;
+        if ((rv = import_save(imp, 0)) != CLI_EXIT_OK) {
+            return rv;
+        }
+        int64_t now = progress_now_ms();
+        if (!imp->poll_off && imp->a.progress != PROGRESS_NONE
+            && now - imp->poll_ms >= IMPORT_POLL_SEND_MS) {
+            if (import_poll(imp, &st) != BULKUPSERT_OK) {
+                imp->poll_off = 1; // e.g. no DataSpace.Read: show "?"
+            }
+            bulkupsert_status_clear(&st);
+        }
+        import_stats(imp, 0, 0, &ps);
+        progress_update(&imp->prog, &ps, 0);
+        if (stop_after > 0 && sent >= stop_after) {
+            import_signal = SIGINT; // test hook: as if interrupted here
+        }
+        if (import_signal != 0) {
+            return CLI_EXIT_SIGNAL_BASE + import_signal;
+        }
+    }
+    if (imp->skipped < known) {
+        cli_error("import: %s has fewer records than the state file "
+                  "records as sent; it has changed",
+            sender_path(imp->snd));
+        return CLI_EXIT_USAGE;
+    }
+    imp->st.finished = 1;
+    import_stats(imp, 1, 0, &ps);
+    progress_update(&imp->prog, &ps, 1);
+    return import_save(imp, 1);
+}
+
+// ---------------------------------------------------------------------------
+// Summary
+
+struct import_sum {
+    uint64_t counts[7];
+    uint64_t rejected_records;
+    size_t   rejected_requests;
+    size_t   jobs_failed;
+    size_t   jobs_cancelled;
+};
+
+static void
+import_sum(const struct import *imp, struct import_sum *s)
+{
+    memset(s, 0, sizeof(*s));
+    for (size_t i = 0; i < imp->st.nrequests; i++) {
+        const struct import_req *r = &imp->reqs[i];
+        if (r->rejected) {
+            s->rejected_requests++;
+            s->rejected_records += r->nrecords;
+            continue;
+        }
+        for (int k = 0; k < 7; k++) {
+            s->counts[k] += r->counts[k];
+        }
+        s->jobs_failed
+            += r->state == BULKUPSERT__V1__JOB_STATE__JOB_STATE_FAILED;
+        s->jobs_cancelled
+            += r->state == BULKUPSERT__V1__JOB_STATE__JOB_STATE_CANCELLED;
+    }
+}
+
+// Whether some record did not land, as far as is known.
+static int
+import_some_lost(const struct import *imp, const struct import_sum *s)
+{
+    if (s->rejected_requests > 0) {
+        return 1;
+    }
+    return imp->a.wait
+        && (s->counts[IMPORT_C_NOT_FOUND] + s->counts[IMPORT_C_FAILED] > 0
+            || s->jobs_failed + s->jobs_cancelled > 0);
+}
+
+static void
+import_print_text(const struct import *imp, const struct import_sum *s)
+{
+    printf("%-15s %s\n", "import_id", imp->st.import_id);
+    printf("%-15s %s\n", "input", sender_path(imp->snd));
+    if (imp->a.resume != NULL) {
+        printf("%-15s %s\n", "state_file", imp->a.resume);
+    }
+    printf("%-15s %zu (%zu answered in an earlier run)\n", "requests",
+        imp->st.nrequests, imp->skipped);
+    printf("%-15s %" PRIu64 "\n", "records", imp->records);
+    printf("%-15s %zu\n", "jobs", imp->njobs);
+    printf("%-15s %zu request%s, %" PRIu64 " record%s\n", "rejected",
+        s->rejected_requests, import_s(s->rejected_requests),
+        s->rejected_records, import_s(s->rejected_records));
+    if (imp->a.wait) {
+        for (int k = IMPORT_C_INSERTED; k <= IMPORT_C_FAILED; k++) {
+            printf("%-15s %" PRIu64 "\n", import_count_names[k], s->counts[k]);
+        }
+        printf("%-15s %zu\n", "jobs_failed", s->jobs_failed);
+        printf("%-15s %zu\n", "jobs_cancelled", s->jobs_cancelled);
+    }
+    if (imp->a.errors != NULL) {
+        printf("%-15s %s (%zu row%s)\n", "errors_file", imp->a.errors,
+            imp->error_rows, import_s(imp->error_rows));
+    }
+}
+
+// Builds the --json object; NULL when out of memory.
+static json_t *
+import_json(const struct import *imp, const struct import_sum *s)
+{
+    json_t *obj = json_object();
+    json_t *jobs = json_array();
+    json_t *rej = json_array();
+    int     bad = obj == NULL || jobs == NULL || rej == NULL;
+
+    for (size_t i = 0; !bad && i < imp->st.nrequests; i++) {
+        const struct import_req *r = &imp->reqs[i];
+        if (!r->rejected) {
+            bad |= json_array_append_new(jobs, json_string(imp->st.job_ids[i]))
+                != 0;
+            continue;
+        }
+        const struct import_rejection *rj
+            = import_state_rejection(&imp->st, (long) i + 1);
+        json_t *o = json_object();
+        bad |= o == NULL;
+        if (!bad) {
+            bad |= json_object_set_new(
+                o, "request", json_integer((json_int_t) i + 1));
+            bad |= json_object_set_new(
+                o, "first_line", json_integer(r->first_line));
+            bad |= json_object_set_new(
+                o, "last_line", json_integer(import_last_line(r)));
+            bad |= json_object_set_new(
+                o, "records", json_integer(r->nrecords));
+            bad |= json_object_set_new(
+                o, "message", json_string(rj != NULL ? rj->message : ""));
+        }
+        bad |= json_array_append_new(rej, o) != 0;
+    }
+    if (bad) {
+        json_decref(jobs);
+        json_decref(rej);
+        json_decref(obj);
+        return NULL;
+    }
+    bad |= json_object_set_new(
+        obj, "import_id", json_string(imp->st.import_id));
+    bad |= json_object_set_new(
+        obj, "input", json_string(sender_path(imp->snd)));
+    bad |= json_object_set_new(obj, "state_file",
+        imp->a.resume != NULL ? json_string(imp->a.resume) : json_null());
+    bad |= json_object_set_new(
+        obj, "requests", json_integer((json_int_t) imp->st.nrequests));
+    bad |= json_object_set_new(
+        obj, "requests_skipped", json_integer((json_int_t) imp->skipped));
+    bad |= json_object_set_new(
+        obj, "records", json_integer((json_int_t) imp->records));
+    bad |= json_object_set_new(obj, "jobs", jobs);
+    bad |= json_object_set_new(obj, "rejected_requests", rej);
+    bad |= json_object_set_new(obj, "retries", json_integer(imp->retries));
+    bad |= json_object_set_new(
+        obj, "duplicates", json_integer((json_int_t) imp->duplicates));
+    if (imp->a.wait && !bad) {
+        json_t *sum = json_object();
+        bad |= sum == NULL;
+        if (!bad) {
+            bad |= json_object_set_new(
+                sum, "jobs", json_integer((json_int_t) imp->njobs));
+            bad |= json_object_set_new(
+                sum, "records", json_integer((json_int_t) imp->records));
+            for (int k = IMPORT_C_INSERTED; k <= IMPORT_C_FAILED; k++) {
+                bad |= json_object_set_new(sum, import_count_names[k],
+                    json_integer((json_int_t) s->counts[k]));
+            }
+            bad |= json_object_set_new(sum, "rejected",
+                json_integer((json_int_t) s->rejected_records));
+            bad |= json_object_set_new(
+                sum, "jobs_failed", json_integer((json_int_t) s->jobs_failed));
+            bad |= json_object_set_new(sum, "jobs_cancelled",
+                json_integer((json_int_t) s->jobs_cancelled));
+        }
+        bad |= json_object_set_new(obj, "summary", sum);
+        bad |= json_object_set_new(obj, "errors_file",
+            imp->a.errors != NULL ? json_string(imp->a.errors) : json_null());
+        bad |= json_object_set_new(obj, "error_rows",
+            imp->a.errors != NULL ? json_integer((json_int_t) imp->error_rows)
+                                  : json_null());
+    }
+    if (bad) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+// Prints the summary. Returns an exit code.
+static int
+import_print(const struct import *imp)
+{
+    struct import_sum s;
+
+    import_sum(imp, &s);
+    if (!imp->a.json) {
+        import_print_text(imp, &s);
+    } else {
+        json_t *obj = import_json(imp, &s);
+        int     bad
+            = obj == NULL || json_dumpf(obj, stdout, JSON_PRESERVE_ORDER) != 0;
+        json_decref(obj);
+        if (bad) {
+            cli_error("import: cannot write the JSON output");
+            return CLI_EXIT_FAIL;
+        }
+        putchar('\n');
+    }
+    if (fflush(stdout) != 0) {
+        return CLI_EXIT_FAIL;
+    }
+    return import_some_lost(imp, &s) ? CLI_EXIT_UNCLEAN : CLI_EXIT_OK;
+}
+
+// ---------------------------------------------------------------------------
+
+// Clears the bar before the sender prints a message about the input.
+static void
+import_before_error(void *arg)
+{
+    progress_clear(arg);
+}
+
+static void
+import_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = import_on_signal;
+    sigemptyset(&sa.sa_mask);
+    // A second signal takes the default action: stop at once. Reads of
+    // the input restart; the flag is looked at after each request.
+    sa.sa_flags = (int) (SA_RESETHAND | SA_RESTART);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int
+cmd_import(int argc, char *argv[], const struct cli_conn *conn)
+{
+    struct import imp = { .a = { .conn = *conn }, .size = -1 };
+    struct stat   sb;
+
+    send_opts_init(&imp.a.send, 10);
+    int rv = import_parse(argc, argv, &imp.a);
+    if (rv != CLI_EXIT_OK) {
+        return rv < 0 ? CLI_EXIT_OK : rv;
+    }
+    if ((rv = sender_open(&imp.snd, imp.a.path, &imp.a.send, 0, "import"))
+        != CLI_EXIT_OK) {
+        return rv;
+    }
+    if (strcmp(imp.a.path, "-") != 0 && stat(imp.a.path, &sb) == 0
+        && S_ISREG(sb.st_mode)) {
+        imp.size = (long long) sb.st_size;
+    }
+    if ((rv = import_state_open(&imp)) != CLI_EXIT_OK) {
+        goto out;
+    }
+    if (imp.a.errors != NULL && (imp.rejects = tmpfile()) == NULL) {
+        cli_error("import: a temporary file: %s", strerror(errno));
+        rv = CLI_EXIT_FAIL;
+        goto out;
+    }
+    if ((rv = send_client_open(
+             &imp.a.conn, &imp.a.send, "import", &imp.client))
+        != CLI_EXIT_OK) {
+        goto out;
+    }
+    import_signals();
+    progress_init(&imp.prog, imp.a.progress, imp.size, 0, 0);
+    sender_on_error(imp.snd, import_before_error, &imp.prog);
+    if (imp.st.finished) {
+        progress_clear(&imp.prog);
+        fprintf(stderr,
+            "rpc-cli: import: %s says this import finished; nothing is sent\n",
+            imp.a.resume);
+    }
+    rv = import_send(&imp);
+    if (rv == CLI_EXIT_OK && imp.a.wait) {
+        rv = import_wait(&imp);
+    }
+    progress_end(&imp.prog);
+    if (rv == CLI_EXIT_OK && imp.a.errors != NULL) {
+        rv = import_write_errors(&imp);
+    }
+    if (rv == CLI_EXIT_OK) {
+        rv = import_print(&imp);
+    }
+    if (rv >= CLI_EXIT_SIGNAL_BASE) {
+        if (imp.a.resume == NULL) {
+            cli_error("import: interrupted after %zu request%s; without "
+                      "--resume it cannot be continued",
+                imp.st.nrequests, import_s(imp.st.nrequests));
+        } else if (import_save(&imp, 1) == CLI_EXIT_OK) {
+            cli_error("import: interrupted after %zu request%s; run the "
+                      "same command to continue (state in %s)",
+                imp.st.nrequests, import_s(imp.st.nrequests), imp.a.resume);
+        }
+    } else if (rv != CLI_EXIT_OK && rv != CLI_EXIT_UNCLEAN) {
+        import_save(&imp, 1);
+    }
+
+out:
+    if (imp.rejects != NULL) {
+        fclose(imp.rejects);
+    }
+    bulkupsert_client_close(imp.client);
+    import_reqs_free(&imp);
+    import_state_fini(&imp.st);
+    sender_close(imp.snd);
+    return rv;
+}
