@@ -323,6 +323,23 @@ test_keygen_and_token_issue(void **state)
     assert_int_equal(rv, 0);
     assert_has(cli_out, "contact_key");
 
+    // --json: the same data as one JSON object each.
+    char secret3[400];
+    snprintf(secret3, sizeof(secret3), "%s/ops3.key", h->dir);
+    CLI(0, h, NULL, "keygen", "--secret", secret3, "--keyring", ring2,
+        "--json");
+    assert_int_equal(count_lines(cli_out), 1);
+    assert_has(cli_out, "{\"kid\": \"k4.pid.");
+    assert_has(cli_out, "\"public_key\": \"k4.public.");
+    assert_has(cli_out, "\"keyring\": \"");
+    CLI(0, h, NULL, "token", "issue", "--secret", secret, "--tenant", "acme",
+        "--perm", "DataSpace.Read", "--sub", "ops", "--json");
+    assert_int_equal(count_lines(cli_out), 1);
+    assert_has(cli_out, "{\"token\": \"v4.public.");
+    assert_has(cli_out, "\"tenant\": \"acme\"");
+    assert_has(cli_out, "\"permissions\": [\"DataSpace.Read\"]");
+    assert_has(cli_out, "\"expires_at\": \"20");
+
     // Refused before signing: exit 2 with the reason, nothing on stdout.
     CLI(2, h, NULL, "token", "issue", "--secret", secret, "--tenant", "acme!x",
         "--perm", "DataSpace.Read");

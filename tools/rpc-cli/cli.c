@@ -230,3 +230,14 @@ cli_print_status(
         fprintf(stderr, "  retry after %u ms\n", status->retry_after_ms);
     }
 }
+
+int
+cli_print_json(const char *cmd, const json_t *value)
+{
+    if (json_dumpf(value, stdout, JSON_PRESERVE_ORDER) != 0
+        || putchar('\n') == EOF) {
+        cli_error("%s: cannot write the JSON output", cmd);
+        return CLI_EXIT_FAIL;
+    }
+    return CLI_EXIT_OK;
+}

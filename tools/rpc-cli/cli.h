@@ -12,6 +12,8 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "bulkupsert.h"
 
 #ifndef BU_VERSION
@@ -97,6 +99,11 @@ int cli_getopt_error(const char *cmd, int c, char *const argv[], int ind);
 
 // cli_error prints "rpc-cli: <message>" on stderr.
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// cli_print_json writes value as one line of JSON and a newline on stdout
+// (value stays the caller's). Returns CLI_EXIT_OK, or CLI_EXIT_FAIL after
+// printing "rpc-cli: CMD: cannot write the JSON output".
+int cli_print_json(const char *cmd, const json_t *value);
 
 // cli_print_status prints a failed call's status on stderr:
 //   rpc-cli: CODE (http N): message

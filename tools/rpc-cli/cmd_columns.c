@@ -386,14 +386,9 @@ columns_dump(const char *cmd, json_t *value)
         cli_error("%s: out of memory", cmd);
         return CLI_EXIT_FAIL;
     }
-    int failed = json_dumpf(value, stdout, JSON_PRESERVE_ORDER) != 0;
+    int rv = cli_print_json(cmd, value);
     json_decref(value);
-    if (failed) {
-        cli_error("%s: cannot write the JSON output", cmd);
-        return CLI_EXIT_FAIL;
-    }
-    putchar('\n');
-    return CLI_EXIT_OK;
+    return rv;
 }
 
 // Prints the column a change returned (NULL if the server sent none).

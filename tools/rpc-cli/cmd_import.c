@@ -1186,14 +1186,14 @@ import_print(const struct import *imp)
         import_print_text(imp, &s);
     } else {
         json_t *obj = import_json(imp, &s);
-        int     bad
-            = obj == NULL || json_dumpf(obj, stdout, JSON_PRESERVE_ORDER) != 0;
-        json_decref(obj);
-        if (bad) {
-            cli_error("import: cannot write the JSON output");
-            return CLI_EXIT_FAIL;
+        int     rv = obj == NULL ? CLI_EXIT_FAIL : cli_print_json("import", obj);
+        if (obj == NULL) {
+            cli_error("import: out of memory");
         }
-        putchar('\n');
+        json_decref(obj);
+        if (rv != CLI_EXIT_OK) {
+            return rv;
+        }
     }
     if (fflush(stdout) != 0) {
         return CLI_EXIT_FAIL;

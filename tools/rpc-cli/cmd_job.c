@@ -279,12 +279,9 @@ job_get(int argc, char *argv[], const struct cli_conn *conn)
             json_object_set_new(out, "records", records);
             records = NULL;
         }
-        if (json_dumpf(out, stdout, JSON_PRESERVE_ORDER) != 0) {
-            cli_error("job get: cannot write the JSON output");
-            rv = CLI_EXIT_FAIL;
+        if ((rv = cli_print_json("job get", out)) != CLI_EXIT_OK) {
             goto out;
         }
-        putchar('\n');
     }
     rv = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 
@@ -333,12 +330,9 @@ job_cancel(int argc, char *argv[], const struct cli_conn *conn)
             rv = CLI_EXIT_FAIL;
             goto out;
         }
-        if (json_dumpf(out, stdout, JSON_PRESERVE_ORDER) != 0) {
-            cli_error("job cancel: cannot write the JSON output");
-            rv = CLI_EXIT_FAIL;
+        if ((rv = cli_print_json("job cancel", out)) != CLI_EXIT_OK) {
             goto out;
         }
-        putchar('\n');
     } else {
         job_print_text(job);
     }

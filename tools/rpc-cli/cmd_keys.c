@@ -32,7 +32,7 @@
 
 // clang-format off
 static const char keygen_usage[] =
-    "Usage: rpc-cli keygen --secret FILE --keyring FILE\n"
+    "Usage: rpc-cli keygen --secret FILE --keyring FILE [--json]\n"
     "\n"
     "Makes a new Ed25519 signing key pair. The secret key goes, as a PASERK\n"
     "k4.secret string, into a new file created with mode 0600 (an existing\n"
@@ -44,6 +44,8 @@ static const char keygen_usage[] =
     "Options:\n"
     "  --secret FILE         new file for the secret key\n"
     "  --keyring FILE        keyring file that gets the public key\n"
+    "  --json                print {\"kid\", \"public_key\", \"secret_file\",\n"
+    "                        \"keyring\"} as one JSON object instead\n"
     "  -h, --help            show this help\n"
     "\n"
     "Example:\n"
@@ -54,7 +56,7 @@ static const char keygen_usage[] =
 // clang-format off
 static const char token_usage[] =
     "Usage: rpc-cli token issue --secret FILE --tenant T --perm P[,P...]\n"
-    "                           [--ttl DURATION] [--sub NAME] [--jti ID]\n"
+    "                           [--ttl DURATION] [--sub NAME] [--jti ID] [--json]\n"
     "\n"
     "Commands:\n"
     "  issue                 sign an access token for one tenant\n"
@@ -69,7 +71,7 @@ static const char token_usage[] =
 // clang-format off
 static const char token_issue_usage[] =
     "Usage: rpc-cli token issue --secret FILE --tenant T --perm P[,P...]\n"
-    "                           [--ttl DURATION] [--sub NAME] [--jti ID]\n"
+    "                           [--ttl DURATION] [--sub NAME] [--jti ID] [--json]\n"
     "\n"
     "Signs a PASETO v4.public access token with the secret key in FILE (from\n"
     "rpc-cli keygen) and prints it on stdout. The token names one tenant and\n"
@@ -87,6 +89,9 @@ static const char token_issue_usage[] =
     "                        (default 24h)\n"
     "  --sub NAME            who the token is for (default rpc-cli)\n"
     "  --jti ID              token id, for revocation (default: random)\n"
+    "  --json                print {\"token\", \"tenant\", \"sub\",\n"
+    "                        \"permissions\", \"issued_at\", \"expires_at\"}\n"
+    "                        as one JSON object instead\n"
     "  -h, --help            show this help\n"
     "\n"
     "Example:\n"
@@ -102,6 +107,7 @@ enum keys_opt {
     KEYS_OPT_TTL,
     KEYS_OPT_SUB,
     KEYS_OPT_JTI,
+    KEYS_OPT_JSON,
 };
 
 // Largest secret key file read (a k4.secret line is 96 characters).
@@ -206,12 +212,13 @@ keys_append_keyring(const char *path, const char *kid, const char *pub)
 // Parses the command line of keygen into *secretp and *keyringp. Returns
 // CLI_EXIT_OK, an exit code, or -1 when help was printed.
 static int
-keygen_parse(
-    int argc, char *argv[], const char **secretp, const char **keyringp)
+keygen_parse(int argc, char *argv[], const char **secretp,
+    const char **keyringp, int *jsonp)
 {
     static const struct option longopts[] = {
         { "secret", required_argument, NULL, KEYS_OPT_SECRET },
         { "keyring", required_argument, NULL, KEYS_OPT_KEYRING },
+        { "json", no_argument, NULL, KEYS_OPT_JSON },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -229,6 +236,9 @@ keygen_parse(
             break;
         case KEYS_OPT_KEYRING:
             *keyringp = optarg;
+            break;
+        case KEYS_OPT_JSON:
+            *jsonp = 1;
             break;
         default:
             return cli_getopt_error("keygen", c, argv, optind);
@@ -262,8 +272,9 @@ cmd_keygen(int argc, char *argv[])
     char                *pub_str = NULL;
     const char          *secret_path = NULL;
     const char          *keyring_path = NULL;
+    int                  json = 0;
 
-    int rv = keygen_parse(argc, argv, &secret_path, &keyring_path);
+    int rv = keygen_parse(argc, argv, &secret_path, &keyring_path, &json);
     if (rv != CLI_EXIT_OK) {
         return rv < 0 ? CLI_EXIT_OK : rv;
     }
@@ -294,8 +305,20 @@ cmd_keygen(int argc, char *argv[])
         unlink(secret_path);
         goto out;
     }
-    printf("%s\n", kid);
-    rv = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+    if (json) {
+        json_t *obj = json_pack("{s:s, s:s, s:s, s:s}", "kid", kid,
+            "public_key", pub_str, "secret_file", secret_path, "keyring",
+            keyring_path);
+        rv = obj != NULL ? cli_print_json("keygen", obj) : CLI_EXIT_FAIL;
+        json_decref(obj);
+    } else {
+        printf("%s\n", kid);
+    }
+    if (fflush(stdout) != 0) {
+        rv = CLI_EXIT_FAIL;
+    } else if (!json) {
+        rv = CLI_EXIT_OK;
+    }
 
 out:
     if (secret_str != NULL) {
@@ -502,6 +525,7 @@ keys_parse_perms(const char *list, uint32_t *permsp)
 }
 
 struct issue_args {
+    int         json;
     const char *secret_path;
     const char *tenant;
     const char *sub;
@@ -523,6 +547,7 @@ issue_parse(int argc, char *argv[], struct issue_args *a)
         { "ttl", required_argument, NULL, KEYS_OPT_TTL },
         { "sub", required_argument, NULL, KEYS_OPT_SUB },
         { "jti", required_argument, NULL, KEYS_OPT_JTI },
+        { "json", no_argument, NULL, KEYS_OPT_JSON },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -563,6 +588,9 @@ issue_parse(int argc, char *argv[], struct issue_args *a)
         case KEYS_OPT_JTI:
             a->jti = optarg;
             break;
+        case KEYS_OPT_JSON:
+            a->json = 1;
+            break;
         default:
             return cli_getopt_error("token issue", c, argv, optind);
         }
@@ -598,6 +626,36 @@ issue_parse(int argc, char *argv[], struct issue_args *a)
     return CLI_EXIT_OK;
 }
 
+// issue_print_json prints the token and the claims it carries as one JSON
+// object. Returns an exit code.
+static int
+issue_print_json(const char *token, const struct bu_claims *claims)
+{
+    char    iat[32], exp[32];
+    json_t *perms = json_array();
+    if (perms != NULL && (claims->perms & BU_PERM_MANAGE)) {
+        json_array_append_new(perms, json_string("DataSpace.Manage"));
+    }
+    if (perms != NULL && (claims->perms & BU_PERM_READ)) {
+        json_array_append_new(perms, json_string("DataSpace.Read"));
+    }
+    bu_rfc3339_format(claims->iat, iat, sizeof(iat));
+    bu_rfc3339_format(claims->exp, exp, sizeof(exp));
+    json_t *obj = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s}", "token", token,
+        "tenant", claims->tenant, "sub", claims->sub, "permissions", perms,
+        "issued_at", iat, "expires_at", exp);
+    if (obj == NULL) {
+        cli_error("token issue: out of memory");
+        return CLI_EXIT_FAIL;
+    }
+    if (claims->jti[0] != '\0') {
+        json_object_set_new(obj, "jti", json_string(claims->jti));
+    }
+    int rv = cli_print_json("token issue", obj);
+    json_decref(obj);
+    return rv;
+}
+
 static int
 token_issue(int argc, char *argv[])
 {
@@ -630,8 +688,13 @@ token_issue(int argc, char *argv[])
         cli_error("token issue: cannot sign the token: %s", bu_strerror(brv));
         return CLI_EXIT_FAIL;
     }
-    printf("%s\n", token);
-    rv = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+    rv = a.json ? issue_print_json(token, &claims) : CLI_EXIT_OK;
+    if (!a.json) {
+        printf("%s\n", token);
+    }
+    if (fflush(stdout) != 0) {
+        rv = CLI_EXIT_FAIL;
+    }
     sodium_memzero(token, strlen(token));
     bu_free(token);
     return rv;

@@ -169,15 +169,14 @@ submit_print(const struct submit_args *a, long nr,
             obj, "last_line", json_integer(chunk->lines[chunk->nrecords - 1]));
         bad |= json_object_set_new(
             obj, "duplicate", json_boolean(reply->duplicate));
-        if (!bad) {
-            bad = json_dumpf(obj, stdout, JSON_PRESERVE_ORDER) != 0;
-        }
+        int rv = bad ? CLI_EXIT_FAIL : cli_print_json("submit", obj);
         json_decref(obj);
         if (bad) {
-            cli_error("submit: cannot write the JSON output");
-            return CLI_EXIT_FAIL;
+            cli_error("submit: out of memory");
         }
-        putchar('\n');
+        if (rv != CLI_EXIT_OK) {
+            return rv;
+        }
     }
     // One line as soon as the job is accepted: a reader of a pipe sees it.
     return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;

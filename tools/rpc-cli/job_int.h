@@ -50,10 +50,6 @@ json_t *job_json(const Bulkupsert__V1__Job *job);
 // reference, or NULL when out of memory.
 json_t *job_json_record(const Bulkupsert__V1__RecordResult *r);
 
-// job_dump_json writes value and a newline on stdout. Returns 0, or -1
-// after printing "rpc-cli: CMD: cannot write the JSON output".
-int job_dump_json(const json_t *value, const char *cmd);
-
 // job_list runs `rpc-cli job list` (argv[0] is "list"); job_watch runs
 // `rpc-cli job watch`. Each returns an exit code.
 int job_list(int argc, char *argv[], const struct cli_conn *conn);

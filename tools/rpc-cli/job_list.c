@@ -442,7 +442,7 @@ job_list(int argc, char *argv[], const struct cli_conn *conn)
             rv = CLI_EXIT_FAIL;
             goto out;
         }
-        if (job_dump_json(out, cmd) != 0) {
+        if (cli_print_json(cmd, out) != CLI_EXIT_OK) {
             rv = CLI_EXIT_FAIL;
             goto out;
         }

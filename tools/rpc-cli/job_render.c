@@ -306,13 +306,3 @@ job_state_parse(const char *s, size_t len)
     return -1;
 }
 
-int
-job_dump_json(const json_t *value, const char *cmd)
-{
-    if (json_dumpf(value, stdout, JSON_PRESERVE_ORDER) != 0
-        || putchar('\n') == EOF) {
-        cli_error("%s: cannot write the JSON output", cmd);
-        return -1;
-    }
-    return 0;
-}
