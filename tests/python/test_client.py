@@ -134,6 +134,29 @@ class ClientTest(unittest.TestCase):
         again = self.client.submit(*args, idempotency_key="py-idem-1")
         self.assertEqual(first, again)
 
+    def test_list_jobs(self):
+        ids = [self.client.submit(["contact_key"], [[f"lj{i}"]])
+               for i in range(3)]
+        for job_id in ids:
+            self.client.wait(job_id, timeout=30)
+        page = self.client.list_jobs(page_size=2)
+        self.assertEqual(len(page.jobs), 2)
+        self.assertTrue(page.next_page_token)
+        # Newest first, and paging reaches every job once.
+        listed = [j.job_id for j in self.client.iter_jobs(page_size=2)]
+        self.assertEqual(len(listed), len(set(listed)))
+        self.assertEqual(listed[:3], ids[::-1])
+        done = self.client.list_jobs(states=[pb.JOB_STATE_COMPLETED],
+                                     page_size=1000)
+        self.assertTrue(set(ids) <= {j.job_id for j in done.jobs})
+        none = self.client.list_jobs(states=[pb.JOB_STATE_QUEUED],
+                                     accepted_after_ms=1)
+        self.assertEqual(list(none.jobs), [])
+        with self.assertRaises(bulkupsert.Error) as cm:
+            self.client.list_jobs(page_size=1001)
+        self.assertEqual(cm.exception.http_status, 400)
+        self.assertIn("page_size", cm.exception.message)
+
     def test_describe_table(self):
         names = [c.name for c in self.client.describe_table().columns]
         self.assertIn("contact_key", names)

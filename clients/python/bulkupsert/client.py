@@ -210,6 +210,31 @@ class Client:
         return self._call("CancelJob", pb.CancelJobRequest(job_id=job_id),
                           pb.Job)
 
+    def list_jobs(self, states=(), accepted_after_ms=None,
+                  accepted_before_ms=None, page_size=0, page_token=None):
+        """Returns one ListJobsResponse page: the tenant's jobs, newest
+        first. states: JobState values (none: every state). Pass the
+        reply's next_page_token back as page_token for the next page; it
+        is empty on the last one."""
+        req = pb.ListJobsRequest(page_size=page_size, states=list(states))
+        if page_token:
+            req.page_token = page_token
+        if accepted_after_ms is not None:
+            req.accepted_after_ms = accepted_after_ms
+        if accepted_before_ms is not None:
+            req.accepted_before_ms = accepted_before_ms
+        return self._call("ListJobs", req, pb.ListJobsResponse)
+
+    def iter_jobs(self, **filters):
+        """Yields every job that list_jobs(**filters) pages through."""
+        token = None
+        while True:
+            page = self.list_jobs(page_token=token, **filters)
+            yield from page.jobs
+            token = page.next_page_token
+            if not token:
+                return
+
     def describe_table(self):
         """Returns the DescribeTableResponse (columns, row widths)."""
         return self._call("DescribeTable", pb.DescribeTableRequest(),
