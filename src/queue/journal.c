@@ -11,6 +11,13 @@
  *
  * Between turns the thread waits at most a purge interval, so finished jobs
  * past their retention are deleted even when nothing else happens.
+ *
+ * Checkpoints of queue.db's WAL are not on the commit path: a second
+ * thread, on its own connection, runs a PASSIVE checkpoint every
+ * JOURNAL_CHECKPOINT_MS while the journal keeps committing (WAL lets a
+ * checkpoint and a writer run at once). Otherwise every ~30 accepted
+ * requests one commit, and the acks waiting on it, would pay for copying
+ * the WAL into the database and two more fsyncs.
  */
 #include "queue/journal.h"
 
@@ -26,9 +33,11 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define JOURNAL_DEFAULT_RETENTION_MS (7LL * 24 * 3600 * 1000)
 #define JOURNAL_PURGE_BATCH          1000
+#define JOURNAL_CHECKPOINT_MS        100
 
 enum journal_kind {
     JOURNAL_SUBMIT,
@@ -65,6 +74,12 @@ struct journal_item {
 struct bu_journal {
     struct bu_queue     queue; // of journal_item
     struct bu_jobs     *jobs;  // writer; the journal thread's once started
+    struct bu_jobs     *ckpt;  // the checkpoint thread's connection
+    pthread_t           ckpt_thread;
+    bool                ckpt_started;
+    pthread_mutex_t     ckpt_mu;
+    pthread_cond_t      ckpt_cv;
+    bool                ckpt_stop; // guarded by ckpt_mu
     struct bu_pool     *pool;
     pthread_t           thread;
     bool                started;
@@ -95,7 +110,21 @@ bu_journal_open(struct bu_journal **jp, const char *data_dir)
     if (rv == BU_OK) {
         rv = bu_jobs_open(&j->jobs, path, BU_SQL_WRITER);
     }
+    if (rv == BU_OK) {
+        rv = bu_jobs_defer_checkpoints(j->jobs);
+    }
+    if (rv == BU_OK) {
+        rv = bu_jobs_open(&j->ckpt, path, BU_SQL_WRITER);
+    }
+    if (rv == BU_OK && pthread_mutex_init(&j->ckpt_mu, NULL) != 0) {
+        rv = BU_ENOMEM;
+    } else if (rv == BU_OK && pthread_cond_init(&j->ckpt_cv, NULL) != 0) {
+        pthread_mutex_destroy(&j->ckpt_mu);
+        rv = BU_ENOMEM;
+    }
     if (rv != BU_OK) {
+        bu_jobs_close(j->ckpt);
+        bu_jobs_close(j->jobs);
         bu_countmap_free(j->pending_by_tenant);
         bu_queue_fini(&j->queue);
         bu_free(j);
@@ -495,12 +524,41 @@ journal_main(void *arg)
     return NULL;
 }
 
+// journal_checkpoint_main checkpoints queue.db every JOURNAL_CHECKPOINT_MS
+// until bu_journal_stop, then once more.
+static void *
+journal_checkpoint_main(void *arg)
+{
+    struct bu_journal *j = arg;
+    pthread_mutex_lock(&j->ckpt_mu);
+    while (!j->ckpt_stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += JOURNAL_CHECKPOINT_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&j->ckpt_cv, &j->ckpt_mu, &until);
+        pthread_mutex_unlock(&j->ckpt_mu);
+        (void) bu_jobs_checkpoint(j->ckpt, NULL, NULL);
+        pthread_mutex_lock(&j->ckpt_mu);
+    }
+    pthread_mutex_unlock(&j->ckpt_mu);
+    return NULL;
+}
+
 int
 bu_journal_start(struct bu_journal *j, struct bu_pool *pool)
 {
     j->pool = pool;
-    int rv = bu_thread_start(&j->thread, "bu-journal", 0, journal_main, j);
-    j->started = rv == BU_OK;
+    int rv = bu_thread_start(
+        &j->ckpt_thread, "bu-checkpoint", 0, journal_checkpoint_main, j);
+    j->ckpt_started = rv == BU_OK;
+    if (rv == BU_OK) {
+        rv = bu_thread_start(&j->thread, "bu-journal", 0, journal_main, j);
+        j->started = rv == BU_OK;
+    }
     return rv;
 }
 
@@ -520,6 +578,18 @@ bu_journal_stop(struct bu_journal *j)
             journal_turn(j, chain);
         }
     }
+    if (j->ckpt_started) {
+        pthread_mutex_lock(&j->ckpt_mu);
+        j->ckpt_stop = true;
+        pthread_cond_signal(&j->ckpt_cv);
+        pthread_mutex_unlock(&j->ckpt_mu);
+        pthread_join(j->ckpt_thread, NULL);
+    }
+    // The last turn's frames go into the database before the files close.
+    (void) bu_jobs_checkpoint(j->ckpt, NULL, NULL);
+    pthread_cond_destroy(&j->ckpt_cv);
+    pthread_mutex_destroy(&j->ckpt_mu);
+    bu_jobs_close(j->ckpt);
     bu_jobs_close(j->jobs);
     bu_countmap_free(j->pending_by_tenant);
     bu_queue_fini(&j->queue);

@@ -165,6 +165,35 @@ jobs_done(struct bu_jobs *jobs, sqlite3_stmt *st, int rc, const char *what)
 }
 
 int
+bu_jobs_defer_checkpoints(struct bu_jobs *jobs)
+{
+    // Commits never checkpoint; the WAL file is cut back to 64 MiB when a
+    // checkpoint lets SQLite start it over.
+    return bu_sql_exec(jobs->db,
+        "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;",
+        "queue.db checkpoint settings");
+}
+
+int
+bu_jobs_checkpoint(struct bu_jobs *jobs, int *framesp, int *donep)
+{
+    int frames = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(
+        jobs->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames, &done);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        BU_ERROR("queue.db checkpoint: %s", sqlite3_errmsg(jobs->db));
+        return bu_sql_err(rc);
+    }
+    if (framesp != NULL) {
+        *framesp = frames;
+    }
+    if (donep != NULL) {
+        *donep = done;
+    }
+    return BU_OK;
+}
+
+int
 bu_jobs_begin(struct bu_jobs *jobs)
 {
     return bu_sql_exec(jobs->db, "BEGIN IMMEDIATE", "queue.db begin");

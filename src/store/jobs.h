@@ -64,6 +64,17 @@ int bu_jobs_open(
 // bu_jobs_close releases jobs; NULL is ignored.
 void bu_jobs_close(struct bu_jobs *jobs);
 
+// bu_jobs_defer_checkpoints stops commits on this connection from
+// checkpointing the WAL (another connection does it: bu_jobs_checkpoint).
+int bu_jobs_defer_checkpoints(struct bu_jobs *jobs);
+
+// bu_jobs_checkpoint copies what it can of the WAL into queue.db without
+// waiting for writers or readers (SQLite's PASSIVE checkpoint). *framesp
+// and *donep (either may be NULL) get the WAL's frames and how many of
+// them are now in the database. Returns BU_OK (also when another
+// checkpoint was running) or a storage error.
+int bu_jobs_checkpoint(struct bu_jobs *jobs, int *framesp, int *donep);
+
 // bu_jobs_begin / bu_jobs_commit / bu_jobs_rollback group several writes
 // into one transaction (writer only). commit is durable on return.
 int  bu_jobs_begin(struct bu_jobs *jobs);

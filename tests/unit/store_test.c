@@ -288,6 +288,40 @@ walk_fn(void *arg, const struct bu_job_info *info)
     return wk->stop_after != 0 && wk->n == wk->stop_after ? BU_EFULL : BU_OK;
 }
 
+
+// With checkpoints deferred, commits leave every frame in the WAL, past
+// SQLite's usual 1000-page point; a checkpoint from a second connection
+// copies them all into the database.
+static void
+test_jobs_deferred_checkpoint(void **state)
+{
+    struct fx      *fx = *state;
+    struct bu_jobs *w = NULL, *c = NULL;
+    int64_t         seq;
+    static uint8_t  payload[64 * 1024];
+    char            id[40];
+
+    assert_rv(bu_jobs_open(&w, fx->qpath, BU_SQL_WRITER), BU_OK);
+    assert_rv(bu_jobs_defer_checkpoints(w), BU_OK);
+    assert_rv(bu_jobs_open(&c, fx->qpath, BU_SQL_WRITER), BU_OK);
+    // 80 jobs of 64 KiB: some 1300 pages, one commit each.
+    for (int i = 0; i < 80; i++) {
+        snprintf(id, sizeof(id), "0190b7c4-5a4e-7c1d-9b7e-%012d", i);
+        payload[0] = (uint8_t) i;
+        assert_rv(bu_jobs_insert(w, id, "acme", NULL, payload,
+                      sizeof(payload), NULL, 1, i, &seq),
+            BU_OK);
+    }
+    int frames = 0, done = -1;
+    // Had a commit checkpointed, the WAL would have started over and hold
+    // far fewer frames.
+    assert_rv(bu_jobs_checkpoint(c, &frames, &done), BU_OK);
+    assert_true(frames > 1000);
+    assert_int_equal(done, frames);
+    bu_jobs_close(c);
+    bu_jobs_close(w);
+}
+
 static void
 test_jobs_each_unfinished(void **state)
 {
@@ -849,6 +883,8 @@ main(void)
             test_jobs_roundtrip, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(
             test_jobs_duplicates, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_jobs_deferred_checkpoint, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(
             test_jobs_each_unfinished, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(
