@@ -205,8 +205,11 @@ bu_tenant_db_open(struct bu_tenant_db **dbp, const char *data_dir,
         // set and a WAL larger than one batch's transaction keep the
         // checkpoints (two fsyncs, every page written again) off most
         // commits. The process-wide soft heap limit (main) bounds the sum.
+        // After a checkpoint the WAL file is cut back to 64 MiB, so a big
+        // batch does not leave a file of its size behind.
         rv = bu_sql_exec(db->db,
-            "PRAGMA cache_size = -131072; PRAGMA wal_autocheckpoint = 10000;",
+            "PRAGMA cache_size = -131072; PRAGMA wal_autocheckpoint = 10000;"
+            "PRAGMA journal_size_limit = 67108864;",
             "tenant tuning");
     }
     if (rv == BU_OK && mode == BU_SQL_WRITER) {
