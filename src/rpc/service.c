@@ -388,6 +388,31 @@ svc_submit_done(struct bu_journal_submit *s)
     sc->submit_closure(&resp, sc);
 }
 
+// svc_submit_seen answers a submit whose idempotency key the tenant used
+// before: with the earlier job when the request is the same (digest), 400
+// when it differs. Returns false, answering nothing, for a new key (or
+// when the lookup fails: the journal's own check then decides).
+static bool
+svc_submit_seen(struct svc_call *sc, const char *idem,
+    Bulkupsert__V1__SubmitBulkUpsertResponse_Closure closure)
+{
+    struct bu_job_info info;
+    if (bu_jobs_find_idem(sc->thread->jobs, sc->claims.tenant, idem, &info)
+        != BU_OK) {
+        return false;
+    }
+    struct bu_journal_submit *s = &sc->submit;
+    s->idem = idem;
+    s->existing = info;
+    s->duplicate = memcmp(info.digest, s->digest, sizeof(info.digest)) == 0;
+    s->conflict = !s->duplicate;
+    s->rv = BU_OK;
+    s->arg = sc;
+    sc->submit_closure = closure;
+    svc_submit_done(s);
+    return true;
+}
+
 static void
 svc_submit_bulk_upsert(Bulkupsert__V1__BulkUpsert_Service *service,
     const Bulkupsert__V1__SubmitBulkUpsertRequest         *input,
@@ -414,6 +439,31 @@ svc_submit_bulk_upsert(Bulkupsert__V1__BulkUpsert_Service *service,
         return;
     }
     sc->tenant_counted = true;
+
+    const char *idem = req->idempotency_key;
+    size_t      chars;
+    if (idem != NULL && idem[0] == '\0') {
+        idem = NULL;
+    }
+    if (idem != NULL
+        && (!bu_utf8_count(idem, strlen(idem), &chars)
+            || chars > SVC_IDEM_MAX)) {
+        svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
+            SVC_RC_FIELD_ERROR,
+            "idempotency_key: at most %d characters of valid UTF-8",
+            SVC_IDEM_MAX);
+        closure(NULL, sc);
+        return;
+    }
+    struct bu_journal_submit *s = &sc->submit;
+    bu_digest16(sc->env->payload.data, sc->env->payload.len, s->digest);
+    // A retry of an accepted request is answered before anything else is
+    // checked: limits and columns may have changed since, and its job
+    // stands. The journal checks again when it writes (two submits of one
+    // key racing each other).
+    if (idem != NULL && svc_submit_seen(sc, idem, closure)) {
+        return;
+    }
 
     struct bu_schema *schema;
     if (svc_tenant_schema(sc, &schema) != BU_OK) {
@@ -446,21 +496,6 @@ svc_submit_bulk_upsert(Bulkupsert__V1__BulkUpsert_Service *service,
     }
     // Errors of skipped records are reported in the job, not here.
     bu_verdict_fini(&sc->verdict);
-    const char *idem = req->idempotency_key;
-    size_t      chars;
-    if (idem != NULL && idem[0] == '\0') {
-        idem = NULL;
-    }
-    if (idem != NULL
-        && (!bu_utf8_count(idem, strlen(idem), &chars)
-            || chars > SVC_IDEM_MAX)) {
-        svc_fail(sc, BULKUPSERT__V1__CODE__INVALID_ARGUMENT,
-            SVC_RC_FIELD_ERROR,
-            "idempotency_key: at most %d characters of valid UTF-8",
-            SVC_IDEM_MAX);
-        closure(NULL, sc);
-        return;
-    }
     size_t pending = bu_journal_pending(svc->cfg.journal);
     size_t tpending
         = bu_journal_pending_tenant(svc->cfg.journal, sc->claims.tenant);
@@ -476,7 +511,6 @@ svc_submit_bulk_upsert(Bulkupsert__V1__BulkUpsert_Service *service,
         return;
     }
 
-    struct bu_journal_submit *s = &sc->submit;
     if (bu_uuid7(s->job_id) != BU_OK) {
         svc_fail(sc, BULKUPSERT__V1__CODE__INTERNAL, SVC_RC_UNEXPECTED,
             "no random source for the job id");
@@ -487,7 +521,6 @@ svc_submit_bulk_upsert(Bulkupsert__V1__BulkUpsert_Service *service,
     s->idem = idem;
     s->payload = sc->env->payload.data;
     s->len = sc->env->payload.len;
-    bu_digest16(s->payload, s->len, s->digest);
     s->total = (uint32_t) req->n_contact_datas;
     s->done = svc_submit_done;
     s->arg = sc;

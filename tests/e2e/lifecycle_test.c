@@ -228,11 +228,51 @@ test_idempotency_conflict_and_retention(void **state)
     assert_non_null(strstr(st.message, first));
     bulkupsert_status_clear(&st);
 
-    // Past retention the job is purged, and its key with it.
-    wait_state(c, first, BULKUPSERT__V1__JOB_STATE__JOB_STATE_COMPLETED);
+    // Past retention the job is purged (so it finished), and its key with
+    // it.
     wait_state(c, first, -BULKUPSERT_NOT_FOUND);
     char *again = submit_ok(c, "k1", "b", "key-1");
     assert_string_not_equal(again, first);
+
+    bulkupsert_client_close(c);
+    free(tok);
+    assert_int_equal(harness_stop(&h), 0);
+}
+
+static void
+test_idempotent_retry_after_column_change(void **state)
+{
+    (void) state;
+    struct harness h;
+    harness_start(&h, NULL);
+    char *tok = harness_token(&h, "acme", ALLP, 3600);
+    bulkupsert_client *c = harness_client(&h, tok);
+    char first[37];
+    snprintf(first, sizeof(first), "%s", submit_ok(c, "k1", "a", "key-1"));
+    struct bulkupsert_status st = { 0 };
+    char id[37];
+
+    // A retry still gets its job after the columns changed under it
+    // ("name" no longer importable): the job was accepted, it stands.
+    Bulkupsert__V1__SetImportEnabledRequest off =
+        BULKUPSERT__V1__SET_IMPORT_ENABLED_REQUEST__INIT;
+    off.column = "name";
+    off.has_enabled = 1;
+    off.enabled = 0;
+    Bulkupsert__V1__SetImportEnabledResponse *sr = NULL;
+    assert_int_equal(bulkupsert_set_import_enabled(c, &off, &sr, &st),
+        BULKUPSERT_OK);
+    bulkupsert__v1__set_import_enabled_response__free_unpacked(sr, NULL);
+    bulkupsert_status_clear(&st);
+    assert_int_equal(submit_one(c, "k9", "a", NULL, id, &st),
+        BULKUPSERT_INVALID_ARGUMENT);
+    bulkupsert_status_clear(&st);
+    assert_string_equal(submit_ok(c, "k1", "a", "key-1"), first);
+    off.enabled = 1;
+    assert_int_equal(bulkupsert_set_import_enabled(c, &off, &sr, &st),
+        BULKUPSERT_OK);
+    bulkupsert__v1__set_import_enabled_response__free_unpacked(sr, NULL);
+    bulkupsert_status_clear(&st);
 
     bulkupsert_client_close(c);
     free(tok);
@@ -255,7 +295,8 @@ test_tenant_queue_limit_429(void **state)
     sqlite3 *lock = lock_tenant(&h, "acme");
     char held[37];
     snprintf(held, sizeof(held), "%s", submit_ok(c, "k1", "x", NULL));
-    (void) submit_ok(c, "k2", "x", NULL);
+    char second[37];
+    snprintf(second, sizeof(second), "%s", submit_ok(c, "k2", "x", "key-q"));
     struct bulkupsert_status st = { 0 };
     char id[37];
     assert_int_equal(submit_one(c, "k3", "x", NULL, id, &st),
@@ -264,6 +305,9 @@ test_tenant_queue_limit_429(void **state)
     assert_true(st.retry_after_ms > 0);
     assert_non_null(strstr(st.message, "tenant"));
     bulkupsert_status_clear(&st);
+    // A retry of an accepted request is not refused by the full queue: it
+    // gets its job back.
+    assert_string_equal(submit_ok(c, "k2", "x", "key-q"), second);
 
     // Another tenant is not held back by acme's queue limit. (With one
     // worker its job waits behind acme's, so only acceptance is checked.)
@@ -353,6 +397,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cancel_only_while_queued),
         cmocka_unit_test(test_idempotency_conflict_and_retention),
+        cmocka_unit_test(test_idempotent_retry_after_column_change),
         cmocka_unit_test(test_tenant_queue_limit_429),
         cmocka_unit_test(test_sigterm_answers_503_and_finishes_calls),
     };
