@@ -8,6 +8,7 @@
  */
 #define _DEFAULT_SOURCE // getopt_long
 #include "auth/keyring.h"
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "queue/journal.h"
@@ -120,25 +121,15 @@ main_int(const char *name, const char *s, long min, long max, long *outp)
 static int
 main_duration(const char *name, const char *s, int64_t *msp)
 {
-    char *end;
-    errno = 0;
-    long    v = strtol(s, &end, 10);
-    int64_t unit = 0;
-    if (end != s && end[0] != '\0' && end[1] == '\0') {
-        unit = end[0] == 's' ? 1000
-            : end[0] == 'm'  ? 60 * 1000
-            : end[0] == 'h'  ? 3600 * 1000
-            : end[0] == 'd'  ? 24LL * 3600 * 1000
-                             : 0;
-    }
-    if (errno != 0 || unit == 0 || v < 1 || v > 100000) {
+    int64_t secs;
+    if (bu_duration_parse(s, 100000LL * 86400, &secs) != BU_OK || secs == 0) {
         fprintf(stderr,
             "bulkupsertd: %s is a whole number and a unit "
             "(s, m, h, d), e.g. 7d; not \"%s\"\n",
             name, s);
         return 0;
     }
-    *msp = v * unit;
+    *msp = secs * 1000;
     return 1;
 }
 

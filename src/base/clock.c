@@ -5,6 +5,7 @@
 #include "base/err.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 int64_t
@@ -121,5 +122,43 @@ bu_rfc3339_parse(const char *s, int64_t *secsp)
     int64_t days = days_from_civil(y, (unsigned) mo, (unsigned) d);
     *secsp
         = days * 86400 + h * 3600 + mi * 60 + (sec == 60 ? 59 : sec) - offset;
+    return BU_OK;
+}
+
+int
+bu_duration_parse(const char *s, int64_t max_secs, int64_t *secsp)
+{
+    size_t  len = strlen(s);
+    int64_t unit;
+    if (len < 2) {
+        return BU_EPARSE;
+    }
+    switch (s[len - 1]) {
+    case 's':
+        unit = 1;
+        break;
+    case 'm':
+        unit = 60;
+        break;
+    case 'h':
+        unit = 3600;
+        break;
+    case 'd':
+        unit = 86400;
+        break;
+    default:
+        return BU_EPARSE;
+    }
+    int64_t n = 0;
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (s[i] < '0' || s[i] > '9' || n > max_secs / unit) {
+            return BU_EPARSE;
+        }
+        n = n * 10 + (s[i] - '0');
+    }
+    if (n > max_secs / unit) {
+        return BU_EPARSE;
+    }
+    *secsp = n * unit;
     return BU_OK;
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Time helpers: wall-clock milliseconds and RFC 3339 conversion (UTC, "Z"
- * form, as PASETO claims use). Thread-safe.
+ * Time helpers: wall-clock milliseconds, RFC 3339 conversion (UTC, "Z"
+ * form, as PASETO claims use) and "7d"-style durations. Thread-safe.
  */
 #ifndef BU_BASE_CLOCK_H
 #define BU_BASE_CLOCK_H
@@ -24,5 +24,10 @@ int bu_rfc3339_format(int64_t secs, char *buf, size_t len);
 // seconds (fractions are dropped). Returns BU_EPARSE on anything else,
 // including impossible dates; *secsp is written only on success.
 int bu_rfc3339_parse(const char *s, int64_t *secsp);
+
+// bu_duration_parse reads a duration "N" + unit, s m h or d ("90s", "7d"),
+// with N decimal digits only, into seconds. Returns BU_OK, or BU_EPARSE
+// (nothing written) for any other form or a duration past max_secs.
+int bu_duration_parse(const char *s, int64_t max_secs, int64_t *secsp);
 
 #endif // BU_BASE_CLOCK_H

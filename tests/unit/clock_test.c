@@ -152,6 +152,32 @@ test_refused(void **state)
     }
 }
 
+
+static void
+test_duration_parse(void **state)
+{
+    (void) state;
+    int64_t secs = -1;
+    assert_int_equal(bu_duration_parse("90s", 1000, &secs), BU_OK);
+    assert_int_equal(secs, 90);
+    assert_int_equal(bu_duration_parse("30m", 86400, &secs), BU_OK);
+    assert_int_equal(secs, 1800);
+    assert_int_equal(bu_duration_parse("12h", 86400, &secs), BU_OK);
+    assert_int_equal(secs, 43200);
+    assert_int_equal(bu_duration_parse("7d", 86400 * 7, &secs), BU_OK);
+    assert_int_equal(secs, 604800);
+    assert_int_equal(bu_duration_parse("0s", 10, &secs), BU_OK);
+    assert_int_equal(secs, 0);
+    secs = -1;
+    static const char *const bad[] = { "", "s", "7", "7x", "-1s", "+1s",
+        " 1s", "1 s", "1.5h", "1sd", "8d", "99999999999999999999999d" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(bu_duration_parse(bad[i], 7 * 86400, &secs),
+            BU_EPARSE);
+    }
+    assert_int_equal(secs, -1);
+}
+
 int
 main(void)
 {
@@ -159,6 +185,7 @@ main(void)
         return 1;
     }
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_duration_parse),
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_leap_days),

@@ -408,41 +408,17 @@ keys_read_secret(const char *path, struct bu_paseto_key *keyp)
     return CLI_EXIT_OK;
 }
 
-// Parses "N" followed by s, m, h or d into seconds. Returns 0 or -1.
+// Parses "N" followed by s, m, h or d (N >= 1, at most a century) into
+// seconds. Returns 0 or -1.
 static int
 keys_parse_ttl(const char *s, int64_t *secsp)
 {
-    static const int64_t max = 100LL * 365 * 86400; // a century
-    size_t               len = strlen(s);
-    int64_t              unit;
-    long                 n;
-    char                 num[24];
-
-    if (len < 2 || len - 1 >= sizeof(num)) {
+    int64_t secs;
+    if (bu_duration_parse(s, 100LL * 365 * 86400, &secs) != BU_OK
+        || secs == 0) {
         return -1;
     }
-    switch (s[len - 1]) {
-    case 's':
-        unit = 1;
-        break;
-    case 'm':
-        unit = 60;
-        break;
-    case 'h':
-        unit = 3600;
-        break;
-    case 'd':
-        unit = 86400;
-        break;
-    default:
-        return -1;
-    }
-    memcpy(num, s, len - 1);
-    num[len - 1] = '\0';
-    if (cli_parse_long(num, 1, (long) (max / unit), &n) != 0) {
-        return -1;
-    }
-    *secsp = (int64_t) n * unit;
+    *secsp = secs;
     return 0;
 }
 

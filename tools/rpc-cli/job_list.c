@@ -106,7 +106,6 @@ list_parse_time(const char *s, int64_t now_ms, int64_t *msp)
 {
     static const int64_t century_s = 100LL * 365 * 86400;
     int64_t              secs;
-    size_t               len = strlen(s);
 
     if (bu_rfc3339_parse(s, &secs) == BU_OK) {
         // bu_rfc3339_parse drops the fraction; keep its milliseconds, so
@@ -121,34 +120,10 @@ list_parse_time(const char *s, int64_t now_ms, int64_t *msp)
         *msp = secs * 1000 + ms;
         return 0;
     }
-    int64_t unit;
-    char    num[24];
-    long    n;
-    if (len < 2 || len - 1 >= sizeof(num)) {
+    if (bu_duration_parse(s, century_s, &secs) != BU_OK) {
         return -1;
     }
-    switch (s[len - 1]) {
-    case 's':
-        unit = 1;
-        break;
-    case 'm':
-        unit = 60;
-        break;
-    case 'h':
-        unit = 3600;
-        break;
-    case 'd':
-        unit = 86400;
-        break;
-    default:
-        return -1;
-    }
-    memcpy(num, s, len - 1);
-    num[len - 1] = '\0';
-    if (cli_parse_long(num, 0, (long) (century_s / unit), &n) != 0) {
-        return -1;
-    }
-    *msp = now_ms - (int64_t) n * unit * 1000;
+    *msp = now_ms - secs * 1000;
     return 0;
 }
 
