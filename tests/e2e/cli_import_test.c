@@ -20,6 +20,8 @@
  * cannot finish, the second request must be refused.
  */
 #define _DEFAULT_SOURCE
+// posix_openpt, grantpt, unlockpt and ptsname (the bar-width test).
+#define _XOPEN_SOURCE 600
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -32,10 +34,16 @@
 #include <pthread.h>
 #include <sqlite3.h>
 
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #define ALLP (BU_PERM_READ | BU_PERM_MANAGE)
 
@@ -613,10 +621,13 @@ test_import_resume(void **state)
     assert_has(state_text, "\"finished\": true");
     free(state_text);
 
-    // A finished import sends nothing, and can still report.
+    // A finished import sends nothing, and can still report; its progress
+    // counts nothing sent by this run and reads the jobs it names.
     CLI(0, &f->h, f->tok, "import", path, "--batch", "200", "--resume", st,
-        "--wait", END);
+        "--wait", "--progress", "lines", END);
     assert_has(cli_err, "says this import finished; nothing is sent");
+    assert_has(
+        cli_err, "import: sent 1000/1000 records in 5 jobs, 5 done, 0 rec/s");
     assert_has(cli_out, "requests        5 (5 answered in an earlier run)");
     assert_has(cli_out, "inserted        1000");
     assert_int_equal(queued_jobs(f), 5);
@@ -633,6 +644,434 @@ test_import_resume(void **state)
 
     // Standard input cannot be resumed.
     CLI(2, &f->h, f->tok, "import", "-", "--resume", st, END);
+}
+
+// A request rejected in a run that was then stopped: the resumed run's
+// errors file still lists its invalid records, with their input lines.
+static void
+test_import_resume_keeps_rejections(void **state)
+{
+    struct fixture *f = *state;
+    const char     *st = path_in(&f->h, "rj.state");
+    const char     *err = path_in(&f->h, "rj.err.csv");
+    const char     *path = write_file(&f->h, "rj.csv",
+            "contact_key,email\n"
+                "r1,r1@example.com\n"
+                "r2,r2@example.com\n"
+                "r3,bad\n"
+                "r4,\"also\nbad\"\n"
+                "r5,r5@example.com\n"
+                "r6,r6@example.com\n");
+
+    setenv("BULKUPSERT_IMPORT_STOP_AFTER", "2", 1);
+    CLI(130, &f->h, f->tok, "import", path, "--batch", "2", "--resume", st,
+        "--progress", "none", END);
+    unsetenv("BULKUPSERT_IMPORT_STOP_AFTER");
+    assert_has(cli_err, "request 2 (records on lines 4 to 5) was rejected");
+    char *text = read_file(st);
+    assert_non_null(text);
+    assert_has(text, "\"contact_key\": \"r3\"");
+    free(text);
+
+    CLI(3, &f->h, f->tok, "import", path, "--batch", "2", "--resume", st,
+        "--errors", err, "--progress", "none", END);
+    static const char *const want[] = {
+        "4,,,\"request 2 (lines 4 to 5, 2 records) was rejected in an "
+        "earlier run",
+        "4,r3,email,not an email address",
+        "5,r4,email,not an email address",
+    };
+    assert_errors_file(err, want, 3);
+    assert_has(cli_out, "requests        3 (2 answered in an earlier run)");
+    assert_int_equal(queued_jobs(f), 2);
+}
+
+// Line numbers for every line end: LF, CRLF and a lone CR (old Mac
+// exports), including one inside a quoted field, and a last line without
+// one.
+static void
+test_import_line_ends(void **state)
+{
+    struct fixture *f = *state;
+    const char     *path = write_file(&f->h, "le.csv",
+            "contact_key,name\r\n" // 1
+            "k1,A\r"               // 2
+            "k2,\"B\r\nb\"\n"      // 3-4
+            "k3,C\n"               // 5
+            "k4,D");               // 6
+
+    CLI(0, &f->h, f->tok, "submit", path, "--batch", "1", "--json", END);
+    static const long first[] = { 2, 3, 5, 6 };
+    char             *p = cli_out;
+    for (int i = 0; i < 4; i++) {
+        char *nl = strchr(p, '\n');
+        assert_non_null(nl);
+        *nl = '\0';
+        json_error_t jerr;
+        json_t      *j = json_loads(p, 0, &jerr);
+        assert_non_null(j);
+        assert_int_equal(
+            json_integer_value(json_object_get(j, "first_line")), first[i]);
+        json_decref(j);
+        p = nl + 1;
+    }
+    CLI(0, &f->h, f->tok, "import", path, "--wait", "--progress", "none", END);
+    assert_string_equal(
+        text_of(f, "SELECT name FROM master_contact WHERE contact_key='k2'"),
+        "B\r\nb");
+
+    // A file with lone CRs only: the bad record is on line 4, not line 1.
+    const char *cr = write_file(
+        &f->h, "cr.csv", "contact_key,name\rc1,A\rc2,B\rc3,C,extra\rc4,D\r");
+    CLI(2, &f->h, f->tok, "import", cr, END);
+    assert_has(cli_err, "cr.csv:4: the record has 3 fields");
+}
+
+// An unclosed quote does not pull the rest of a large file into memory:
+// the record is refused once it passes 1 MiB, naming the line it starts.
+static void
+test_import_unclosed_quote(void **state)
+{
+    struct fixture *f = *state;
+    const char     *path = path_in(&f->h, "uq.csv");
+    FILE           *fp = fopen(path, "w");
+
+    assert_non_null(fp);
+    fputs("contact_key,name\n", fp);
+    for (int i = 0; i < 10; i++) {
+        fprintf(fp, "u%d,N%d\n", i, i);
+    }
+    fputs("u10,\"never closed\n", fp); // line 12
+    for (int i = 0; i < 100000; i++) {
+        fprintf(fp, "v%d,a name that fills the line up to forty\n", i);
+    }
+    assert_int_equal(fclose(fp), 0);
+    CLI(2, &f->h, f->tok, "import", path, "--progress", "none", END);
+    assert_has(cli_err,
+        "uq.csv: record starting at line 12 exceeds 1 MiB (unclosed quote?)");
+    assert_int_equal(queued_jobs(f), 0);
+
+    // An NDJSON line over 1 MiB, likewise.
+    const char *nd = path_in(&f->h, "long.ndjson");
+    fp = fopen(nd, "w");
+    assert_non_null(fp);
+    fputs("{\"contact_key\": \"n1\"}\n{\"contact_key\": \"n2\", \"name\": \"",
+        fp);
+    for (int i = 0; i < 2 * 1024 * 1024; i++) {
+        fputc('x', fp);
+    }
+    fputs("\"}\n", fp);
+    assert_int_equal(fclose(fp), 0);
+    CLI(2, &f->h, f->tok, "import", nd, "--progress", "none", END);
+    assert_has(
+        cli_err, "long.ndjson: record starting at line 2 exceeds 1 MiB");
+    assert_int_equal(queued_jobs(f), 0);
+}
+
+// A value no column could hold is bad input, named by line and column,
+// and the request holding it is not sent (it could only be refused, or be
+// too large for the server to read at all).
+static void
+test_import_value_too_long(void **state)
+{
+    struct fixture *f = *state;
+    const char     *path = path_in(&f->h, "big.csv");
+    FILE           *fp = fopen(path, "w");
+
+    assert_non_null(fp);
+    fputs("contact_key,name\nb1,A\nb2,", fp);
+    for (int i = 0; i < 70000; i++) {
+        fputc('x', fp);
+    }
+    fputs("\nb3,C\n", fp);
+    assert_int_equal(fclose(fp), 0);
+    CLI(2, &f->h, f->tok, "import", path, "--batch", "1", "--progress", "none",
+        END);
+    assert_has(cli_err, "big.csv:3: column name holds a value of 70000 bytes");
+    assert_int_equal(queued_jobs(f), 1);
+
+    const char *nd = path_in(&f->h, "big.ndjson");
+    fp = fopen(nd, "w");
+    assert_non_null(fp);
+    fputs("{\"contact_key\": \"j1\", \"name\": \"", fp);
+    for (int i = 0; i < 70000; i++) {
+        fputc('y', fp);
+    }
+    fputs("\"}\n", fp);
+    assert_int_equal(fclose(fp), 0);
+    CLI(2, &f->h, f->tok, "import", nd, "--progress", "none", END);
+    assert_has(cli_err, "big.ndjson:1: column name holds a value of 70000");
+    assert_int_equal(queued_jobs(f), 1);
+}
+
+// A byte order mark before a quoted CSV header, or before NDJSON.
+static void
+test_import_bom(void **state)
+{
+    struct fixture *f = *state;
+    const char     *csv = write_file(
+            &f->h, "bom.csv", "\xef\xbb\xbf\"contact_key\",\"name\"\nb1,A\n");
+    const char *nd = write_file(
+        &f->h, "bom.ndjson", "\xef\xbb\xbf{\"contact_key\": \"b2\"}\n");
+
+    CLI(0, &f->h, f->tok, "import", csv, "--wait", "--progress", "none", END);
+    CLI(0, &f->h, f->tok, "import", nd, "--wait", "--progress", "none", END);
+    assert_int_equal(count(f,
+                         "SELECT count(*) FROM master_contact"
+                         " WHERE contact_key IN ('b1', 'b2')"),
+        2);
+}
+
+// Starts rpc-cli with args (NULL-terminated) on the daemon, with its
+// standard input, output and error on the given descriptors (closed here
+// in the parent when they are not 0, 1, 2). Returns the pid.
+static pid_t
+spawn_cli(struct fixture *f, const char *const *args, int in, int out, int err)
+{
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        const char *argv[32];
+        int         n = 0;
+        argv[n++] = BU_CLI_PATH;
+        for (int i = 0; args[i] != NULL && n < 31; i++) {
+            argv[n++] = args[i];
+        }
+        argv[n] = NULL;
+        dup2(in, 0);
+        dup2(out, 1);
+        dup2(err, 2);
+        setenv("BULKUPSERT_URL", f->h.url, 1);
+        setenv("BULKUPSERT_TOKEN", f->tok, 1);
+        signal(SIGPIPE, SIG_DFL);
+        execv(argv[0], (char *const *) argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+// The exit status as a shell reports it.
+static int
+wait_cli(pid_t pid)
+{
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// A pipe whose reading end is closed: writing to it fails with EPIPE, and
+// raises SIGPIPE.
+static int
+broken_pipe(void)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    close(fds[0]);
+    return fds[1];
+}
+
+// Standard error and standard output closed early (rpc-cli ... 2>&1 |
+// head -1): the import goes on, and the state file is saved.
+static void
+test_import_closed_pipes(void **state)
+{
+    struct fixture *f = *state;
+    const char     *path = write_quoted_csv(&f->h, "pp.csv", 300, 0);
+    const char     *st1 = path_in(&f->h, "pp1.state");
+    const char     *st2 = path_in(&f->h, "pp2.state");
+    int             null = open("/dev/null", O_RDWR);
+
+    assert_true(null >= 0);
+    // The bar is drawn after the first request, into a closed pipe.
+    const char *const args1[] = { "import", path, "--batch", "100",
+        "--progress", "bar", "--resume", st1, NULL };
+    int               e = broken_pipe();
+    assert_int_equal(wait_cli(spawn_cli(f, args1, null, null, e)), 0);
+    close(e);
+    char *text = read_file(st1);
+    assert_non_null(text);
+    assert_has(text, "\"requests\": 3,");
+    assert_has(text, "\"finished\": true");
+    free(text);
+
+    // The summary cannot be written either: exit 1, but the state is whole.
+    const char *const args2[] = { "import", path, "--batch", "100",
+        "--progress", "bar", "--resume", st2, NULL };
+    int               o = broken_pipe();
+    e = broken_pipe();
+    assert_int_equal(wait_cli(spawn_cli(f, args2, null, o, e)), 1);
+    close(o);
+    close(e);
+    text = read_file(st2);
+    assert_non_null(text);
+    assert_has(text, "\"finished\": true");
+    free(text);
+    close(null);
+}
+
+// The progress bar on a terminal 40 columns wide never takes more than
+// 39, so that it does not wrap.
+static void
+test_import_bar_width(void **state)
+{
+    struct fixture   *f = *state;
+    const char       *path = write_quoted_csv(&f->h, "bw.csv", 300, 0);
+    const char *const args[] = { "import", path, "--batch", "100",
+        "--progress", "bar", "--wait", NULL };
+    struct winsize    ws = { .ws_row = 24, .ws_col = 40 };
+    int               null = open("/dev/null", O_RDWR);
+    int               pty = posix_openpt(O_RDWR | O_NOCTTY);
+
+    assert_true(null >= 0 && pty >= 0);
+    assert_int_equal(grantpt(pty), 0);
+    assert_int_equal(unlockpt(pty), 0);
+    int tty = open(ptsname(pty), O_RDWR | O_NOCTTY);
+    assert_true(tty >= 0);
+    assert_int_equal(ioctl(tty, TIOCSWINSZ, &ws), 0);
+    pid_t pid = spawn_cli(f, args, null, null, tty);
+    close(tty);
+    // The bar is a few hundred bytes: the terminal's buffer holds it all
+    // until the import ends.
+    assert_int_equal(wait_cli(pid), 0);
+    char    text[16384];
+    size_t  len = 0;
+    ssize_t n;
+    while (len < sizeof(text) - 1
+        && (n = read(pty, text + len, sizeof(text) - 1 - len)) > 0) {
+        len += (size_t) n;
+    }
+    text[len] = '\0';
+    close(pty);
+    close(null);
+    assert_has(text, "] 100% waiting");
+    for (char *p = text; *p != '\0';) {
+        size_t seg = strcspn(p, "\r\n\033");
+        if (seg > 39) {
+            fail_msg("a bar line of %zu columns:\n%s", seg, text);
+        }
+        p += seg;
+        p += *p == '\033' ? 3 : *p != '\0'; // "\033[K" or a line end
+    }
+}
+
+// Waits until the queue holds n jobs (at most 30 s).
+static void
+wait_jobs(struct fixture *f, long long n)
+{
+    for (int i = 0; i < 3000 && queued_jobs(f) < n; i++) {
+        sleep_ms(10);
+    }
+    assert_int_equal(queued_jobs(f), n);
+}
+
+// SIGHUP stops an import as SIGTERM does (exit 129); a second signal of
+// another kind stops it at once. The input is a pipe, so that the import
+// waits for it with a request sent.
+static void
+test_import_sighup(void **state)
+{
+    struct fixture   *f = *state;
+    const char *const args[]
+        = { "import", "-", "--batch", "1", "--progress", "none", NULL };
+    int in[2];
+    int out = open(path_in(&f->h, "hup.out"), O_WRONLY | O_CREAT, 0600);
+    const char *head = "contact_key\nh1\n";
+
+    assert_true(out >= 0);
+    assert_int_equal(pipe(in), 0);
+    pid_t pid = spawn_cli(f, args, in[0], out, out);
+    close(in[0]);
+    assert_int_equal(write(in[1], head, strlen(head)), (ssize_t) strlen(head));
+    wait_jobs(f, 1);
+    assert_int_equal(kill(pid, SIGHUP), 0);
+    // The import stops after the request in flight.
+    assert_int_equal(write(in[1], "h2\n", 3), 3);
+    close(in[1]);
+    assert_int_equal(wait_cli(pid), 129);
+    assert_int_equal(queued_jobs(f), 2);
+    char *text = read_file(path_in(&f->h, "hup.out"));
+    assert_non_null(text);
+    assert_has(text, "interrupted after 2 requests");
+    free(text);
+
+    // SIGHUP, then SIGTERM while reading: the second one (whichever the
+    // kernel delivers second) kills it at once, though the input is open.
+    assert_int_equal(pipe(in), 0);
+    pid = spawn_cli(f, args, in[0], out, out);
+    close(in[0]);
+    assert_int_equal(write(in[1], head, strlen(head)), (ssize_t) strlen(head));
+    wait_jobs(f, 3);
+    assert_int_equal(kill(pid, SIGHUP), 0);
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    close(in[1]);
+    close(out);
+}
+
+// What is checked before the first request: the state file is not in use
+// by another import, the errors file can be written, and with --wait the
+// token can read jobs.
+static void
+test_import_checks_first(void **state)
+{
+    struct fixture *f = *state;
+    const char     *path = write_file(&f->h, "cf.csv", "contact_key\nc1\n");
+    const char     *st = path_in(&f->h, "cf.state");
+    char            lock[512];
+
+    snprintf(lock, sizeof(lock), "%s.lock", st);
+    int fd = open(lock, O_RDWR | O_CREAT, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX), 0);
+    CLI(2, &f->h, f->tok, "import", path, "--resume", st, END);
+    assert_has(cli_err, "is in use by another import");
+    close(fd);
+
+    // A folder that is a file: FILE.tmp cannot be made.
+    const char *bad = path_in(&f->h, "cf.csv/errors.csv");
+    CLI(2, &f->h, f->tok, "import", path, "--errors", bad, END);
+    assert_has(cli_err, "cannot write the errors file");
+    assert_has(cli_err, "cf.csv/errors.csv.tmp: Not a directory");
+
+    // A token that may submit but not read jobs.
+    char *wo = harness_token(&f->h, "acme", BU_PERM_MANAGE, 3600);
+    CLI(1, &f->h, wo, "import", path, "--wait", END);
+    assert_has(cli_err, "--wait needs a token that may read jobs");
+    assert_int_equal(queued_jobs(f), 0);
+    // Without --wait it imports.
+    CLI(0, &f->h, wo, "import", path, "--progress", "none", END);
+    assert_int_equal(queued_jobs(f), 1);
+    free(wo);
+}
+
+// A file name that is not UTF-8 resumes, and shows in --json escaped.
+static void
+test_import_non_utf8_name(void **state)
+{
+    struct fixture *f = *state;
+    const char     *path
+        = write_file(&f->h, "caf\xe9.csv", "contact_key\nn1\nn2\nn3\n");
+    const char *st = path_in(&f->h, "caf\xe9.state");
+
+    setenv("BULKUPSERT_IMPORT_STOP_AFTER", "1", 1);
+    CLI(130, &f->h, f->tok, "import", path, "--batch", "2", "--resume", st,
+        END);
+    unsetenv("BULKUPSERT_IMPORT_STOP_AFTER");
+    CLI(0, &f->h, f->tok, "import", path, "--batch", "2", "--resume", st,
+        "--json", END);
+    json_t *j = json_out();
+    assert_int_equal(jint(j, "requests"), 2);
+    assert_int_equal(jint(j, "requests_skipped"), 1);
+    const char *input = json_string_value(json_object_get(j, "input"));
+    assert_non_null(input);
+    assert_has(input, "caf\\xe9.csv");
+    assert_has(
+        json_string_value(json_object_get(j, "state_file")), "caf\\xe9.state");
+    json_decref(j);
+    assert_int_equal(queued_jobs(f), 2);
 }
 
 // Runs one rpc-cli import on another thread (harness_cli blocks).
@@ -738,6 +1177,17 @@ test_submit_json(void **state)
     json_decref(j);
     assert_int_equal(queued_jobs(f), 2);
 
+    // A key that K-N could push past the server's 128 characters.
+    char key[102];
+    memset(key, 'k', 101);
+    key[101] = '\0';
+    CLI(2, &f->h, f->tok, "submit", path, "--idempotency-key", key, END);
+    assert_has(cli_err, "--idempotency-key is 101 bytes long; at most 100");
+    key[100] = '\0';
+    CLI(0, &f->h, f->tok, "submit", path, "--batch", "2", "--idempotency-key",
+        key, END);
+    assert_int_equal(queued_jobs(f), 4);
+
     CLI(0, &f->h, f->tok, "import", "--help", END);
     assert_has(cli_out, "--resume STATE");
     assert_has(cli_out, "Exit codes:");
@@ -763,6 +1213,24 @@ main(void)
         cmocka_unit_test_setup_teardown(
             test_import_retries_busy, setup_tight, teardown),
         cmocka_unit_test_setup_teardown(test_submit_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_import_resume_keeps_rejections, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_import_line_ends, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_import_unclosed_quote, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_import_value_too_long, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_import_bom, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_import_closed_pipes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_import_sighup, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_import_bar_width, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_import_checks_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_import_non_utf8_name, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

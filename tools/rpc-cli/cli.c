@@ -231,6 +231,72 @@ cli_print_status(
     }
 }
 
+// Returns the length of the valid UTF-8 sequence at s (1 to 4; ASCII is
+// 1), or 0 when s does not start one: RFC 3629, so no overlong forms, no
+// surrogates, nothing above U+10FFFF, and no NUL (the end of s).
+static size_t
+cli_utf8_len(const unsigned char *s)
+{
+    unsigned c = s[0];
+    size_t   n;
+    unsigned min;
+    unsigned cp;
+
+    if (c == 0) {
+        return 0;
+    }
+    if (c < 0x80) {
+        return 1;
+    }
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2, min = 0x80, cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3, min = 0x800, cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4, min = 0x10000, cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            return 0; // also stops at the NUL
+        }
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        return 0;
+    }
+    return n;
+}
+
+json_t *
+cli_json_text(const char *s)
+{
+    const unsigned char *p = (const unsigned char *) s;
+    size_t               len = strlen(s);
+
+    // Each byte grows to at most four characters.
+    char *buf = malloc(len * 4 + 1);
+    if (buf == NULL) {
+        return NULL;
+    }
+    size_t out = 0;
+    for (size_t i = 0; i < len;) {
+        size_t n = cli_utf8_len(p + i);
+        if (n == 0) {
+            out += (size_t) sprintf(buf + out, "\\x%02x", p[i]);
+            i++;
+            continue;
+        }
+        memcpy(buf + out, p + i, n);
+        out += n;
+        i += n;
+    }
+    json_t *v = json_stringn(buf, out);
+    free(buf);
+    return v;
+}
+
 int
 cli_print_json(const char *cmd, const json_t *value)
 {

@@ -30,8 +30,9 @@ enum cli_exit {
     // jobs FAILED or CANCELLED). job watch: the job ended
     // COMPLETED_WITH_ERRORS, FAILED or CANCELLED.
     CLI_EXIT_UNCLEAN = 3,
-    // import stopped by SIGINT (130) or SIGTERM (143): 128 + the signal,
-    // as a shell reports it. The state file lets --resume continue.
+    // import stopped by SIGHUP (129), SIGINT (130) or SIGTERM (143): 128 +
+    // the signal, as a shell reports it. The state file lets --resume
+    // continue.
     CLI_EXIT_SIGNAL_BASE = 128,
 };
 
@@ -104,6 +105,13 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 // (value stays the caller's). Returns CLI_EXIT_OK, or CLI_EXIT_FAIL after
 // printing "rpc-cli: CMD: cannot write the JSON output".
 int cli_print_json(const char *cmd, const json_t *value);
+
+// cli_json_text returns a JSON string of s (NUL-terminated bytes, such as
+// a file name) that jansson can always write: valid UTF-8 is kept, and each
+// byte that is not part of valid UTF-8 becomes the four characters \xNN.
+// Returns a new reference (release with json_decref), or NULL only when
+// out of memory.
+json_t *cli_json_text(const char *s);
 
 // cli_print_status prints a failed call's status on stderr:
 //   rpc-cli: CODE (http N): message

@@ -11,8 +11,13 @@
  * file the import id survives a crash, so a request sent again after a
  * lost answer gets its first job back (duplicate) and no job is queued
  * twice. The state file is written before the first request, then after
- * every answer while there are few (256), then about once a second, and
- * always when the command stops.
+ * every answer while there are few (256), then after an answer when the
+ * last save is a second old, and always when the command stops. It is
+ * locked (STATE.lock) for the whole run.
+ *
+ * Checked before the first request, so that no job is queued by a run
+ * that would fail later: the state file's lock, that --errors FILE.tmp
+ * can be created, and with --wait that the token may read jobs.
  *
  * A request whose records the server rejects (400 ValidationFails: with
  * the default fail_on_error, one invalid record rejects its request) does
@@ -106,8 +111,9 @@ static const char import_usage[] =
     "refused a request or a call, or could not be reached, or a local write\n"
     "failed; 2 usage error or bad input; 3 done, but some records did not\n"
     "land (a rejected request; with --wait also records FAILED or NOT_FOUND,\n"
-    "jobs FAILED or CANCELLED); 130 (SIGINT) or 143 (SIGTERM) interrupted,\n"
-    "after saving the state. Press Ctrl-C twice to stop at once.\n"
+    "jobs FAILED or CANCELLED); 129 (SIGHUP), 130 (SIGINT) or 143 (SIGTERM)\n"
+    "interrupted, after saving the state. Press Ctrl-C twice to stop at\n"
+    "once.\n"
     "\n"
     "Examples:\n"
     "  rpc-cli import contacts.csv --wait --errors failed.csv\n"
@@ -185,11 +191,14 @@ struct import {
     uint64_t            records; // records of the requests so far
     unsigned            retries; // resends made by the client
     size_t              duplicates;
-    int                 poll_off; // stop reading jobs while sending
-    int64_t             poll_ms;  // last read of jobs
-    int64_t             save_ms;  // last save
-    size_t              saved;    // requests in the last save
-    FILE               *rejects;  // rows of this run's rejections
+    int                 poll_off;   // stop reading jobs while sending
+    int64_t             poll_ms;    // last read of jobs
+    int64_t             save_ms;    // last save
+    size_t              saved;      // requests in the last save
+    FILE               *rejects;    // rows of this run's rejections
+    FILE               *errors_fp;  // --errors FILE.tmp, open from the start
+    char               *errors_tmp; // its name (malloc'd)
+    int                 lock_fd;    // the flock of --resume STATE, or -1
     size_t              error_rows;
     bulkupsert_client  *client;
     struct sender      *snd;
@@ -197,13 +206,27 @@ struct import {
     long long           size; // input size, -1 when unknown
 };
 
-// Set by SIGINT or SIGTERM: stop after the request in flight.
+// Set by SIGINT, SIGTERM or SIGHUP: stop after the request in flight.
 static volatile sig_atomic_t import_signal;
 
 static void
 import_on_signal(int sig)
 {
+    if (import_signal != 0) {
+        // A second signal, of any of the three: stop at once, by the
+        // default action (blocked until the handler returns).
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
     import_signal = sig;
+}
+
+// The exit code of a stop by the signal that arrived, or 0 when none did.
+static int
+import_stopped(void)
+{
+    return import_signal != 0 ? CLI_EXIT_SIGNAL_BASE + import_signal : 0;
 }
 
 // The plural ending of a count.
@@ -440,11 +463,22 @@ import_state_open(struct import *imp)
             !o->no_fail_on_error, !o->no_insert);
         return CLI_EXIT_OK;
     }
+    int rv = import_state_lock(imp->a.resume, &imp->lock_fd, err, sizeof(err));
+    if (rv != 0) {
+        if (rv > 0) {
+            cli_error("import: %s is in use by another import (%s is "
+                      "locked); nothing was sent",
+                imp->a.resume, err);
+        } else {
+            cli_error("import: cannot lock the state file: %s", err);
+        }
+        return CLI_EXIT_USAGE;
+    }
     if (import_ident_of(imp->a.path, &now, err, sizeof(err)) != 0) {
         cli_error("import: %s", err);
         return CLI_EXIT_USAGE;
     }
-    int rv = import_state_load(&imp->st, imp->a.resume, err, sizeof(err));
+    rv = import_state_load(&imp->st, imp->a.resume, err, sizeof(err));
     if (rv < 0) {
         free(now.path);
         cli_error("import: %s", err);
@@ -564,9 +598,16 @@ import_wait(struct import *imp)
         if (code != BULKUPSERT_OK) {
             progress_clear(&imp->prog);
             cli_print_status(&st, NULL, 0);
-            cli_error("import: reading job %s failed; the jobs go on. Run "
-                      "the command again with --resume to wait for them",
-                imp->st.job_ids[imp->scan]);
+            if (imp->a.resume != NULL) {
+                cli_error("import: reading job %s failed; the jobs go on. "
+                          "Run the same command again to wait for them",
+                    imp->st.job_ids[imp->scan]);
+            } else {
+                cli_error("import: reading job %s failed; the jobs go on "
+                          "(import id %s). Follow one with 'rpc-cli job "
+                          "watch JOB_ID', list them with 'rpc-cli job list'",
+                    imp->st.job_ids[imp->scan], imp->st.import_id);
+            }
             bulkupsert_status_clear(&st);
             return CLI_EXIT_FAIL;
         }
@@ -576,8 +617,8 @@ import_wait(struct import *imp)
         if (all) {
             return CLI_EXIT_OK;
         }
-        if (import_signal != 0) {
-            return CLI_EXIT_SIGNAL_BASE + import_signal;
+        if (import_stopped()) {
+            return import_stopped();
         }
         interval = imp->nfinal > before         ? IMPORT_POLL_MIN_MS
             : interval * 2 > IMPORT_POLL_MAX_MS ? IMPORT_POLL_MAX_MS
@@ -778,27 +819,94 @@ import_job_errors(struct import *imp, size_t i, FILE *out)
             return CLI_EXIT_FAIL;
         }
         bulkupsert__v1__job__free_unpacked(job, NULL);
-        if (last) {
-            return CLI_EXIT_OK;
+        if (last || import_stopped()) {
+            free(token);
+            return import_stopped();
         }
     }
 }
 
-// Writes the errors file (through FILE.tmp, renamed into place). Returns
+// Writes the rows of request i + 1, rejected in an earlier run, from what
+// the state file kept of the rejection: the message and the first
+// IMPORT_REJECTION_ERRORS field errors.
+static void
+import_replay_rejection(struct import *imp, size_t i, FILE *out)
+{
+    const struct import_req       *r = &imp->reqs[i];
+    const struct import_rejection *rj
+        = import_state_rejection(&imp->st, (long) i + 1);
+    char reason[1024];
+
+    snprintf(reason, sizeof(reason),
+        "request %zu (lines %ld to %ld, %" PRIu32 " records) was rejected in "
+        "an earlier run and none of its records was applied: %s",
+        i + 1, r->first_line, import_last_line(r), r->nrecords,
+        rj != NULL ? rj->message : "");
+    import_csv_row(out, r->first_line, NULL, NULL, reason, NULL);
+    imp->error_rows++;
+    if (rj == NULL) {
+        return;
+    }
+    for (size_t k = 0; k < rj->nerrors; k++) {
+        const struct import_field_error *fe = &rj->errors[k];
+        long                             line = fe->record_index >= 0
+                                        ? import_line_of(r, (uint32_t) fe->record_index)
+                                        : r->first_line;
+        import_csv_row(
+            out, line, fe->contact_key, fe->column, fe->reason, NULL);
+        imp->error_rows++;
+    }
+    if (rj->nerrors_all > rj->nerrors) {
+        snprintf(reason, sizeof(reason),
+            "%zu more errors of request %zu were not kept in the state file",
+            rj->nerrors_all - rj->nerrors, i + 1);
+        import_csv_row(out, r->first_line, NULL, NULL, reason, NULL);
+        imp->error_rows++;
+    }
+}
+
+// Opens FILE.tmp of --errors FILE before anything is sent, so that an
+// unwritable FILE stops the import at once rather than at its end. Returns
+// an exit code.
+static int
+import_errors_open(struct import *imp)
+{
+    size_t len = strlen(imp->a.errors) + sizeof(".tmp");
+
+    if ((imp->errors_tmp = malloc(len)) == NULL) {
+        cli_error("import: out of memory");
+        return CLI_EXIT_FAIL;
+    }
+    snprintf(imp->errors_tmp, len, "%s.tmp", imp->a.errors);
+    if ((imp->errors_fp = fopen(imp->errors_tmp, "w")) == NULL) {
+        cli_error("import: cannot write the errors file %s (%s: %s); nothing "
+                  "was sent",
+            imp->a.errors, imp->errors_tmp, strerror(errno));
+        return CLI_EXIT_USAGE;
+    }
+    return CLI_EXIT_OK;
+}
+
+// Closes and removes FILE.tmp, when the errors file is not (or was not
+// completely) written.
+static void
+import_errors_discard(struct import *imp)
+{
+    if (imp->errors_fp != NULL) {
+        fclose(imp->errors_fp);
+        imp->errors_fp = NULL;
+        unlink(imp->errors_tmp);
+    }
+}
+
+// Writes the errors file into FILE.tmp and renames it into place. Returns
 // an exit code.
 static int
 import_write_errors(struct import *imp)
 {
-    char tmp[4096];
-    char reason[1024];
-    int  rv = CLI_EXIT_OK;
+    FILE *out = imp->errors_fp;
+    int   rv = CLI_EXIT_OK;
 
-    snprintf(tmp, sizeof(tmp), "%s.tmp", imp->a.errors);
-    FILE *out = fopen(tmp, "w");
-    if (out == NULL) {
-        cli_error("import: %s: %s", tmp, strerror(errno));
-        return CLI_EXIT_FAIL;
-    }
     if (imp->rejects != NULL) {
         rewind(imp->rejects);
     }
@@ -806,6 +914,9 @@ import_write_errors(struct import *imp)
     imp->error_rows = 0;
     for (size_t i = 0; rv == CLI_EXIT_OK && i < imp->st.nrequests; i++) {
         const struct import_req *r = &imp->reqs[i];
+        if ((rv = import_stopped()) != 0) {
+            break;
+        }
         if (r->rejected == 1 && imp->rejects != NULL) {
             if (import_copy_rejection(imp, (long) i + 1, out) != 0) {
                 cli_error("import: reading back the rejected records: %s",
@@ -813,32 +924,27 @@ import_write_errors(struct import *imp)
                 rv = CLI_EXIT_FAIL;
             }
         } else if (r->rejected) {
-            const struct import_rejection *rj
-                = import_state_rejection(&imp->st, (long) i + 1);
-            snprintf(reason, sizeof(reason),
-                "request %zu (lines %ld to %ld, %" PRIu32 " records) was "
-                "rejected in an earlier run and none of its records was "
-                "applied: %s",
-                i + 1, r->first_line, import_last_line(r), r->nrecords,
-                rj != NULL ? rj->message : "");
-            import_csv_row(out, r->first_line, NULL, NULL, reason, NULL);
-            imp->error_rows++;
+            import_replay_rejection(imp, i, out);
         } else {
             rv = import_job_errors(imp, i, out);
         }
     }
+    if (rv != CLI_EXIT_OK) {
+        import_errors_discard(imp);
+        return rv;
+    }
+    imp->errors_fp = NULL;
     int bad = ferror(out) || fflush(out) != 0 || fsync(fileno(out)) != 0;
     bad |= fclose(out) != 0;
-    if (rv == CLI_EXIT_OK && bad) {
-        cli_error("import: %s: %s", tmp, strerror(errno));
+    if (bad) {
+        cli_error("import: %s: %s", imp->errors_tmp, strerror(errno));
         rv = CLI_EXIT_FAIL;
-    }
-    if (rv == CLI_EXIT_OK && rename(tmp, imp->a.errors) != 0) {
+    } else if (rename(imp->errors_tmp, imp->a.errors) != 0) {
         cli_error("import: %s: %s", imp->a.errors, strerror(errno));
         rv = CLI_EXIT_FAIL;
     }
     if (rv != CLI_EXIT_OK) {
-        unlink(tmp);
+        unlink(imp->errors_tmp);
     }
     return rv;
 }
@@ -892,13 +998,37 @@ import_answer(struct import *imp, long nr, const struct records_chunk *chunk,
         cli_error("import: keeping the rejected records: %s", strerror(errno));
         return CLI_EXIT_FAIL;
     }
-    if (import_state_add(&imp->st, NULL, (uint32_t) chunk->nrecords,
-            st->message != NULL ? st->message : "")
+    if (import_state_add(&imp->st, NULL, (uint32_t) chunk->nrecords, st)
         != 0) {
         cli_error("import: out of memory");
         return CLI_EXIT_FAIL;
     }
     return CLI_EXIT_OK;
+}
+
+// Starts the progress display again at the end of the skip phase of a
+// resumed import, so that its rate counts only what this run sends.
+static void
+import_progress_restart(struct import *imp)
+{
+    progress_init(&imp->prog, imp->prog.mode, imp->size,
+        sender_offset(imp->snd), imp->records);
+}
+
+// Reads the jobs for the progress display. A failure (e.g. a token without
+// DataSpace.Read) stops these reads; the display then shows "? done".
+static void
+import_poll_progress(struct import *imp)
+{
+    struct bulkupsert_status st;
+
+    if (imp->poll_off || imp->prog.mode == PROGRESS_NONE) {
+        return;
+    }
+    if (import_poll(imp, &st) != BULKUPSERT_OK) {
+        imp->poll_off = 1;
+    }
+    bulkupsert_status_clear(&st);
 }
 
 // Sends the file, skipping the requests the state says were answered.
@@ -945,6 +1075,9 @@ import_send(struct import *imp)
             imp->njobs += !r->rejected;
             imp->records += chunk->nrecords;
             imp->skipped++;
+            if (import_stopped()) {
+                return import_stopped();
+            }
             continue;
         }
         if (imp->st.finished) {
@@ -954,8 +1087,7 @@ import_send(struct import *imp)
             return CLI_EXIT_USAGE;
         }
         if (imp->skipped > 0 && sent == 0) {
-            progress_init(&imp->prog, imp->a.progress, imp->size,
-                sender_offset(imp->snd), imp->records);
+            import_progress_restart(imp);
         }
         Bulkupsert__V1__SubmitBulkUpsertResponse *reply = NULL;
         struct bulkupsert_status                  st;
@@ -984,21 +1116,16 @@ import_send(struct import *imp)
         if ((rv = import_save(imp, 0)) != CLI_EXIT_OK) {
             return rv;
         }
-        int64_t now = progress_now_ms();
-        if (!imp->poll_off && imp->a.progress != PROGRESS_NONE
-            && now - imp->poll_ms >= IMPORT_POLL_SEND_MS) {
-            if (import_poll(imp, &st) != BULKUPSERT_OK) {
-                imp->poll_off = 1; // e.g. no DataSpace.Read: show "?"
-            }
-            bulkupsert_status_clear(&st);
+        if (progress_now_ms() - imp->poll_ms >= IMPORT_POLL_SEND_MS) {
+            import_poll_progress(imp);
         }
         import_stats(imp, 0, 0, &ps);
         progress_update(&imp->prog, &ps, 0);
         if (stop_after > 0 && sent >= stop_after) {
             import_signal = SIGINT; // test hook: as if interrupted here
         }
-        if (import_signal != 0) {
-            return CLI_EXIT_SIGNAL_BASE + import_signal;
+        if (import_stopped()) {
+            return import_stopped();
         }
     }
     if (imp->skipped < known) {
@@ -1008,6 +1135,10 @@ import_send(struct import *imp)
         return CLI_EXIT_USAGE;
     }
     imp->st.finished = 1;
+    if (imp->skipped > 0 && sent == 0) {
+        import_progress_restart(imp); // all skipped: nothing sent here
+    }
+    import_poll_progress(imp); // the last line says how many are done
     import_stats(imp, 1, 0, &ps);
     progress_update(&imp->prog, &ps, 1);
     return import_save(imp, 1);
@@ -1115,7 +1246,7 @@ import_json(const struct import *imp, const struct import_sum *s)
             bad |= json_object_set_new(
                 o, "records", json_integer(r->nrecords));
             bad |= json_object_set_new(
-                o, "message", json_string(rj != NULL ? rj->message : ""));
+                o, "message", cli_json_text(rj != NULL ? rj->message : ""));
         }
         bad |= json_array_append_new(rej, o) != 0;
     }
@@ -1128,9 +1259,9 @@ import_json(const struct import *imp, const struct import_sum *s)
     bad |= json_object_set_new(
         obj, "import_id", json_string(imp->st.import_id));
     bad |= json_object_set_new(
-        obj, "input", json_string(sender_path(imp->snd)));
+        obj, "input", cli_json_text(sender_path(imp->snd)));
     bad |= json_object_set_new(obj, "state_file",
-        imp->a.resume != NULL ? json_string(imp->a.resume) : json_null());
+        imp->a.resume != NULL ? cli_json_text(imp->a.resume) : json_null());
     bad |= json_object_set_new(
         obj, "requests", json_integer((json_int_t) imp->st.nrequests));
     bad |= json_object_set_new(
@@ -1163,7 +1294,8 @@ import_json(const struct import *imp, const struct import_sum *s)
         }
         bad |= json_object_set_new(obj, "summary", sum);
         bad |= json_object_set_new(obj, "errors_file",
-            imp->a.errors != NULL ? json_string(imp->a.errors) : json_null());
+            imp->a.errors != NULL ? cli_json_text(imp->a.errors)
+                                  : json_null());
         bad |= json_object_set_new(obj, "error_rows",
             imp->a.errors != NULL ? json_integer((json_int_t) imp->error_rows)
                                   : json_null());
@@ -1186,7 +1318,7 @@ import_print(const struct import *imp)
         import_print_text(imp, &s);
     } else {
         json_t *obj = import_json(imp, &s);
-        int     rv = obj == NULL ? CLI_EXIT_FAIL : cli_print_json("import", obj);
+        int rv = obj == NULL ? CLI_EXIT_FAIL : cli_print_json("import", obj);
         if (obj == NULL) {
             cli_error("import: out of memory");
         }
@@ -1203,6 +1335,34 @@ import_print(const struct import *imp)
 
 // ---------------------------------------------------------------------------
 
+// Checks, before anything is sent, that the token may read jobs (ListJobs,
+// one job), which --wait and --errors need: finding out after sending would
+// leave jobs running unwatched. Returns an exit code.
+static int
+import_check_read(struct import *imp)
+{
+    Bulkupsert__V1__ListJobsRequest req
+        = BULKUPSERT__V1__LIST_JOBS_REQUEST__INIT;
+    Bulkupsert__V1__ListJobsResponse *reply = NULL;
+    struct bulkupsert_status          st;
+
+    req.has_page_size = 1;
+    req.page_size = 1;
+    int code = bulkupsert_list_jobs(imp->client, &req, &reply, &st);
+    if (reply != NULL) {
+        bulkupsert__v1__list_jobs_response__free_unpacked(reply, NULL);
+    }
+    if (code != BULKUPSERT_OK) {
+        cli_print_status(&st, NULL, 0);
+        cli_error("import: %s needs a token that may read jobs "
+                  "(DataSpace.Read), and reading them failed; nothing was "
+                  "sent",
+            imp->a.errors != NULL ? "--errors" : "--wait");
+    }
+    bulkupsert_status_clear(&st);
+    return code == BULKUPSERT_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
 // Clears the bar before the sender prints a message about the input.
 static void
 import_before_error(void *arg)
@@ -1218,17 +1378,22 @@ import_signals(void)
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = import_on_signal;
     sigemptyset(&sa.sa_mask);
-    // A second signal takes the default action: stop at once. Reads of
-    // the input restart; the flag is looked at after each request.
-    sa.sa_flags = (int) (SA_RESETHAND | SA_RESTART);
+    // Reads of the input restart; the flag is looked at after each request,
+    // skipped request, job read and errors-file page. A hang-up (a closed
+    // terminal or ssh session) stops the import as SIGTERM does.
+    sa.sa_flags = SA_RESTART;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    // A closed pipe on standard output or error is a failed write (the
+    // progress display stops), never a death without saving the state.
+    signal(SIGPIPE, SIG_IGN);
 }
 
 int
 cmd_import(int argc, char *argv[], const struct cli_conn *conn)
 {
-    struct import imp = { .a = { .conn = *conn }, .size = -1 };
+    struct import imp = { .a = { .conn = *conn }, .size = -1, .lock_fd = -1 };
     struct stat   sb;
 
     send_opts_init(&imp.a.send, 10);
@@ -1247,6 +1412,10 @@ cmd_import(int argc, char *argv[], const struct cli_conn *conn)
     if ((rv = import_state_open(&imp)) != CLI_EXIT_OK) {
         goto out;
     }
+    if (imp.a.errors != NULL
+        && (rv = import_errors_open(&imp)) != CLI_EXIT_OK) {
+        goto out;
+    }
     if (imp.a.errors != NULL && (imp.rejects = tmpfile()) == NULL) {
         cli_error("import: a temporary file: %s", strerror(errno));
         rv = CLI_EXIT_FAIL;
@@ -1255,6 +1424,9 @@ cmd_import(int argc, char *argv[], const struct cli_conn *conn)
     if ((rv = send_client_open(
              &imp.a.conn, &imp.a.send, "import", &imp.client))
         != CLI_EXIT_OK) {
+        goto out;
+    }
+    if (imp.a.wait && (rv = import_check_read(&imp)) != CLI_EXIT_OK) {
         goto out;
     }
     import_signals();
@@ -1292,6 +1464,11 @@ cmd_import(int argc, char *argv[], const struct cli_conn *conn)
     }
 
 out:
+    import_errors_discard(&imp);
+    free(imp.errors_tmp);
+    if (imp.lock_fd >= 0) {
+        close(imp.lock_fd);
+    }
     if (imp.rejects != NULL) {
         fclose(imp.rejects);
     }

@@ -39,7 +39,8 @@ static const char submit_usage[] =
     SEND_HELP
     "  --idempotency-key K   a retry with the same K returns the first job\n"
     "                        instead of queueing another; with several\n"
-    "                        requests, request N uses K-N\n"
+    "                        requests, request N uses K-N (K: at most 100\n"
+    "                        bytes)\n"
     "  --retries N           resend a request refused as busy (429) or\n"
     "                        unavailable (503, or never sent) up to N times,\n"
     "                        with backoff and never before the wait the\n"
@@ -68,6 +69,10 @@ static const char submit_usage[] =
     "  printf 'contact_key,email\\nc1,a@example.com\\n' | rpc-cli submit -\n"
     "  rpc-cli submit contacts.csv --json | jq -r .job_id\n";
 // clang-format on
+
+// The longest --idempotency-key: the server takes 128 characters, and
+// request N of several sends K-N, so 100 leaves room for any N.
+#define SUBMIT_IDEM_MAX 100
 
 enum submit_opt {
     SUBMIT_OPT_IDEM = SEND_OPT_FIRST_LOCAL,
@@ -117,6 +122,13 @@ submit_parse(int argc, char *argv[], struct submit_args *a)
         case SUBMIT_OPT_IDEM:
             if (optarg[0] == '\0') {
                 return cli_usage_error("submit", "--idempotency-key is empty");
+            }
+            if (strlen(optarg) > SUBMIT_IDEM_MAX) {
+                return cli_usage_error("submit",
+                    "--idempotency-key is %zu bytes long; at most %d (the "
+                    "server takes 128 characters, and request N of several "
+                    "adds \"-N\")",
+                    strlen(optarg), SUBMIT_IDEM_MAX);
             }
             a->idempotency_key = optarg;
             break;

@@ -4,13 +4,23 @@
  * document, version 1:
  *
  *   { "version": 1, "import_id": "<32 hex>",
- *     "input": { "path": "/abs/file.csv", "size": N, "mtime_ns": N,
+ *     "input": { "path": "/abs/file.csv", "path_hex": "2f6162...",
+ *                "size": N, "mtime_ns": N,
  *                "head_blake2b": "<64 hex>", "format": "csv" },
  *     "options": { "batch": 1000, "fail_on_error": true,
  *                  "insert_if_not_exists": true },
  *     "requests": N, "records": N, "finished": false,
  *     "jobs": [ "<job id>", null, ... ],
- *     "rejected": [ { "request": 2, "records": 1000, "message": "..." } ] }
+ *     "rejected": [ { "request": 2, "records": 1000, "message": "...",
+ *                     "errors_total": 1,
+ *                     "errors": [ { "record": 0, "contact_key": "k",
+ *                                   "column": "email", "reason": "..." } ]
+ *                 } ] }
+ *
+ * "path" is for people (bytes that are not UTF-8 appear as \xNN);
+ * "path_hex" holds the exact bytes and is what a resume compares. A file
+ * written before "path_hex" and "errors" existed still loads (the path is
+ * then taken from "path"; its rejections have no field errors).
  *
  * The whole document is rewritten on each save; the caller decides how
  * often (every request while there are few, then about once a second).
@@ -19,6 +29,8 @@
 #define _DEFAULT_SOURCE
 
 #include "import_state.h"
+
+#include "cli.h"
 
 #include <jansson.h>
 #include <sodium.h>
@@ -29,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -140,21 +153,74 @@ import_state_init(struct import_state *st, struct import_ident *input,
     st->insert_if_not_exists = insert_if_not_exists;
 }
 
+// Frees what r holds.
+static void
+state_rejection_fini(struct import_rejection *r)
+{
+    for (size_t k = 0; k < r->nerrors; k++) {
+        free(r->errors[k].contact_key);
+        free(r->errors[k].column);
+        free(r->errors[k].reason);
+    }
+    free(r->errors);
+    free(r->message);
+    memset(r, 0, sizeof(*r));
+}
+
 void
 import_state_fini(struct import_state *st)
 {
     free(st->input.path);
     free(st->job_ids);
     for (size_t i = 0; i < st->nrejections; i++) {
-        free(st->rejections[i].message);
+        state_rejection_fini(&st->rejections[i]);
     }
     free(st->rejections);
     memset(st, 0, sizeof(*st));
 }
 
+// strdup of s, keeping NULL; sets *bad when out of memory.
+static char *
+state_strdup(const char *s, int *bad)
+{
+    char *d = s != NULL ? strdup(s) : NULL;
+    *bad |= s != NULL && d == NULL;
+    return d;
+}
+
+// Copies the first IMPORT_REJECTION_ERRORS field errors of status into r.
+// Returns 0, or -1 when out of memory (r then holds what was copied).
+static int
+state_copy_errors(
+    struct import_rejection *r, const struct bulkupsert_status *status)
+{
+    size_t n = status->nerrors < IMPORT_REJECTION_ERRORS
+        ? status->nerrors
+        : IMPORT_REJECTION_ERRORS;
+    int    bad = 0;
+
+    r->nerrors_all = status->nerrors;
+    if (n == 0) {
+        return 0;
+    }
+    if ((r->errors = calloc(n, sizeof(*r->errors))) == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < n && !bad; i++) {
+        const struct bulkupsert_field_error *fe = &status->errors[i];
+        struct import_field_error           *e = &r->errors[i];
+        e->record_index = fe->record_index;
+        e->contact_key = state_strdup(fe->contact_key, &bad);
+        e->column = state_strdup(fe->column, &bad);
+        e->reason = state_strdup(fe->reason, &bad);
+        r->nerrors++;
+    }
+    return bad ? -1 : 0;
+}
+
 int
 import_state_add(struct import_state *st, const char *job_id, uint32_t records,
-    const char *message)
+    const struct bulkupsert_status *status)
 {
     if (st->nrequests == st->cap) {
         size_t cap = st->cap ? st->cap * 2 : 64;
@@ -175,14 +241,19 @@ import_state_add(struct import_state *st, const char *job_id, uint32_t records,
             st->rejections = p;
             st->rejections_cap = cap;
         }
-        char *m = strdup(message != NULL ? message : "");
-        if (m == NULL) {
-            return -1;
-        }
-        struct import_rejection *r = &st->rejections[st->nrejections++];
+        const char *message
+            = status != NULL && status->message != NULL ? status->message : "";
+        struct import_rejection *r = &st->rejections[st->nrejections];
+        memset(r, 0, sizeof(*r));
         r->request = (long) st->nrequests + 1;
         r->records = records;
-        r->message = m;
+        r->message = strdup(message);
+        if (r->message == NULL
+            || (status != NULL && state_copy_errors(r, status) != 0)) {
+            state_rejection_fini(r);
+            return -1;
+        }
+        st->nrejections++;
     }
     snprintf(st->job_ids[st->nrequests], sizeof(st->job_ids[0]), "%s",
         job_id != NULL ? job_id : "");
@@ -202,6 +273,68 @@ import_state_rejection(const struct import_state *st, long nr)
     return NULL;
 }
 
+// A JSON string of s's bytes in hex; NULL when out of memory.
+static json_t *
+state_hex(const char *s)
+{
+    size_t len = strlen(s);
+    char  *hex = malloc(len * 2 + 1);
+    if (hex == NULL) {
+        return NULL;
+    }
+    sodium_bin2hex(hex, len * 2 + 1, (const unsigned char *) s, len);
+    json_t *v = json_string(hex);
+    free(hex);
+    return v;
+}
+
+// A JSON string of s (see cli_json_text), or null when s is NULL.
+static json_t *
+state_text(const char *s)
+{
+    return s != NULL ? cli_json_text(s) : json_null();
+}
+
+// Builds the object of one rejection; NULL when out of memory.
+static json_t *
+state_rejection_json(const struct import_rejection *r)
+{
+    json_t *o = json_object();
+    json_t *errs = json_array();
+    int     bad = o == NULL || errs == NULL;
+
+    for (size_t i = 0; !bad && i < r->nerrors; i++) {
+        const struct import_field_error *e = &r->errors[i];
+        json_t                          *eo = json_object();
+        bad |= eo == NULL;
+        if (!bad) {
+            bad |= json_object_set_new(
+                eo, "record", json_integer(e->record_index));
+            bad |= json_object_set_new(
+                eo, "contact_key", state_text(e->contact_key));
+            bad |= json_object_set_new(eo, "column", state_text(e->column));
+            bad |= json_object_set_new(eo, "reason", state_text(e->reason));
+        }
+        bad |= json_array_append_new(errs, eo) != 0;
+    }
+    if (bad) {
+        json_decref(errs);
+        json_decref(o);
+        return NULL;
+    }
+    bad |= json_object_set_new(o, "request", json_integer(r->request));
+    bad |= json_object_set_new(o, "records", json_integer(r->records));
+    bad |= json_object_set_new(o, "message", cli_json_text(r->message));
+    bad |= json_object_set_new(
+        o, "errors_total", json_integer((json_int_t) r->nerrors_all));
+    bad |= json_object_set_new(o, "errors", errs);
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 // Builds the document; NULL when out of memory. (jansson's set_new and
 // append_new take the value even when they fail, and fail on NULL, so one
 // check of the result is enough.)
@@ -217,7 +350,10 @@ state_json(const struct import_state *st)
         || rej == NULL;
 
     if (!bad) {
-        bad |= json_object_set_new(input, "path", json_string(st->input.path));
+        bad |= json_object_set_new(
+            input, "path", cli_json_text(st->input.path));
+        bad |= json_object_set_new(
+            input, "path_hex", state_hex(st->input.path));
         bad |= json_object_set_new(
             input, "size", json_integer(st->input.size));
         bad |= json_object_set_new(
@@ -240,15 +376,9 @@ state_json(const struct import_state *st)
             != 0;
     }
     for (size_t i = 0; !bad && i < st->nrejections; i++) {
-        const struct import_rejection *r = &st->rejections[i];
-        json_t                        *o = json_object();
-        bad |= o == NULL;
-        if (!bad) {
-            bad |= json_object_set_new(o, "request", json_integer(r->request));
-            bad |= json_object_set_new(o, "records", json_integer(r->records));
-            bad |= json_object_set_new(o, "message", json_string(r->message));
-        }
-        bad |= json_array_append_new(rej, o) != 0;
+        bad |= json_array_append_new(
+                   rej, state_rejection_json(&st->rejections[i]))
+            != 0;
     }
     if (bad) {
         json_decref(input);
@@ -306,7 +436,8 @@ import_state_save(
 {
     char tmp[PATH_MAX];
 
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp", file) >= (int) sizeof(tmp)) {
+    // A unique name: two writers never share a temporary file.
+    if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", file) >= (int) sizeof(tmp)) {
         snprintf(err, errlen, "%s: the name is too long", file);
         return -1;
     }
@@ -315,9 +446,14 @@ import_state_save(
         snprintf(err, errlen, "%s: out of memory", file);
         return -1;
     }
-    FILE *fp = fopen(tmp, "w");
+    int   fd = mkstemp(tmp);
+    FILE *fp = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (fp == NULL) {
         snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
+        }
         json_decref(doc);
         return -1;
     }
@@ -344,12 +480,106 @@ import_state_save(
     return 0;
 }
 
+int
+import_state_lock(const char *file, int *fdp, char *err, size_t errlen)
+{
+    char lock[PATH_MAX];
+
+    if (snprintf(lock, sizeof(lock), "%s.lock", file) >= (int) sizeof(lock)) {
+        snprintf(err, errlen, "%s: the name is too long", file);
+        return -1;
+    }
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", lock, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int busy = errno == EWOULDBLOCK;
+        snprintf(err, errlen, "%s: %s", lock, strerror(errno));
+        close(fd);
+        return busy ? 1 : -1;
+    }
+    *fdp = fd;
+    return 0;
+}
+
 // Reads a string member into a malloc'd copy; NULL when missing.
 static char *
 state_string(json_t *obj, const char *key)
 {
     const char *s = json_string_value(json_object_get(obj, key));
     return s != NULL ? strdup(s) : NULL;
+}
+
+// Reads the input's path: the bytes of "path_hex", or, in a file written
+// before it existed, "path". NULL when missing, malformed or out of memory.
+static char *
+state_path(json_t *input)
+{
+    const char *hex = json_string_value(json_object_get(input, "path_hex"));
+    if (hex == NULL) {
+        return state_string(input, "path");
+    }
+    size_t len = strlen(hex) / 2;
+    char  *path = malloc(len + 1);
+    size_t got = 0;
+    if (path == NULL
+        || sodium_hex2bin(
+               (unsigned char *) path, len, hex, strlen(hex), NULL, &got, NULL)
+            != 0
+        || got != len || memchr(path, '\0', got) != NULL) {
+        free(path);
+        return NULL;
+    }
+    path[got] = '\0';
+    return path;
+}
+
+// Reads the field errors of a rejection object v into r (none when the
+// file has no "errors"). Returns 0, or -1 when malformed or out of memory.
+static int
+state_load_errors(json_t *v, struct import_rejection *r)
+{
+    json_t *errs = json_object_get(v, "errors");
+    json_t *e;
+    size_t  i;
+    int     bad = 0;
+
+    if (errs == NULL) {
+        return 0;
+    }
+    size_t n = json_array_size(errs);
+    if (!json_is_array(errs) || n > IMPORT_REJECTION_ERRORS) {
+        return -1;
+    }
+    r->nerrors_all
+        = (size_t) json_integer_value(json_object_get(v, "errors_total"));
+    if (r->nerrors_all < n) {
+        r->nerrors_all = n;
+    }
+    if (n == 0) {
+        return 0;
+    }
+    if ((r->errors = calloc(n, sizeof(*r->errors))) == NULL) {
+        return -1;
+    }
+    json_array_foreach(errs, i, e)
+    {
+        struct import_field_error *fe = &r->errors[i];
+        fe->record_index = json_integer_value(json_object_get(e, "record"));
+        fe->contact_key = state_strdup(
+            json_string_value(json_object_get(e, "contact_key")), &bad);
+        fe->column = state_strdup(
+            json_string_value(json_object_get(e, "column")), &bad);
+        fe->reason = state_strdup(
+            json_string_value(json_object_get(e, "reason")), &bad);
+        r->nerrors++;
+        if (bad || !json_is_integer(json_object_get(e, "record"))) {
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int
@@ -403,7 +633,7 @@ import_state_load(
     }
     snprintf(st->import_id, sizeof(st->import_id), "%s", id);
     snprintf(st->input.head, sizeof(st->input.head), "%s", head);
-    st->input.path = state_string(input, "path");
+    st->input.path = state_path(input);
     st->input.size = json_integer_value(json_object_get(input, "size"));
     st->input.mtime_ns
         = json_integer_value(json_object_get(input, "mtime_ns"));
@@ -432,7 +662,8 @@ import_state_load(
         rs[i].records
             = (uint32_t) json_integer_value(json_object_get(v, "records"));
         rs[i].message = state_string(v, "message");
-        ok = rs[i].message != NULL && rs[i].request >= 1;
+        ok = rs[i].message != NULL && rs[i].request >= 1
+            && state_load_errors(v, &rs[i]) == 0;
     }
     json_array_foreach(jobs, i, v)
     {

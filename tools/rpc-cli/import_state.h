@@ -1,17 +1,22 @@
 // SPDX-License-Identifier: MIT
 /*
  * The state file of `rpc-cli import --resume STATE`: a JSON document
- * (jansson) naming the input file (absolute path, size, modification time
+ * (jansson) naming the input file (absolute path, as hex bytes so that any
+ * file name round-trips, and as text for people; size, modification time
  * in nanoseconds, BLAKE2b-256 of its first 64 KiB), the options that shape
  * the requests (format, batch, the two flags), a random import id, and,
  * for each request answered so far, in input order, its job id, or null
- * when the server rejected its records. Request N carries the idempotency
+ * when the server rejected its records; a rejection keeps the server's
+ * message and its first IMPORT_REJECTION_ERRORS field errors, so that a
+ * resumed import can still list them. Request N carries the idempotency
  * key "<import id>-<N>", so a request whose 202 was lost (a crash between
  * the answer and the next save) is answered with its first job when it is
  * sent again: no job is ever queued twice.
  *
- * The file is replaced atomically: written beside itself as STATE.tmp,
- * fsync'd, renamed over STATE, and the folder fsync'd.
+ * The file is replaced atomically: written beside itself under a unique
+ * name (mkstemp), fsync'd, renamed over STATE, and the folder fsync'd. One
+ * import at a time may use a state file: import_state_lock holds an flock
+ * on STATE.lock (beside it, left in place) for the whole run.
  *
  * Single-threaded, as all of rpc-cli.
  */
@@ -21,11 +26,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bulkupsert.h"
 #include "records.h"
 
 #define IMPORT_ID_LEN   32 // hex characters
 #define IMPORT_JOB_LEN  36 // a UUID
 #define IMPORT_HEAD_LEN 64 // hex characters of the head hash
+// Field errors kept with each rejection (the rest are counted).
+#define IMPORT_REJECTION_ERRORS 1000
 
 // What identifies the input file.
 struct import_ident {
@@ -35,11 +43,23 @@ struct import_ident {
     char      head[IMPORT_HEAD_LEN + 1];
 };
 
+// One field error of a rejection, as the server sent it. The strings are
+// malloc'd, NULL when the server sent none.
+struct import_field_error {
+    long long record_index; // in the request; -1 when not about a record
+    char     *contact_key;
+    char     *column;
+    char     *reason;
+};
+
 // A request the server rejected (no job).
 struct import_rejection {
-    long     request; // 1-based
-    uint32_t records;
-    char    *message; // malloc'd
+    long                       request; // 1-based
+    uint32_t                   records;
+    char                      *message; // malloc'd
+    struct import_field_error *errors;  // the first nerrors, malloc'd
+    size_t                     nerrors;
+    size_t                     nerrors_all; // the server sent this many
 };
 
 struct import_state {
@@ -92,9 +112,17 @@ int import_state_save(
     const struct import_state *st, const char *file, char *err, size_t errlen);
 
 // import_state_add records the answer to the next request: job_id, or NULL
-// with message when it was rejected. Returns 0, or -1 when out of memory.
+// with the rejection's status (its message and first
+// IMPORT_REJECTION_ERRORS field errors are copied). Returns 0, or -1 when
+// out of memory.
 int import_state_add(struct import_state *st, const char *job_id,
-    uint32_t records, const char *message);
+    uint32_t records, const struct bulkupsert_status *status);
+
+// import_state_lock takes an exclusive flock on "<file>.lock" (created if
+// need be) without waiting. Returns 0 with *fdp (the lock lasts until
+// close(*fdp) or the process ends), 1 when another process holds it, or -1
+// with err.
+int import_state_lock(const char *file, int *fdp, char *err, size_t errlen);
 
 // import_state_rejection returns the rejection of request nr (1-based),
 // or NULL.

@@ -5,14 +5,19 @@
  * waiting started), so that a resumed import does not look fast for the
  * part it skipped. While sending, the ETA is the time left to read and
  * send the rest of the file; while waiting, the time left for the jobs at
- * the rate they have been finishing.
+ * the rate they have been finishing. The bar is cut to the terminal's
+ * width, so that it never wraps (a wrapped line cannot be redrawn in
+ * place). When standard error cannot be written (a closed pipe), the
+ * display stops for good.
  */
 #include "progress.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
+#include <unistd.h>
 
 #define PROGRESS_BAR_EVERY_MS  100
 #define PROGRESS_LINE_EVERY_MS 5000
@@ -36,6 +41,28 @@ progress_init(struct progress *p, enum progress_mode mode, long long size,
     p->start_ms = progress_now_ms();
     p->offset0 = offset;
     p->records0 = records;
+}
+
+// Flushes standard error; when that fails, prints nothing more.
+static void
+progress_flush(struct progress *p)
+{
+    if (fflush(stderr) != 0) {
+        p->mode = PROGRESS_NONE;
+        p->drawn = 0;
+        clearerr(stderr);
+    }
+}
+
+// The width of the terminal on standard error, 80 when unknown.
+static size_t
+progress_columns(void)
+{
+    struct winsize ws;
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
+        return ws.ws_col;
+    }
+    return 80;
 }
 
 // Writes a duration as "6s", "2m05s" or "1h02m".
@@ -161,7 +188,7 @@ progress_update(struct progress *p, const struct progress_stats *s, int force)
             "import: sent %" PRIu64 "%s records in %zu jobs, %s done, %s "
             "rec/s, eta %s\n",
             s->records, t.total, s->jobs, t.done, t.rate, t.eta);
-        fflush(stderr);
+        progress_flush(p);
         return;
     }
     // "[#####...]  45% " when the share done is known, else nothing.
@@ -176,12 +203,20 @@ progress_update(struct progress *p, const struct progress_stats *s, int force)
             sizeof(head) - PROGRESS_BAR_WIDTH - 1, "] %3d%% ",
             t.percent % 1000);
     }
-    fprintf(stderr,
-        "\r%s%s %" PRIu64 "%s rec, %zu jobs, %s done, %s rec/s, eta %s\033[K",
-        head, s->waiting ? "waiting:" : "sending:", s->records, t.total,
-        s->jobs, t.done, t.rate, t.eta);
-    fflush(stderr);
+    // The text is ASCII: a byte is a column. The last column stays free,
+    // as some terminals wrap when it is written.
+    char   line[256];
+    size_t width = progress_columns() - 1;
+    snprintf(line, sizeof(line),
+        "%s%s %" PRIu64 "%s rec, %zu jobs, %s done, %s rec/s, eta %s", head,
+        s->waiting ? "waiting:" : "sending:", s->records, t.total, s->jobs,
+        t.done, t.rate, t.eta);
+    if (width < strlen(line)) {
+        line[width] = '\0';
+    }
+    fprintf(stderr, "\r%s\033[K", line);
     p->drawn = 1;
+    progress_flush(p);
 }
 
 void
@@ -189,8 +224,8 @@ progress_clear(struct progress *p)
 {
     if (p->mode == PROGRESS_BAR && p->drawn) {
         fputs("\r\033[K", stderr);
-        fflush(stderr);
         p->drawn = 0;
+        progress_flush(p);
         p->last_ms = 0;
     }
 }
@@ -200,7 +235,7 @@ progress_end(struct progress *p)
 {
     if (p->mode == PROGRESS_BAR && p->drawn) {
         fputc('\n', stderr);
-        fflush(stderr);
         p->drawn = 0;
+        progress_flush(p);
     }
 }

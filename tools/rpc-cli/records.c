@@ -1,12 +1,18 @@
 // SPDX-License-Identifier: MIT
 /*
  * CSV and NDJSON input for `rpc-cli submit`, cut into requests of at most N
- * records. The file is read one physical line at a time (getline), which
- * gives every record its line number. CSV lines go through libcsv in strict
- * mode with space trimming turned off (RFC 4180 keeps spaces); finished rows
- * wait in a FIFO until records_next takes a chunk, because one line may end
- * more than one row. NDJSON needs no FIFO: a chunk is read as parsed JSON
- * objects first, since its columns are the union of their keys.
+ * records. The file is read in fixed blocks (RECORDS_BLOCK bytes), so that
+ * memory does not grow with the input whatever its shape. CSV goes through
+ * libcsv in strict mode with space trimming turned off (RFC 4180 keeps
+ * spaces), fed one physical line at a time (a line ends at LF, CRLF or a
+ * lone CR), which gives every record its line number; feeding stops as soon
+ * as enough rows are finished, and the rows wait in a FIFO until
+ * records_next takes a chunk. NDJSON lines are gathered whole (LF ends
+ * one) and parsed; a chunk is read as parsed JSON objects first, since its
+ * columns are the union of their keys. A record over RECORDS_MAX_RECORD
+ * bytes (an unclosed quote swallows the rest of the file) and a value over
+ * RECORDS_MAX_VALUE bytes are bad input. A UTF-8 byte order mark at the
+ * start of the input is skipped in both formats.
  *
  * Everything that ends up inside a request is allocated with malloc, as
  * protobuf-c's __free_unpacked (the one way requests are freed) releases
@@ -26,6 +32,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <unistd.h>
+
+// Bytes read from the input at a time.
+#define RECORDS_BLOCK (64 * 1024)
 
 // A finished CSV row waiting for a chunk.
 struct records_row {
@@ -38,13 +48,22 @@ struct records {
     int                 owns_fp;
     char               *name; // for messages: the path, or "stdin"
     enum records_format format;
-    char               *buf; // getline buffer (malloc'd by getline)
-    size_t              bufcap;
-    long                line;  // lines read so far
-    long long           bytes; // bytes read so far
+    char               *buf; // one block of input (bu_alloc'd)
+    size_t              pos; // buf[pos..len) is not consumed yet
+    size_t              len;
+    int                 began;   // the first block was read (BOM skipped)
+    int                 prev_cr; // the last byte consumed was a CR
+    long                line;    // line being read (1-based)
+    long long           bytes;   // bytes consumed so far
     int                 eof;
-    int                 failed; // first error (a bu_err), 0 while all is well
-    char                err[512];
+    size_t              rec_bytes; // bytes of the record being read
+
+    // NDJSON: the line being gathered (malloc'd).
+    char  *lbuf;
+    size_t llen;
+    size_t lcap;
+    int    failed; // first error (a bu_err), 0 while all is well
+    char   err[512];
 
     // CSV state.
     struct csv_parser       csv;
@@ -172,6 +191,64 @@ line_blank(const char *s, size_t n)
     return 1;
 }
 
+// Reports a record over RECORDS_MAX_RECORD bytes that starts at line.
+static int
+rec_too_big(struct records *rec, long line)
+{
+    return rec_fail(rec, 0,
+        "record starting at line %ld exceeds %d MiB (unclosed quote?)", line,
+        RECORDS_MAX_RECORD / (1024 * 1024));
+}
+
+// Reports a value of len bytes in column at the record of line: more than
+// the server could ever accept (a column holds at most 4000 characters), so
+// a request carrying it would only be refused, or be too large to deliver.
+static int
+rec_value_too_long(
+    struct records *rec, long line, const char *column, size_t len)
+{
+    return rec_fail(rec, line,
+        "column %s holds a value of %zu bytes; a column holds at most 4000 "
+        "characters (values over %d bytes are not sent)",
+        column, len, RECORDS_MAX_VALUE);
+}
+
+// Makes sure buf holds unconsumed input, reading the next block when it is
+// used up; sets eof at the end of the input. The first block loses a UTF-8
+// byte order mark, which spreadsheets put before CSV and some tools before
+// NDJSON. Returns BU_OK or BU_EIO. Blocks on reading.
+static int
+rec_read(struct records *rec)
+{
+    static const char bom[] = "\xef\xbb\xbf";
+
+    while (rec->pos == rec->len && !rec->eof) {
+        size_t  have = 0;
+        ssize_t n;
+        // The first block must hold three bytes (or the whole input) for
+        // the BOM check; a pipe may deliver them apart.
+        do {
+            n = read(fileno(rec->fp), rec->buf + have, RECORDS_BLOCK - have);
+            have += n > 0 ? (size_t) n : 0;
+        } while (
+            (n < 0 && errno == EINTR) || (n > 0 && !rec->began && have < 3));
+        if (n < 0) {
+            return rec_error(rec, BU_EIO, "read error: %s", strerror(errno));
+        }
+        rec->pos = 0;
+        rec->len = have;
+        rec->eof = have == 0;
+        if (!rec->began) {
+            rec->began = 1;
+            if (have >= 3 && memcmp(rec->buf, bom, 3) == 0) {
+                rec->pos = 3;
+                rec->bytes += 3;
+            }
+        }
+    }
+    return BU_OK;
+}
+
 // ---------------------------------------------------------------------------
 // CSV
 
@@ -186,13 +263,6 @@ csv_no_space(unsigned char c)
 static void
 csv_header_add(struct records *rec, const char *s, size_t len)
 {
-    static const char bom[] = "\xef\xbb\xbf";
-
-    // Spreadsheets often start UTF-8 CSV with a byte order mark.
-    if (rec->nheader == 0 && s != NULL && len >= 3 && memcmp(s, bom, 3) == 0) {
-        s += 3;
-        len -= 3;
-    }
     if (s == NULL || len == 0) {
         rec_fail(rec, rec->line, "column %zu of the header row is empty",
             rec->nheader + 1);
@@ -252,6 +322,10 @@ csv_on_field(void *s, size_t len, void *data)
         rec_fail(rec, rec->row_start,
             "field %zu (column %s) contains a NUL byte", i + 1,
             rec->header[i]);
+        return;
+    }
+    if (len > RECORDS_MAX_VALUE) {
+        rec_value_too_long(rec, rec->row_start, rec->header[i], len);
         return;
     }
     if ((v->string_value = msg_strndup(s, len)) == NULL) {
@@ -326,51 +400,74 @@ csv_on_row(int c, void *data)
     rec->nfields = 0;
 }
 
-// Reads lines until want rows are finished or the input ends.
+// Feeds libcsv one physical line of the block (or what the block holds of
+// it) and counts the line once its end is consumed. The LF of a CRLF ends
+// no line: its CR did.
+static int
+csv_feed_line(struct records *rec)
+{
+    const char *p = rec->buf + rec->pos;
+    size_t      avail = rec->len - rec->pos;
+    size_t      n = 0;
+    int         ends = 0;
+
+    while (n < avail && !ends) {
+        char c = p[n++];
+        ends = c == '\r' || (c == '\n' && !rec->prev_cr);
+        rec->prev_cr = c == '\r';
+    }
+    if (rec->between_rows && !line_blank(p, n)) {
+        rec->row_start = rec->line;
+        rec->between_rows = 0;
+        rec->rec_bytes = 0;
+    }
+    size_t done = csv_parse(&rec->csv, p, n, csv_on_field, csv_on_row, rec);
+    rec->pos += n;
+    rec->bytes += (long long) n;
+    if (rec->failed) {
+        return rec->failed;
+    }
+    if (done != n) {
+        int cerr = csv_error(&rec->csv);
+        if (cerr == CSV_ENOMEM || cerr == CSV_ETOOBIG) {
+            return rec_oom(rec);
+        }
+        return rec_fail(rec, rec->line,
+            "malformed CSV quoting: a field with a quote, comma or line "
+            "break must be quoted, and a quote inside it doubled (\"\")");
+    }
+    if (!rec->between_rows && (rec->rec_bytes += n) > RECORDS_MAX_RECORD) {
+        return rec_too_big(rec, rec->row_start);
+    }
+    rec->line += ends;
+    return BU_OK;
+}
+
+// Feeds lines until want rows are finished or the input ends.
 static int
 csv_fill(struct records *rec, size_t want)
 {
     while (!rec->eof && rec->nrows < want) {
-        errno = 0;
-        ssize_t n = getline(&rec->buf, &rec->bufcap, rec->fp);
-        if (n < 0) {
-            if (ferror(rec->fp)) {
-                return rec_error(
-                    rec, BU_EIO, "read error: %s", strerror(errno));
-            }
-            rec->eof = 1;
-            // Flushes a last row without a line end; fails (strict) when
-            // the input ends inside a quoted field.
-            int frv = csv_fini(&rec->csv, csv_on_field, csv_on_row, rec);
-            if (rec->failed) {
-                return rec->failed;
-            }
-            if (frv != 0) {
-                return rec_fail(rec, rec->row_start,
-                    "a quoted field that starts in this record is never "
-                    "closed");
-            }
-            break;
+        int rv = rec_read(rec);
+        if (rv != BU_OK) {
+            return rv;
         }
-        rec->line++;
-        rec->bytes += n;
-        if (rec->between_rows && !line_blank(rec->buf, (size_t) n)) {
-            rec->row_start = rec->line;
-            rec->between_rows = 0;
+        if (!rec->eof) {
+            if ((rv = csv_feed_line(rec)) != BU_OK) {
+                return rv;
+            }
+            continue;
         }
-        size_t done = csv_parse(
-            &rec->csv, rec->buf, (size_t) n, csv_on_field, csv_on_row, rec);
+        // Flushes a last row without a line end; fails (strict) when the
+        // input ends inside a quoted field.
+        int frv = csv_fini(&rec->csv, csv_on_field, csv_on_row, rec);
         if (rec->failed) {
             return rec->failed;
         }
-        if (done != (size_t) n) {
-            int cerr = csv_error(&rec->csv);
-            if (cerr == CSV_ENOMEM || cerr == CSV_ETOOBIG) {
-                return rec_oom(rec);
-            }
-            return rec_fail(rec, rec->line,
-                "malformed CSV quoting: a field with a quote, comma or line "
-                "break must be quoted, and a quote inside it doubled (\"\")");
+        if (frv != 0) {
+            return rec_fail(rec, rec->row_start,
+                "a quoted field that starts in this record is never "
+                "closed");
         }
     }
     if (rec->eof && !rec->have_header) {
@@ -557,27 +654,73 @@ json_to_value(const json_t *j, Bulkupsert__V1__Value *v)
     return BU_OK;
 }
 
+// Gathers the next NDJSON line, without its LF, into lbuf. Returns BU_OK
+// with *gotp (0 at the end of the input), or an error.
+static int
+ndjson_line(struct records *rec, int *gotp)
+{
+    rec->llen = 0;
+    *gotp = 0;
+    for (;;) {
+        int rv = rec_read(rec);
+        if (rv != BU_OK) {
+            return rv;
+        }
+        if (rec->eof) {
+            *gotp = rec->llen > 0; // a last line without LF
+            return BU_OK;
+        }
+        const char *p = rec->buf + rec->pos;
+        const char *nl = memchr(p, '\n', rec->len - rec->pos);
+        size_t      n = nl != NULL ? (size_t) (nl - p) : rec->len - rec->pos;
+        if (rec->llen + n > RECORDS_MAX_RECORD) {
+            return rec_too_big(rec, rec->line);
+        }
+        if (rec->llen + n > rec->lcap) {
+            size_t cap = rec->lcap ? rec->lcap : 4096;
+            while (cap < rec->llen + n) {
+                cap *= 2;
+            }
+            char *b = realloc(rec->lbuf, cap);
+            if (b == NULL) {
+                return rec_oom(rec);
+            }
+            rec->lbuf = b;
+            rec->lcap = cap;
+        }
+        memcpy(rec->lbuf + rec->llen, p, n);
+        rec->llen += n;
+        n += nl != NULL; // the LF is consumed, not kept
+        rec->pos += n;
+        rec->bytes += (long long) n;
+        if (nl != NULL) {
+            *gotp = 1;
+            return BU_OK;
+        }
+    }
+}
+
 // Parses one NDJSON line into an object and adds its new keys to columns
 // (key -> column number). Returns BU_OK with *objp, or an error.
 static int
 ndjson_parse_line(
-    struct records *rec, size_t len, json_t *columns, json_t **objp)
+    struct records *rec, long line, json_t *columns, json_t **objp)
 {
     json_error_t jerr;
     const char  *key;
     json_t      *val;
 
     json_t *obj = json_loadb(
-        rec->buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+        rec->lbuf, rec->llen, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (obj == NULL) {
         // jansson keeps integers in 64 bits; say how to send longer ones.
         int big = strstr(jerr.text, "too big") != NULL;
-        return rec_fail(rec, rec->line, "invalid JSON at column %d: %s%s",
+        return rec_fail(rec, line, "invalid JSON at column %d: %s%s",
             jerr.column, jerr.text,
             big ? " (write long numbers as strings)" : "");
     }
     if (!json_is_object(obj)) {
-        int rv = rec_fail(rec, rec->line,
+        int rv = rec_fail(rec, line,
             "expected a JSON object (one record), found %s",
             json_type_name(obj));
         json_decref(obj);
@@ -586,10 +729,17 @@ ndjson_parse_line(
     json_object_foreach(obj, key, val)
     {
         if (json_is_object(val) || json_is_array(val)) {
-            int rv = rec_fail(rec, rec->line,
+            int rv = rec_fail(rec, line,
                 "key \"%s\" holds %s; values must be strings, numbers, "
                 "booleans or null",
                 key, json_type_name(val));
+            json_decref(obj);
+            return rv;
+        }
+        if (json_is_string(val)
+            && json_string_length(val) > RECORDS_MAX_VALUE) {
+            int rv
+                = rec_value_too_long(rec, line, key, json_string_length(val));
             json_decref(obj);
             return rv;
         }
@@ -674,27 +824,22 @@ ndjson_next(struct records *rec, size_t max, struct records_chunk **chunkp)
         rv = rec_oom(rec);
         goto out;
     }
-    while (n < max && !rec->eof) {
-        errno = 0;
-        ssize_t len = getline(&rec->buf, &rec->bufcap, rec->fp);
-        if (len < 0) {
-            if (ferror(rec->fp)) {
-                rv = rec_error(rec, BU_EIO, "read error: %s", strerror(errno));
-                goto out;
-            }
-            rec->eof = 1;
-            break;
-        }
-        rec->line++;
-        rec->bytes += len;
-        if (line_blank(rec->buf, (size_t) len)) {
-            continue;
-        }
-        if ((rv = ndjson_parse_line(rec, (size_t) len, columns, &objs[n]))
-            != BU_OK) {
+    while (n < max) {
+        int got;
+        if ((rv = ndjson_line(rec, &got)) != BU_OK) {
             goto out;
         }
-        lines[n++] = rec->line;
+        if (!got) {
+            break;
+        }
+        long line = rec->line++;
+        if (line_blank(rec->lbuf, rec->llen)) {
+            continue;
+        }
+        if ((rv = ndjson_parse_line(rec, line, columns, &objs[n])) != BU_OK) {
+            goto out;
+        }
+        lines[n++] = line;
     }
     if (n == 0) {
         *chunkp = NULL;
@@ -728,9 +873,16 @@ records_open(struct records **recp, const char *path,
     }
     rec->format = format;
     rec->between_rows = 1;
+    rec->line = 1;
+    if ((rec->buf = bu_alloc(RECORDS_BLOCK)) == NULL) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        bu_free(rec);
+        return BU_ENOMEM;
+    }
     rec->name = bu_strdup(is_stdin ? "stdin" : path);
     if (rec->name == NULL) {
         snprintf(err, errlen, "%s: out of memory", path);
+        bu_free(rec->buf);
         bu_free(rec);
         return BU_ENOMEM;
     }
@@ -738,6 +890,7 @@ records_open(struct records **recp, const char *path,
         rec->fp = stdin;
     } else if ((rec->fp = fopen(path, "r")) == NULL) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        bu_free(rec->buf);
         bu_free(rec->name);
         bu_free(rec);
         return BU_EIO;
@@ -782,7 +935,8 @@ records_close(struct records *rec)
         free(rec->header[i]);
     }
     free(rec->header);
-    free(rec->buf);
+    bu_free(rec->buf);
+    free(rec->lbuf);
     bu_free(rec->name);
     bu_free(rec);
 }

@@ -6,6 +6,10 @@
  * holds one chunk, not the file. Each record remembers the input line it
  * came from, so that server errors about record I can name the line.
  *
+ * Limits: a record over RECORDS_MAX_RECORD bytes or a value over
+ * RECORDS_MAX_VALUE bytes is bad input (BU_EPARSE). Memory holds one block
+ * of input, one record and the rows of one chunk, whatever the file.
+ *
  * Value mapping. CSV: every field is a string_value; an empty unquoted
  * field is "not provided" (a Value with nothing set), while a quoted empty
  * field ("") is the empty string. NDJSON: the columns of a chunk are the
@@ -29,6 +33,17 @@ enum records_format {
 
 // Most records one request may carry (the server's limit).
 #define RECORDS_MAX_PER_REQUEST 1000
+
+// The largest record the reader accepts, in bytes of input: a CSV record
+// (all its lines) or an NDJSON line. Longer is bad input, most often an
+// unclosed quote that would otherwise swallow the rest of the file.
+#define RECORDS_MAX_RECORD (1024 * 1024)
+
+// The longest value the reader accepts, in bytes. A column holds at most
+// 4000 characters (16000 bytes of UTF-8), so a longer value could never be
+// accepted; refusing it as bad input keeps requests far below the server's
+// frame limit, which a resent request would otherwise hit again and again.
+#define RECORDS_MAX_VALUE (64 * 1024)
 
 // One chunk of input: a request holding columns and records, and the input
 // line of each record.
