@@ -804,6 +804,32 @@ test_import_value_too_long(void **state)
     assert_int_equal(queued_jobs(f), 1);
 }
 
+// Rows too wide for any request the server accepts (each value under the
+// per-value cap): the chunk is refused as bad input, naming its lines,
+// before it is sent, instead of a frame the server would drop.
+static void
+test_import_request_too_big(void **state)
+{
+    struct fixture *f = *state;
+    const char     *path = path_in(&f->h, "wide.csv");
+    FILE           *fp = fopen(path, "w");
+    static char     value[60001];
+
+    assert_non_null(fp);
+    memset(value, 'w', sizeof(value) - 1);
+    fputs("contact_key,name\nw0,A\n", fp);
+    for (int i = 1; i <= 720; i++) { // 720 * 60 kB: past 40 MiB
+        fprintf(fp, "w%d,%s\n", i, value);
+    }
+    assert_int_equal(fclose(fp), 0);
+    long before = queued_jobs(f);
+    CLI(2, &f->h, f->tok, "import", path, "--progress", "none", END);
+    assert_has(cli_err, "wide.csv:2: the 721 records on lines 2 to 722 make "
+                        "a request of");
+    assert_has(cli_err, "more than the server accepts");
+    assert_int_equal(queued_jobs(f), before);
+}
+
 // A byte order mark before a quoted CSV header, or before NDJSON.
 static void
 test_import_bom(void **state)
@@ -1221,6 +1247,8 @@ main(void)
             test_import_unclosed_quote, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_import_value_too_long, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_import_request_too_big,
+            setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_bom, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_import_closed_pipes, setup, teardown),

@@ -45,6 +45,12 @@ enum records_format {
 // frame limit, which a resent request would otherwise hit again and again.
 #define RECORDS_MAX_VALUE (64 * 1024)
 
+// The largest request the reader hands out, in packed bytes. bulkupsertd
+// drops frames over 40 MiB; a row holds at most 8000 characters, so 1000
+// valid rows always fit, and a chunk past this bound holds rows the server
+// would refuse anyway. Such a chunk is bad input naming its lines.
+#define RECORDS_MAX_REQUEST_BYTES (40u * 1024u * 1024u - 64u * 1024u)
+
 // One chunk of input: a request holding columns and records, and the input
 // line of each record.
 struct records_chunk {
