@@ -1605,6 +1605,91 @@ test_close_with_calls_in_flight(void **state)
     async_log_fini(&log);
 }
 
+
+// Many calls whose sends time out at once, with no server: each ends
+// UNAVAILABLE. (The redial once closed the old dialer on an nng thread,
+// which waits for nng's threads: with every one of them waiting there,
+// these calls never returned.)
+struct nosrv_arg {
+    bulkupsert_client *client;
+    int                codes[4];
+};
+
+static void *
+nosrv_main(void *arg)
+{
+    struct nosrv_arg             *a = arg;
+    Bulkupsert__V1__GetJobRequest req = BULKUPSERT__V1__GET_JOB_REQUEST__INIT;
+    req.job_id = "x";
+    for (int i = 0; i < 4; i++) {
+        Bulkupsert__V1__Job     *job = NULL;
+        struct bulkupsert_status st = { 0 };
+        a->codes[i] = bulkupsert_get_job(a->client, &req, &job, &st);
+        bulkupsert_status_clear(&st);
+    }
+    return NULL;
+}
+
+static void
+test_no_server_many_timeouts_at_once(void **state)
+{
+    struct test_env   *env = *state;
+    bulkupsert_client *client = open_client(env->url, TEST_TOKEN, 150);
+    enum { NTHREADS = 16 };
+    pthread_t        threads[NTHREADS];
+    struct nosrv_arg args[NTHREADS];
+    for (int t = 0; t < NTHREADS; t++) {
+        args[t].client = client;
+        assert_int_equal(
+            pthread_create(&threads[t], NULL, nosrv_main, &args[t]), 0);
+    }
+    for (int t = 0; t < NTHREADS; t++) {
+        assert_int_equal(pthread_join(threads[t], NULL), 0);
+        for (int i = 0; i < 4; i++) {
+            assert_int_equal(args[t].codes[i], BULKUPSERT_UNAVAILABLE);
+        }
+    }
+    bulkupsert_client_close(client);
+}
+
+// bulkupsert_call_free tells whether the done callback runs: 1 for a call
+// that completed (its callback ran), 0 for one freed before completing,
+// whose callback then never runs.
+static void
+count_done(bulkupsert_call *call, void *arg)
+{
+    (void) call;
+    __atomic_add_fetch((int *) arg, 1, __ATOMIC_SEQ_CST);
+}
+
+static void
+test_async_free_says_whether_done_runs(void **state)
+{
+    struct test_env              *env = *state;
+    Bulkupsert__V1__GetJobRequest req = BULKUPSERT__V1__GET_JOB_REQUEST__INIT;
+    req.job_id = "x";
+    int                done = 0;
+    bulkupsert_call   *call = NULL;
+    bulkupsert_client *client = open_client(env->url, TEST_TOKEN, 100);
+
+    assert_int_equal(
+        bulkupsert_get_job_async(client, &req, count_done, &done, &call), 0);
+    bulkupsert_call_wait(call);
+    while (__atomic_load_n(&done, __ATOMIC_SEQ_CST) == 0) {
+        nng_msleep(1); // the callback runs after the waiters wake
+    }
+    assert_int_equal(bulkupsert_call_free(call), 1);
+
+    bulkupsert_client_set_timeout(client, 60000);
+    assert_int_equal(
+        bulkupsert_get_job_async(client, &req, count_done, &done, &call), 0);
+    assert_int_equal(bulkupsert_call_free(call), 0);
+    // close waits for every call to complete and its callback to return.
+    bulkupsert_client_close(client);
+    assert_int_equal(done, 1);
+    assert_int_equal(bulkupsert_call_free(NULL), 0);
+}
+
 int
 main(void)
 {
@@ -1670,6 +1755,10 @@ main(void)
             test_async_cancel_retry_wait, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(
             test_close_with_calls_in_flight, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_no_server_many_timeouts_at_once, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_async_free_says_whether_done_runs, env_setup, env_teardown),
     };
     int failed = cmocka_run_group_tests_name("client", tests, NULL, NULL);
     nng_fini();

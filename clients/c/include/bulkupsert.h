@@ -237,10 +237,12 @@ void bulkupsert_call_cancel(bulkupsert_call *call);
 
 // bulkupsert_call_free releases the caller's handle on call; NULL is
 // ignored. A call that has not completed is cancelled, and its done
-// callback will not run (unless it is running already). The memory goes
-// once the library is done with it too. Never blocks; may be called from
-// the call's own done callback.
-void bulkupsert_call_free(bulkupsert_call *call);
+// callback will not run. Returns 1 when the done callback has run, is
+// running or is about to run (it completed just before; the callback then
+// still owns its arg), 0 when it never will (NULL call, no callback, or
+// freed before completing). The memory goes once the library is done with
+// it too. Never blocks; may be called from the call's own done callback.
+int bulkupsert_call_free(bulkupsert_call *call);
 
 // ---------------------------------------------------------------------
 // Synchronous calls. Each one is the asynchronous call, waited for; each

@@ -90,6 +90,7 @@ struct bulkupsert_call {
     int64_t         deadline;  // guarded by mtx; end of this attempt
     int             cancelled; // guarded by mtx
     int             abandoned; // guarded by mtx; freed before completing
+    int             done_owed; // guarded by mtx; the done callback runs
     int             nrefs;     // guarded by mtx; inv 3
     struct bulkupsert_status status; // guarded by mtx
     ProtobufCMessage        *reply;  // guarded by mtx; with an OK status
@@ -420,8 +421,16 @@ call_finish(struct bulkupsert_call *call)
     nng_ctx_close(call->ctx);
     call->status.attempts = call->attempts;
     call->state = CALL_DONE;
+    // No more attempts: the packed request, token included, goes now.
+    if (call->request != NULL) {
+        bu__wipe(nng_msg_body(call->request), nng_msg_len(call->request));
+        nng_msg_free(call->request);
+        call->request = NULL;
+    }
     pthread_cond_broadcast(&call->done_cv);
-    int run_done = call->done != NULL && !call->abandoned;
+    // Decided under the lock, so that bulkupsert_call_free can tell its
+    // caller whether the callback runs.
+    int run_done = call->done_owed = call->done != NULL && !call->abandoned;
     pthread_mutex_unlock(&call->mtx);
 
     if (run_done) {
@@ -687,15 +696,17 @@ bulkupsert_call_result(bulkupsert_call *call, ProtobufCMessage **replyp,
     return rv;
 }
 
-void
+int
 bulkupsert_call_free(bulkupsert_call *call)
 {
     if (call == NULL) {
-        return;
+        return 0;
     }
     pthread_mutex_lock(&call->mtx);
     call->abandoned = 1;
     call_cancel_locked(call);
+    int owed = call->done_owed;
     pthread_mutex_unlock(&call->mtx);
     call_rele(call);
+    return owed;
 }

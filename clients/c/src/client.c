@@ -12,8 +12,9 @@
  * dialer can give up for good when a connection attempt fails in a
  * particular way (seen after a server is killed and restarted on the same
  * ipc:// path). The pipe callbacks count connections, and when a send finds
- * none for a whole timeout, bu__client_redial replaces the dialer (once per
- * dialer generation, however many calls saw it).
+ * none for a whole timeout, bu__client_redial adds a fresh dialer (once per
+ * dialer generation, however many calls saw it, and at most
+ * BU__MAX_DIALERS in all; old ones are closed with the socket).
  */
 #include "bulkupsert.h"
 
@@ -84,14 +85,18 @@ bu__client_redial(struct bulkupsert_client *client, unsigned gen)
     nng_dialer fresh;
 
     pthread_mutex_lock(&client->dial_mtx);
-    // A connection that exists is only slow; closing it would fail the
-    // requests already sent on it.
-    if (gen == client->dial_gen && atomic_load(&client->npipes) == 0
+    // A connection that exists is only slow. The old dialer is not closed:
+    // nng_dialer_close waits for the dialer's own callbacks, which need an
+    // nng thread, and this runs on one (a deadlock once every nng thread
+    // waits here). It stays until bulkupsert_client_close, harmless: if it
+    // ever connects, req0 just has one more connection to use.
+    if (gen == client->dial_gen && client->ndialers < BU__MAX_DIALERS
+        && atomic_load(&client->npipes) == 0
         && nng_dial(client->sock, client->url, &fresh, NNG_FLAG_NONBLOCK)
             == 0) {
-        nng_dialer_close(client->dialer);
         client->dialer = fresh;
         client->dial_gen++;
+        client->ndialers++;
     }
     pthread_mutex_unlock(&client->dial_mtx);
 }
@@ -161,6 +166,7 @@ bulkupsert_client_open(
     // Non-blocking dial: nng keeps redialling in the background, so a
     // server that starts later is found by the next call.
     nrv = nng_dial(client->sock, url, &client->dialer, NNG_FLAG_NONBLOCK);
+    client->ndialers = 1;
     if (nrv != 0) {
         rv = nrv == NNG_ENOMEM ? BULKUPSERT_INTERNAL
                                : BULKUPSERT_INVALID_ARGUMENT;

@@ -42,6 +42,7 @@ struct bulkupsert_client {
     pthread_mutex_t dial_mtx;
     nng_dialer      dialer;   // guarded by dial_mtx
     unsigned        dial_gen; // guarded by dial_mtx; +1 per new dialer
+    unsigned        ndialers; // guarded by dial_mtx; dialers opened
     atomic_int      npipes;   // connections, from the pipe callbacks
 };
 
@@ -49,12 +50,17 @@ struct bulkupsert_client {
 // dialer, for a later bu__client_redial. Takes dial_mtx.
 BU__HIDDEN unsigned bu__client_dial_gen(struct bulkupsert_client *client);
 
-// bu__client_redial replaces the client's dialer when it is still
+// The most dialers a client opens (the first and the redials).
+#define BU__MAX_DIALERS 8
+
+// bu__client_redial starts a fresh dialer when the current one is still
 // generation gen and the socket has no connection: a send found no pipe
 // for a whole timeout, and nng's dialer may have stopped redialling. The
-// old dialer is closed, a new non-blocking one started. Calls that saw the
-// same generation redial once between them. Takes dial_mtx; never blocks,
-// so it may run in an aio callback.
+// old dialer is left open (closing it blocks on nng's own threads) until
+// the socket closes; after BU__MAX_DIALERS nothing more is started. Calls
+// that saw the same generation redial once between them. Takes dial_mtx
+// and calls only nng_dial with NNG_FLAG_NONBLOCK, so it never waits on
+// nng's threads and may run in an aio callback.
 BU__HIDDEN void bu__client_redial(
     struct bulkupsert_client *client, unsigned gen);
 
