@@ -47,17 +47,10 @@
 
 #define ALLP (BU_PERM_READ | BU_PERM_MANAGE)
 
-// The end of a cli() argument list.
-#define END ((const char *) NULL)
-
 struct fixture {
     struct harness h;
     char          *tok; // DataSpace.Manage + DataSpace.Read for "acme"
 };
-
-// What the last rpc-cli run printed.
-static char cli_out[1 << 20];
-static char cli_err[1 << 18];
 
 static int
 setup_args(void **state, const char *const *args)
@@ -99,51 +92,6 @@ teardown(void **state)
     return status == 0 ? 0 : -1;
 }
 
-static void
-sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
-// cli_expect runs rpc-cli with the arguments after token (END-terminated)
-// into cli_out and cli_err, and fails the test, showing both outputs and
-// the caller's line, unless it exits with want.
-static void
-cli_expect(int line, int want, struct harness *h, const char *token, ...)
-{
-    const char *args[48];
-    size_t      n = 0;
-    const char *a;
-    va_list     ap;
-
-    va_start(ap, token);
-    while ((a = va_arg(ap, const char *)) != NULL) {
-        assert_true(n < sizeof(args) / sizeof(args[0]) - 1);
-        args[n++] = a;
-    }
-    va_end(ap);
-    args[n] = NULL;
-    int rv = harness_cli(
-        h, token, args, cli_out, sizeof(cli_out), cli_err, sizeof(cli_err));
-    if (rv != want) {
-        fail_msg("line %d: rpc-cli exited %d, expected %d\n"
-                 "stdout:\n%s\nstderr:\n%s",
-            line, rv, want, cli_out, cli_err);
-    }
-}
-
-#define CLI(want, h, tok, ...)                                                \
-    cli_expect(__LINE__, (want), (h), (tok), __VA_ARGS__, END)
-
-#define assert_has(hay, needle)                                               \
-    do {                                                                      \
-        if (strstr((hay), (needle)) == NULL) {                                \
-            fail_msg("line %d: expected \"%s\" in:\n%s", __LINE__, (needle),  \
-                (hay));                                                       \
-        }                                                                     \
-    } while (0)
-
 // path_in returns DIR/name (static storage, one of four rotating buffers).
 static const char *
 path_in(struct harness *h, const char *name)
@@ -183,14 +131,14 @@ read_file(const char *path)
     return buf;
 }
 
-// json_out parses cli_out as one JSON object (fails the test if not).
+// json_out parses harness_cli_out as one JSON object (fails the test if not).
 static json_t *
 json_out(void)
 {
     json_error_t jerr;
-    json_t      *v = json_loads(cli_out, 0, &jerr);
+    json_t      *v = json_loads(harness_cli_out, 0, &jerr);
     if (v == NULL || !json_is_object(v)) {
-        fail_msg("not one JSON object (%s):\n%s", jerr.text, cli_out);
+        fail_msg("not one JSON object (%s):\n%s", jerr.text, harness_cli_out);
     }
     return v;
 }
@@ -207,7 +155,7 @@ jint(json_t *obj, const char *path)
     }
     json_t *v = json_object_get(obj, path);
     if (!json_is_integer(v)) {
-        fail_msg("\"%s\" is not an integer in:\n%s", path, cli_out);
+        fail_msg("\"%s\" is not an integer in:\n%s", path, harness_cli_out);
     }
     return json_integer_value(v);
 }
@@ -346,9 +294,9 @@ test_import_csv_wait_json(void **state)
 
     // The same file again: every record is there already.
     CLI(0, &f->h, f->tok, "import", path, "--wait", "--progress", "none", END);
-    assert_has(cli_out, "unchanged       3490");
-    assert_has(cli_out, "superseded      10");
-    assert_int_equal(strlen(cli_err), 0);
+    assert_has(harness_cli_out, "unchanged       3490");
+    assert_has(harness_cli_out, "superseded      10");
+    assert_int_equal(strlen(harness_cli_err), 0);
 }
 
 static void
@@ -371,11 +319,11 @@ test_import_ndjson(void **state)
     assert_int_equal(fclose(fp), 0);
 
     CLI(0, &f->h, f->tok, "import", path, "--batch", "700", "--wait", END);
-    assert_has(cli_out, "requests        3 (0 answered in an earlier run)");
-    assert_has(cli_out, "records         1500");
-    assert_has(cli_out, "jobs            3");
-    assert_has(cli_out, "inserted        1500");
-    assert_has(cli_out, "failed          0");
+    assert_has(harness_cli_out, "requests        3 (0 answered in an earlier run)");
+    assert_has(harness_cli_out, "records         1500");
+    assert_has(harness_cli_out, "jobs            3");
+    assert_has(harness_cli_out, "inserted        1500");
+    assert_has(harness_cli_out, "failed          0");
     assert_int_equal(count(f, "SELECT count(*) FROM master_contact"), 1500);
     assert_int_equal(queued_jobs(f), 3);
     assert_string_equal(
@@ -397,17 +345,17 @@ test_import_progress_lines_on_pipe(void **state)
     setenv("TERM", "xterm-256color", 1);
     CLI(0, &f->h, f->tok, "import", path, "--wait", END);
     unsetenv("TERM");
-    assert_plain_progress(cli_err);
+    assert_plain_progress(harness_cli_err);
     // The end of sending and the end of waiting, with exact totals.
-    assert_has(cli_err, "import: sent 2000/2000 records in 2 jobs, ");
-    assert_has(cli_err, "import: sent 2000/2000 records in 2 jobs, 2 done, ");
-    assert_has(cli_err, " rec/s, eta 0s\n");
+    assert_has(harness_cli_err, "import: sent 2000/2000 records in 2 jobs, ");
+    assert_has(harness_cli_err, "import: sent 2000/2000 records in 2 jobs, 2 done, ");
+    assert_has(harness_cli_err, " rec/s, eta 0s\n");
 
     // --progress lines says what auto does on a pipe; none is silent.
     CLI(0, &f->h, f->tok, "import", path, "--progress", "lines", END);
-    assert_plain_progress(cli_err);
+    assert_plain_progress(harness_cli_err);
     CLI(0, &f->h, f->tok, "import", path, "--progress", "none", END);
-    assert_int_equal(strlen(cli_err), 0);
+    assert_int_equal(strlen(harness_cli_err), 0);
     CLI(2, &f->h, f->tok, "import", path, "--progress", "fancy", END);
 }
 
@@ -486,9 +434,9 @@ test_import_errors_file(void **state)
     CLI(3, &f->h, f->tok, "import", p2, "--no-insert", "--errors", err, END);
     static const char *const want2[] = { "3,zz9,,not found" };
     assert_errors_file(err, want2, 1);
-    assert_has(cli_out, "updated         1");
-    assert_has(cli_out, "not_found       1");
-    assert_has(cli_out, "errors_file     ");
+    assert_has(harness_cli_out, "updated         1");
+    assert_has(harness_cli_out, "not_found       1");
+    assert_has(harness_cli_out, "errors_file     ");
 
     // A request rejected for one invalid record (the default
     // fail_on_error): the import goes on, and the errors file names the
@@ -506,8 +454,8 @@ test_import_errors_file(void **state)
         "4,r3,email,not an email address",
     };
     assert_errors_file(err, want3, 2);
-    assert_has(cli_out, "rejected        1 request, 2 records");
-    assert_has(cli_out, "inserted        3");
+    assert_has(harness_cli_out, "rejected        1 request, 2 records");
+    assert_has(harness_cli_out, "inserted        3");
     assert_int_equal(count(f,
                          "SELECT count(*) FROM master_contact"
                          " WHERE contact_key LIKE 'r%'"),
@@ -517,8 +465,8 @@ test_import_errors_file(void **state)
     // Without --errors the rejection is printed with its input line, and
     // the exit code still says that records did not land.
     CLI(3, &f->h, f->tok, "import", p3, "--batch", "2", END);
-    assert_has(cli_err, "(key r3) column email: ");
-    assert_has(cli_err, "(line 4)");
+    assert_has(harness_cli_err, "(key r3) column email: ");
+    assert_has(harness_cli_err, "(line 4)");
 
     // Every record landed: an errors file with its header only, exit 0.
     const char *p4 = write_file(&f->h, "e4.csv", "contact_key,name\ne1,A3\n");
@@ -548,8 +496,8 @@ test_import_bad_input(void **state)
     // The requests before the one holding the bad line are sent.
     CLI(2, &f->h, f->tok, "import", path, "--batch", "100", "--resume", st,
         END);
-    assert_has(cli_err, "bad.csv:223: the record has 3 fields");
-    assert_has(cli_err, "the 2 requests before it were answered");
+    assert_has(harness_cli_err, "bad.csv:223: the record has 3 fields");
+    assert_has(harness_cli_err, "the 2 requests before it were answered");
     assert_int_equal(queued_jobs(f), 2);
     char *state_text = read_file(st);
     assert_non_null(state_text);
@@ -561,7 +509,7 @@ test_import_bad_input(void **state)
     const char *nd = write_file(
         &f->h, "bad.ndjson", "{\"contact_key\": \"j1\"}\n[1, 2]\n");
     CLI(2, &f->h, f->tok, "import", nd, END);
-    assert_has(cli_err, "bad.ndjson:2: expected a JSON object");
+    assert_has(harness_cli_err, "bad.ndjson:2: expected a JSON object");
     assert_int_equal(queued_jobs(f), 2);
 }
 
@@ -577,13 +525,13 @@ test_import_resume(void **state)
     CLI(130, &f->h, f->tok, "import", path, "--batch", "200", "--resume", st,
         END);
     unsetenv("BULKUPSERT_IMPORT_STOP_AFTER");
-    assert_has(cli_err, "interrupted after 2 requests");
+    assert_has(harness_cli_err, "interrupted after 2 requests");
     assert_int_equal(queued_jobs(f), 2);
 
     // Different options are refused before anything is sent.
     CLI(2, &f->h, f->tok, "import", path, "--batch", "300", "--resume", st,
         END);
-    assert_has(cli_err, "resume it with the same options");
+    assert_has(harness_cli_err, "resume it with the same options");
     CLI(2, &f->h, f->tok, "import", path, "--batch", "200",
         "--no-fail-on-error", "--resume", st, END);
 
@@ -598,7 +546,7 @@ test_import_resume(void **state)
     // job it made (its idempotency key), 4 and 5 are new.
     CLI(0, &f->h, f->tok, "import", path, "--batch", "200", "--resume", st,
         "--wait", "--json", END);
-    assert_has(cli_err, "request 3 had been accepted before");
+    assert_has(harness_cli_err, "request 3 had been accepted before");
     json_t *j = json_out();
     assert_int_equal(jint(j, "requests"), 5);
     assert_int_equal(jint(j, "requests_skipped"), 2);
@@ -625,11 +573,11 @@ test_import_resume(void **state)
     // counts nothing sent by this run and reads the jobs it names.
     CLI(0, &f->h, f->tok, "import", path, "--batch", "200", "--resume", st,
         "--wait", "--progress", "lines", END);
-    assert_has(cli_err, "says this import finished; nothing is sent");
+    assert_has(harness_cli_err, "says this import finished; nothing is sent");
     assert_has(
-        cli_err, "import: sent 1000/1000 records in 5 jobs, 5 done, 0 rec/s");
-    assert_has(cli_out, "requests        5 (5 answered in an earlier run)");
-    assert_has(cli_out, "inserted        1000");
+        harness_cli_err, "import: sent 1000/1000 records in 5 jobs, 5 done, 0 rec/s");
+    assert_has(harness_cli_out, "requests        5 (5 answered in an earlier run)");
+    assert_has(harness_cli_out, "inserted        1000");
     assert_int_equal(queued_jobs(f), 5);
 
     // A changed file is refused.
@@ -639,7 +587,7 @@ test_import_resume(void **state)
     assert_int_equal(fclose(fp), 0);
     CLI(2, &f->h, f->tok, "import", path, "--batch", "200", "--resume", st,
         END);
-    assert_has(cli_err, "has changed since the import began");
+    assert_has(harness_cli_err, "has changed since the import began");
     assert_int_equal(queued_jobs(f), 5);
 
     // Standard input cannot be resumed.
@@ -667,7 +615,7 @@ test_import_resume_keeps_rejections(void **state)
     CLI(130, &f->h, f->tok, "import", path, "--batch", "2", "--resume", st,
         "--progress", "none", END);
     unsetenv("BULKUPSERT_IMPORT_STOP_AFTER");
-    assert_has(cli_err, "request 2 (records on lines 4 to 5) was rejected");
+    assert_has(harness_cli_err, "request 2 (records on lines 4 to 5) was rejected");
     char *text = read_file(st);
     assert_non_null(text);
     assert_has(text, "\"contact_key\": \"r3\"");
@@ -682,7 +630,7 @@ test_import_resume_keeps_rejections(void **state)
         "5,r4,email,not an email address",
     };
     assert_errors_file(err, want, 3);
-    assert_has(cli_out, "requests        3 (2 answered in an earlier run)");
+    assert_has(harness_cli_out, "requests        3 (2 answered in an earlier run)");
     assert_int_equal(queued_jobs(f), 2);
 }
 
@@ -702,7 +650,7 @@ test_import_line_ends(void **state)
 
     CLI(0, &f->h, f->tok, "submit", path, "--batch", "1", "--json", END);
     static const long first[] = { 2, 3, 5, 6 };
-    char             *p = cli_out;
+    char             *p = harness_cli_out;
     for (int i = 0; i < 4; i++) {
         char *nl = strchr(p, '\n');
         assert_non_null(nl);
@@ -724,7 +672,7 @@ test_import_line_ends(void **state)
     const char *cr = write_file(
         &f->h, "cr.csv", "contact_key,name\rc1,A\rc2,B\rc3,C,extra\rc4,D\r");
     CLI(2, &f->h, f->tok, "import", cr, END);
-    assert_has(cli_err, "cr.csv:4: the record has 3 fields");
+    assert_has(harness_cli_err, "cr.csv:4: the record has 3 fields");
 }
 
 // An unclosed quote does not pull the rest of a large file into memory:
@@ -747,7 +695,7 @@ test_import_unclosed_quote(void **state)
     }
     assert_int_equal(fclose(fp), 0);
     CLI(2, &f->h, f->tok, "import", path, "--progress", "none", END);
-    assert_has(cli_err,
+    assert_has(harness_cli_err,
         "uq.csv: record starting at line 12 exceeds 1 MiB (unclosed quote?)");
     assert_int_equal(queued_jobs(f), 0);
 
@@ -764,7 +712,7 @@ test_import_unclosed_quote(void **state)
     assert_int_equal(fclose(fp), 0);
     CLI(2, &f->h, f->tok, "import", nd, "--progress", "none", END);
     assert_has(
-        cli_err, "long.ndjson: record starting at line 2 exceeds 1 MiB");
+        harness_cli_err, "long.ndjson: record starting at line 2 exceeds 1 MiB");
     assert_int_equal(queued_jobs(f), 0);
 }
 
@@ -787,7 +735,7 @@ test_import_value_too_long(void **state)
     assert_int_equal(fclose(fp), 0);
     CLI(2, &f->h, f->tok, "import", path, "--batch", "1", "--progress", "none",
         END);
-    assert_has(cli_err, "big.csv:3: column name holds a value of 70000 bytes");
+    assert_has(harness_cli_err, "big.csv:3: column name holds a value of 70000 bytes");
     assert_int_equal(queued_jobs(f), 1);
 
     const char *nd = path_in(&f->h, "big.ndjson");
@@ -800,7 +748,7 @@ test_import_value_too_long(void **state)
     fputs("\"}\n", fp);
     assert_int_equal(fclose(fp), 0);
     CLI(2, &f->h, f->tok, "import", nd, "--progress", "none", END);
-    assert_has(cli_err, "big.ndjson:1: column name holds a value of 70000");
+    assert_has(harness_cli_err, "big.ndjson:1: column name holds a value of 70000");
     assert_int_equal(queued_jobs(f), 1);
 }
 
@@ -824,9 +772,9 @@ test_import_request_too_big(void **state)
     assert_int_equal(fclose(fp), 0);
     long before = queued_jobs(f);
     CLI(2, &f->h, f->tok, "import", path, "--progress", "none", END);
-    assert_has(cli_err, "wide.csv:2: the 721 records on lines 2 to 722 make "
+    assert_has(harness_cli_err, "wide.csv:2: the 721 records on lines 2 to 722 make "
                         "a request of");
-    assert_has(cli_err, "more than the server accepts");
+    assert_has(harness_cli_err, "more than the server accepts");
     assert_int_equal(queued_jobs(f), before);
 }
 
@@ -986,7 +934,7 @@ static void
 wait_jobs(struct fixture *f, long long n)
 {
     for (int i = 0; i < 3000 && queued_jobs(f) < n; i++) {
-        sleep_ms(10);
+        harness_sleep_ms(10);
     }
     assert_int_equal(queued_jobs(f), n);
 }
@@ -1053,19 +1001,19 @@ test_import_checks_first(void **state)
     assert_true(fd >= 0);
     assert_int_equal(flock(fd, LOCK_EX), 0);
     CLI(2, &f->h, f->tok, "import", path, "--resume", st, END);
-    assert_has(cli_err, "is in use by another import");
+    assert_has(harness_cli_err, "is in use by another import");
     close(fd);
 
     // A folder that is a file: FILE.tmp cannot be made.
     const char *bad = path_in(&f->h, "cf.csv/errors.csv");
     CLI(2, &f->h, f->tok, "import", path, "--errors", bad, END);
-    assert_has(cli_err, "cannot write the errors file");
-    assert_has(cli_err, "cf.csv/errors.csv.tmp: Not a directory");
+    assert_has(harness_cli_err, "cannot write the errors file");
+    assert_has(harness_cli_err, "cf.csv/errors.csv.tmp: Not a directory");
 
     // A token that may submit but not read jobs.
     char *wo = harness_token(&f->h, "acme", BU_PERM_MANAGE, 3600);
     CLI(1, &f->h, wo, "import", path, "--wait", END);
-    assert_has(cli_err, "--wait needs a token that may read jobs");
+    assert_has(harness_cli_err, "--wait needs a token that may read jobs");
     assert_int_equal(queued_jobs(f), 0);
     // Without --wait it imports.
     CLI(0, &f->h, wo, "import", path, "--progress", "none", END);
@@ -1148,10 +1096,10 @@ test_import_retries_busy(void **state)
     // The first request is accepted; its job cannot finish while the lock
     // is held, so the next request is refused until then.
     for (int i = 0; i < 3000 && queued_jobs(f) < 2; i++) {
-        sleep_ms(10);
+        harness_sleep_ms(10);
     }
     assert_int_equal(queued_jobs(f), 2);
-    sleep_ms(1500);
+    harness_sleep_ms(1500);
     assert_int_equal(queued_jobs(f), 2);
     assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
@@ -1161,7 +1109,7 @@ test_import_retries_busy(void **state)
         fail_msg("rpc-cli exited %d\nstdout:\n%s\nstderr:\n%s", b->rv, b->out,
             b->err);
     }
-    snprintf(cli_out, sizeof(cli_out), "%s", b->out);
+    snprintf(harness_cli_out, sizeof(harness_cli_out), "%s", b->out);
     free(b);
     json_t *j = json_out();
     assert_true(jint(j, "retries") >= 1);
@@ -1184,7 +1132,7 @@ test_submit_json(void **state)
 
     CLI(0, &f->h, f->tok, "submit", path, "--batch", "2", "--json", END);
     // One JSON object a line, one per request.
-    char *nl = strchr(cli_out, '\n');
+    char *nl = strchr(harness_cli_out, '\n');
     assert_non_null(nl);
     *nl = '\0';
     json_t *j = json_out();
@@ -1196,7 +1144,7 @@ test_submit_json(void **state)
         strlen(json_string_value(json_object_get(j, "job_id"))), 36);
     assert_true(json_is_false(json_object_get(j, "duplicate")));
     json_decref(j);
-    memmove(cli_out, nl + 1, strlen(nl + 1) + 1);
+    memmove(harness_cli_out, nl + 1, strlen(nl + 1) + 1);
     j = json_out();
     assert_int_equal(jint(j, "request"), 2);
     assert_int_equal(jint(j, "first_line"), 5);
@@ -1208,18 +1156,18 @@ test_submit_json(void **state)
     memset(key, 'k', 101);
     key[101] = '\0';
     CLI(2, &f->h, f->tok, "submit", path, "--idempotency-key", key, END);
-    assert_has(cli_err, "--idempotency-key is 101 bytes long; at most 100");
+    assert_has(harness_cli_err, "--idempotency-key is 101 bytes long; at most 100");
     key[100] = '\0';
     CLI(0, &f->h, f->tok, "submit", path, "--batch", "2", "--idempotency-key",
         key, END);
     assert_int_equal(queued_jobs(f), 4);
 
     CLI(0, &f->h, f->tok, "import", "--help", END);
-    assert_has(cli_out, "--resume STATE");
-    assert_has(cli_out, "Exit codes:");
+    assert_has(harness_cli_out, "--resume STATE");
+    assert_has(harness_cli_out, "Exit codes:");
     CLI(0, &f->h, f->tok, "--help", END);
-    assert_has(cli_out, "import FILE");
-    assert_has(cli_out, "  3  import");
+    assert_has(harness_cli_out, "import FILE");
+    assert_has(harness_cli_out, "  3  import");
 }
 
 int

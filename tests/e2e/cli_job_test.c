@@ -41,9 +41,6 @@
 
 #define ALLP (BU_PERM_READ | BU_PERM_MANAGE)
 
-// The end of a cli() argument list.
-#define END ((const char *) NULL)
-
 // A job id that no job has.
 #define NO_SUCH_JOB "01234567-89ab-7def-8123-456789abcdef"
 
@@ -56,10 +53,6 @@ struct fixture {
     sqlite3           *lock;    // see lock_tenant; released by teardown
     pid_t              kids[2]; // see child_start; killed by teardown
 };
-
-// What the last rpc-cli run printed.
-static char cli_out[1 << 20];
-static char cli_err[1 << 16];
 
 static int
 setup(void **state)
@@ -103,53 +96,6 @@ teardown(void **state)
 // ---------------------------------------------------------------------------
 // Running rpc-cli to completion
 
-// cli_expect runs rpc-cli with the arguments after token (END-terminated)
-// and BULKUPSERT_TOKEN=token into cli_out and cli_err, and fails the test,
-// showing both outputs and the caller's line, unless it exits with want.
-static void
-cli_expect(int line, int want, struct harness *h, const char *token, ...)
-{
-    const char *args[48];
-    size_t      n = 0;
-    const char *a;
-    va_list     ap;
-
-    va_start(ap, token);
-    while ((a = va_arg(ap, const char *)) != NULL) {
-        assert_true(n < sizeof(args) / sizeof(args[0]) - 1);
-        args[n++] = a;
-    }
-    va_end(ap);
-    args[n] = NULL;
-    int rv = harness_cli(
-        h, token, args, cli_out, sizeof(cli_out), cli_err, sizeof(cli_err));
-    if (rv != want) {
-        fail_msg("line %d: rpc-cli exited %d, expected %d\n"
-                 "stdout:\n%s\nstderr:\n%s",
-            line, rv, want, cli_out, cli_err);
-    }
-}
-
-#define CLI(want, h, tok, ...)                                                \
-    cli_expect(__LINE__, (want), (h), (tok), __VA_ARGS__, END)
-
-// Fails unless needle occurs in hay, showing both.
-#define assert_has(hay, needle)                                               \
-    do {                                                                      \
-        if (strstr((hay), (needle)) == NULL) {                                \
-            fail_msg("line %d: expected \"%s\" in:\n%s", __LINE__, (needle),  \
-                (hay));                                                       \
-        }                                                                     \
-    } while (0)
-
-#define assert_lacks(hay, needle)                                             \
-    do {                                                                      \
-        if (strstr((hay), (needle)) != NULL) {                                \
-            fail_msg("line %d: did not expect \"%s\" in:\n%s", __LINE__,      \
-                (needle), (hay));                                             \
-        }                                                                     \
-    } while (0)
-
 // count_of counts the (non-overlapping) occurrences of needle in hay.
 static size_t
 count_of(const char *hay, const char *needle)
@@ -163,42 +109,42 @@ count_of(const char *hay, const char *needle)
     return n;
 }
 
-// json_parse_out parses cli_out as one JSON value (fails the test if not).
+// json_parse_out parses harness_cli_out as one JSON value (fails the test if not).
 static json_t *
 json_parse_out(void)
 {
     json_error_t jerr;
-    json_t      *v = json_loads(cli_out, 0, &jerr);
+    json_t      *v = json_loads(harness_cli_out, 0, &jerr);
     if (v == NULL) {
         fail_msg(
-            "not JSON (%s at line %d):\n%s", jerr.text, jerr.line, cli_out);
+            "not JSON (%s at line %d):\n%s", jerr.text, jerr.line, harness_cli_out);
     }
     return v;
 }
 
-// expect_rows fails unless cli_out is a `job list` table whose rows are
+// expect_rows fails unless harness_cli_out is a `job list` table whose rows are
 // exactly the n ids in want, in that order.
 static void
 expect_rows(int line, char *const *want, size_t n)
 {
-    const char *p = cli_out;
+    const char *p = harness_cli_out;
 
     if (strncmp(p, "JOB_ID ", 7) != 0) {
-        fail_msg("line %d: no header:\n%s", line, cli_out);
+        fail_msg("line %d: no header:\n%s", line, harness_cli_out);
     }
     p = strchr(p, '\n') + 1;
     for (size_t i = 0; i < n; i++) {
         size_t len = strlen(want[i]);
         if (strncmp(p, want[i], len) != 0 || p[len] != ' ') {
             fail_msg(
-                "line %d: row %zu is not %s:\n%s", line, i, want[i], cli_out);
+                "line %d: row %zu is not %s:\n%s", line, i, want[i], harness_cli_out);
         }
         p = strchr(p, '\n');
         assert_non_null(p);
         p++;
     }
     if (*p != '\0') {
-        fail_msg("line %d: more than %zu rows:\n%s", line, n, cli_out);
+        fail_msg("line %d: more than %zu rows:\n%s", line, n, harness_cli_out);
     }
 }
 
@@ -210,7 +156,7 @@ static const char *
 page_token_of(void)
 {
     static char tok[64];
-    const char *p = strstr(cli_err, "--page-token ");
+    const char *p = strstr(harness_cli_err, "--page-token ");
     if (p == NULL) {
         return NULL;
     }
@@ -310,13 +256,6 @@ unlock_tenant(struct fixture *f)
     sqlite3_close(db);
 }
 
-static void
-sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
 // wait_state polls GetJob until job id is in state.
 static void
 wait_state(struct fixture *f, const char *id, int state)
@@ -334,7 +273,7 @@ wait_state(struct fixture *f, const char *id, int state)
         if (now == state) {
             return;
         }
-        sleep_ms(10);
+        harness_sleep_ms(10);
     }
     fail_msg("job %s never reached state %d", id, state);
 }
@@ -505,10 +444,10 @@ test_list_empty_tenant(void **state)
 
     CLI(0, &f->h, f->tok, "job", "list");
     EXPECT_ROWS(NULL, 0);
-    assert_has(cli_out, "STATE");
-    assert_has(cli_out, "ACCEPTED");
-    assert_string_equal(cli_err, "");
-    assert_lacks(cli_out, "\033["); // no colours into a pipe
+    assert_has(harness_cli_out, "STATE");
+    assert_has(harness_cli_out, "ACCEPTED");
+    assert_string_equal(harness_cli_err, "");
+    assert_lacks(harness_cli_out, "\033["); // no colours into a pipe
 
     CLI(0, &f->h, f->tok, "job", "list", "--json", "--all");
     json_t *j = json_parse_out();
@@ -516,7 +455,7 @@ test_list_empty_tenant(void **state)
     assert_int_equal(json_array_size(json_object_get(j, "jobs")), 0);
     assert_true(json_is_null(json_object_get(j, "next_page_token")));
     json_decref(j);
-    assert_string_equal(cli_err, "");
+    assert_string_equal(harness_cli_err, "");
 }
 
 static void
@@ -533,8 +472,8 @@ test_list_newest_first_and_pages(void **state)
 
     CLI(0, &f->h, f->tok, "job", "list");
     EXPECT_ROWS(newest, 5);
-    assert_int_equal(count_of(cli_out, "  COMPLETED "), 5);
-    assert_string_equal(cli_err, "");
+    assert_int_equal(count_of(harness_cli_out, "  COMPLETED "), 5);
+    assert_string_equal(harness_cli_err, "");
 
     // --limit stops early and says how to go on; the token continues
     // exactly after the last job printed.
@@ -552,12 +491,12 @@ test_list_newest_first_and_pages(void **state)
     CLI(0, &f->h, f->tok, "job", "list", "--limit", "2", "--page-token", tok2);
     EXPECT_ROWS(newest + 4, 1);
     assert_null(page_token_of());
-    assert_string_equal(cli_err, "");
+    assert_string_equal(harness_cli_err, "");
 
     // A limit that ends on the last job: nothing more to continue with.
     CLI(0, &f->h, f->tok, "job", "list", "--limit", "5");
     EXPECT_ROWS(newest, 5);
-    assert_string_equal(cli_err, "");
+    assert_string_equal(harness_cli_err, "");
 
     // Small pages are followed; the output does not change.
     CLI(0, &f->h, f->tok, "job", "list", "--page-size", "1", "--all");
@@ -571,7 +510,7 @@ test_list_newest_first_and_pages(void **state)
 
     // JSON: one document, the same count, and the token when more remain.
     CLI(0, &f->h, f->tok, "job", "list", "--json");
-    assert_int_equal(count_of(cli_out, "\"job_id\""), 5);
+    assert_int_equal(count_of(harness_cli_out, "\"job_id\""), 5);
     json_t *j = json_parse_out();
     json_t *jobs = json_object_get(j, "jobs");
     assert_int_equal(json_array_size(jobs), 5);
@@ -590,7 +529,7 @@ test_list_newest_first_and_pages(void **state)
     if (!json_equal(j, first)) {
         char *a = json_dumps(first, JSON_PRESERVE_ORDER);
         fail_msg(
-            "job list --json has\n%s\njob get --json has\n%s", a, cli_out);
+            "job list --json has\n%s\njob get --json has\n%s", a, harness_cli_out);
     }
     json_decref(j);
     json_decref(first);
@@ -603,7 +542,7 @@ test_list_newest_first_and_pages(void **state)
     assert_non_null(next);
     snprintf(tok1, sizeof(tok1), "%s", next);
     json_decref(j);
-    assert_string_equal(cli_err, ""); // JSON carries the token
+    assert_string_equal(harness_cli_err, ""); // JSON carries the token
     CLI(0, &f->h, f->tok, "job", "list", "--json", "--page-token", tok1);
     j = json_parse_out();
     assert_int_equal(json_array_size(json_object_get(j, "jobs")), 3);
@@ -615,17 +554,17 @@ test_list_newest_first_and_pages(void **state)
 
     // Bad numbers are usage errors; a bad token is the server's 400.
     CLI(2, &f->h, f->tok, "job", "list", "--limit", "0");
-    assert_has(cli_err, "--limit '0'");
+    assert_has(harness_cli_err, "--limit '0'");
     CLI(2, &f->h, f->tok, "job", "list", "--page-size", "1001");
-    assert_has(cli_err, "--page-size '1001'");
+    assert_has(harness_cli_err, "--page-size '1001'");
     CLI(2, &f->h, f->tok, "job", "list", "--all", "--limit", "3");
-    assert_has(cli_err, "--all and --limit");
+    assert_has(harness_cli_err, "--all and --limit");
     CLI(2, &f->h, f->tok, "job", "list", "extra");
-    assert_has(cli_err, "unexpected argument 'extra'");
+    assert_has(harness_cli_err, "unexpected argument 'extra'");
     CLI(1, &f->h, f->tok, "job", "list", "--page-token", "abc");
-    assert_has(cli_err, "INVALID_ARGUMENT (http 400)");
-    assert_has(cli_err, "page_token");
-    assert_string_equal(cli_out, "");
+    assert_has(harness_cli_err, "INVALID_ARGUMENT (http 400)");
+    assert_has(harness_cli_err, "page_token");
+    assert_string_equal(harness_cli_out, "");
     free_ids(ids, 5);
 }
 
@@ -674,18 +613,18 @@ test_list_state_filter(void **state)
 
     // Anything else is a usage error naming the value.
     CLI(2, &f->h, f->tok, "job", "list", "--state", "done");
-    assert_has(cli_err, "--state 'done' is not a job state");
-    assert_string_equal(cli_out, "");
+    assert_has(harness_cli_err, "--state 'done' is not a job state");
+    assert_string_equal(harness_cli_out, "");
     CLI(2, &f->h, f->tok, "job", "list", "--state", "completed,finished");
-    assert_has(cli_err, "'finished'");
+    assert_has(harness_cli_err, "'finished'");
     CLI(2, &f->h, f->tok, "job", "list", "--state", "completed,,failed");
-    assert_has(cli_err, "--state ''");
+    assert_has(harness_cli_err, "--state ''");
     CLI(2, &f->h, f->tok, "job", "list", "--state", "unspecified");
-    assert_has(cli_err, "'unspecified'");
+    assert_has(harness_cli_err, "'unspecified'");
     CLI(2, &f->h, f->tok, "job", "list", "--state", "job_state_queued");
-    assert_has(cli_err, "'job_state_queued'");
+    assert_has(harness_cli_err, "'job_state_queued'");
     CLI(2, &f->h, f->tok, "job", "list", "--state");
-    assert_has(cli_err, "needs a value");
+    assert_has(harness_cli_err, "needs a value");
 
     free(cancelled);
     free(held);
@@ -754,13 +693,13 @@ test_list_time_filter(void **state)
         char want[64];
         snprintf(want, sizeof(want), "--since '%s' is not", bad[i]);
         CLI(2, &f->h, f->tok, "job", "list", "--since", bad[i]);
-        assert_has(cli_err, want);
-        assert_string_equal(cli_out, "");
+        assert_has(harness_cli_err, want);
+        assert_string_equal(harness_cli_out, "");
     }
     CLI(2, &f->h, f->tok, "job", "list", "--until", "tomorrow");
-    assert_has(cli_err, "--until 'tomorrow' is not");
+    assert_has(harness_cli_err, "--until 'tomorrow' is not");
     CLI(2, &f->h, f->tok, "job", "list", "--since", "1h", "--until", "2h");
-    assert_has(cli_err, "--since is later than --until");
+    assert_has(harness_cli_err, "--since is later than --until");
     free_ids(ids, 4);
 }
 
@@ -786,26 +725,26 @@ test_list_other_tenant_never_appears(void **state)
     CLI(0, &f->h, f->other, "job", "list", "--all");
     EXPECT_ROWS(want_theirs, 3);
     CLI(0, &f->h, f->other, "job", "list", "--json");
-    assert_int_equal(count_of(cli_out, "\"job_id\""), 3);
-    assert_lacks(cli_out, mine[0]);
-    assert_lacks(cli_out, mine[1]);
+    assert_int_equal(count_of(harness_cli_out, "\"job_id\""), 3);
+    assert_lacks(harness_cli_out, mine[0]);
+    assert_lacks(harness_cli_out, mine[1]);
 
     // Another tenant's job cannot be watched either.
     CLI(1, &f->h, f->tok, "job", "watch", theirs[0]);
-    assert_has(cli_err, "NOT_FOUND (http 404)");
+    assert_has(harness_cli_err, "NOT_FOUND (http 404)");
 
     // Reading needs DataSpace.Read; no token is a usage error.
     char *wo = harness_token(&f->h, "acme", BU_PERM_MANAGE, 3600);
     CLI(1, &f->h, wo, "job", "list");
-    assert_has(cli_err, "PERMISSION_DENIED (http 403)");
-    assert_string_equal(cli_out, "");
+    assert_has(harness_cli_err, "PERMISSION_DENIED (http 403)");
+    assert_string_equal(harness_cli_out, "");
     free(wo);
     char *ro = harness_token(&f->h, "acme", BU_PERM_READ, 3600);
     CLI(0, &f->h, ro, "job", "list");
     EXPECT_ROWS(want_mine, 2);
     free(ro);
     CLI(2, &f->h, NULL, "job", "list");
-    assert_has(cli_err, "no access token");
+    assert_has(harness_cli_err, "no access token");
 
     bulkupsert_client_close(oc);
     free_ids(mine, 2);
@@ -824,13 +763,13 @@ test_watch_finished_job(void **state)
     char *ok = submit_done(f, 0, NULL);
     CLI(0, &f->h, f->tok, "job", "watch", ok);
     snprintf(want, sizeof(want), "job_id       %s\n", ok);
-    assert_has(cli_out, want);
-    assert_has(cli_out, "state        COMPLETED\n");
-    assert_has(cli_out, "counts\n  total       1\n  inserted    1\n");
-    assert_int_equal(strncmp(cli_out, "job_id ", 7), 0); // no progress line
-    assert_lacks(cli_out, "\r");
-    assert_lacks(cli_out, "\033");
-    assert_string_equal(cli_err, "");
+    assert_has(harness_cli_out, want);
+    assert_has(harness_cli_out, "state        COMPLETED\n");
+    assert_has(harness_cli_out, "counts\n  total       1\n  inserted    1\n");
+    assert_int_equal(strncmp(harness_cli_out, "job_id ", 7), 0); // no progress line
+    assert_lacks(harness_cli_out, "\r");
+    assert_lacks(harness_cli_out, "\033");
+    assert_string_equal(harness_cli_err, "");
 
     // --json: the final job, exactly as `job get --json` renders it.
     CLI(0, &f->h, f->tok, "job", "watch", ok, "--json");
@@ -844,8 +783,8 @@ test_watch_finished_job(void **state)
     // Finished, but not cleanly: exit 3, with the summary all the same.
     char *bad = submit_done(f, 1, NULL);
     CLI(3, &f->h, f->tok, "job", "watch", bad, "--interval", "10");
-    assert_has(cli_out, "state        COMPLETED_WITH_ERRORS\n");
-    assert_has(cli_out, "  failed      1\n");
+    assert_has(harness_cli_out, "state        COMPLETED_WITH_ERRORS\n");
+    assert_has(harness_cli_out, "  failed      1\n");
     CLI(3, &f->h, f->tok, "job", "watch", bad, "--json");
     w = json_parse_out();
     assert_string_equal(json_string_value(json_object_get(w, "state")),
@@ -858,29 +797,29 @@ test_watch_finished_job(void **state)
     char *cancelled = submit_job(f, f->acme, 0);
     CLI(0, &f->h, f->tok, "job", "cancel", cancelled);
     CLI(3, &f->h, f->tok, "job", "watch", cancelled);
-    assert_has(cli_out, "state        CANCELLED\n");
+    assert_has(harness_cli_out, "state        CANCELLED\n");
     unlock_tenant(f);
     finish(f->acme, held, NULL);
 
     // Unknown jobs: the server's 404, exit 1, nothing on stdout.
     CLI(1, &f->h, f->tok, "job", "watch", NO_SUCH_JOB);
-    assert_has(cli_err, "rpc-cli: NOT_FOUND (http 404): ");
-    assert_string_equal(cli_out, "");
+    assert_has(harness_cli_err, "rpc-cli: NOT_FOUND (http 404): ");
+    assert_string_equal(harness_cli_out, "");
     CLI(1, &f->h, f->tok, "job", "watch", "not-a-job-id", "--json");
-    assert_has(cli_err, "NOT_FOUND");
-    assert_string_equal(cli_out, "");
+    assert_has(harness_cli_err, "NOT_FOUND");
+    assert_string_equal(harness_cli_out, "");
 
     // Usage errors.
     CLI(2, &f->h, f->tok, "job", "watch");
-    assert_has(cli_err, "missing JOB_ID");
+    assert_has(harness_cli_err, "missing JOB_ID");
     CLI(2, &f->h, f->tok, "job", "watch", ok, "--interval", "5");
-    assert_has(cli_err, "--interval '5'");
+    assert_has(harness_cli_err, "--interval '5'");
     CLI(2, &f->h, f->tok, "job", "watch", ok, "--interval", "soon");
-    assert_has(cli_err, "--interval 'soon'");
+    assert_has(harness_cli_err, "--interval 'soon'");
     CLI(2, &f->h, f->tok, "job", "watch", ok, ok);
-    assert_has(cli_err, "unexpected argument");
+    assert_has(harness_cli_err, "unexpected argument");
     CLI(2, &f->h, f->tok, "job", "watch", ok, "--records");
-    assert_has(cli_err, "unknown option '--records'");
+    assert_has(harness_cli_err, "unknown option '--records'");
 
     free(cancelled);
     free(held);
@@ -1012,26 +951,26 @@ test_help_and_usage(void **state)
     };
 
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-        int rv = harness_cli(&f->h, NULL, cmds[i], cli_out, sizeof(cli_out),
-            cli_err, sizeof(cli_err));
-        if (rv != 0 || strstr(cli_out, "Example") == NULL
-            || strncmp(cli_out, "Usage: rpc-cli", 14) != 0
-            || cli_err[0] != '\0') {
+        int rv = harness_cli(&f->h, NULL, cmds[i], harness_cli_out, sizeof(harness_cli_out),
+            harness_cli_err, sizeof(harness_cli_err));
+        if (rv != 0 || strstr(harness_cli_out, "Example") == NULL
+            || strncmp(harness_cli_out, "Usage: rpc-cli", 14) != 0
+            || harness_cli_err[0] != '\0') {
             fail_msg("%s %s --help: exit %d\nstdout:\n%s\nstderr:\n%s",
-                cmds[i][0], cmds[i][1], rv, cli_out, cli_err);
+                cmds[i][0], cmds[i][1], rv, harness_cli_out, harness_cli_err);
         }
     }
     CLI(0, &f->h, NULL, "job", "list", "--help");
-    assert_has(cli_out, "rpc-cli job list --state");
+    assert_has(harness_cli_out, "rpc-cli job list --state");
     CLI(0, &f->h, NULL, "job", "watch", "--help");
-    assert_has(cli_out, "Exits 0 when the job COMPLETED, 3 when");
+    assert_has(harness_cli_out, "Exits 0 when the job COMPLETED, 3 when");
     CLI(0, &f->h, NULL, "job", "--help");
-    assert_has(cli_out, "  list ");
-    assert_has(cli_out, "  watch JOB_ID ");
+    assert_has(harness_cli_out, "  list ");
+    assert_has(harness_cli_out, "  watch JOB_ID ");
     CLI(2, &f->h, NULL, "job");
-    assert_has(cli_err, "missing subcommand (get, cancel, list or watch)");
+    assert_has(harness_cli_err, "missing subcommand (get, cancel, list or watch)");
     CLI(2, &f->h, f->tok, "job", "list", "--frob");
-    assert_has(cli_err, "unknown option '--frob'");
+    assert_has(harness_cli_err, "unknown option '--frob'");
 }
 
 int

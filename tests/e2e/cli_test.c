@@ -34,17 +34,10 @@
 
 #define ALLP (BU_PERM_READ | BU_PERM_MANAGE)
 
-// The end of a cli() argument list.
-#define END ((const char *) NULL)
-
 struct fixture {
     struct harness h;
     char          *tok; // DataSpace.Manage + DataSpace.Read for "acme"
 };
-
-// What the last rpc-cli run printed.
-static char cli_out[1 << 20];
-static char cli_err[1 << 16];
 
 static int
 setup(void **state)
@@ -69,69 +62,6 @@ teardown(void **state)
     free(f);
     return status == 0 ? 0 : -1;
 }
-
-static void
-sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
-// cli_run runs rpc-cli with the arguments after token (END-terminated) and
-// BULKUPSERT_TOKEN=token (unset when NULL), into cli_out and cli_err.
-// Returns the exit status.
-static int
-cli_run(struct harness *h, const char *token, va_list ap)
-{
-    const char *args[48];
-    size_t      n = 0;
-    const char *a;
-
-    while ((a = va_arg(ap, const char *)) != NULL) {
-        assert_true(n < sizeof(args) / sizeof(args[0]) - 1);
-        args[n++] = a;
-    }
-    args[n] = NULL;
-    return harness_cli(
-        h, token, args, cli_out, sizeof(cli_out), cli_err, sizeof(cli_err));
-}
-
-// cli_expect runs rpc-cli (see cli_run) and fails the test, showing both
-// outputs and the caller's line, unless it exits with want.
-static void
-cli_expect(int line, int want, struct harness *h, const char *token, ...)
-{
-    va_list ap;
-
-    va_start(ap, token);
-    int rv = cli_run(h, token, ap);
-    va_end(ap);
-    if (rv != want) {
-        fail_msg("line %d: rpc-cli exited %d, expected %d\n"
-                 "stdout:\n%s\nstderr:\n%s",
-            line, rv, want, cli_out, cli_err);
-    }
-}
-
-#define CLI(want, h, tok, ...)                                                \
-    cli_expect(__LINE__, (want), (h), (tok), __VA_ARGS__, END)
-
-// Fails unless needle occurs in hay, showing both.
-#define assert_has(hay, needle)                                               \
-    do {                                                                      \
-        if (strstr((hay), (needle)) == NULL) {                                \
-            fail_msg("line %d: expected \"%s\" in:\n%s", __LINE__, (needle),  \
-                (hay));                                                       \
-        }                                                                     \
-    } while (0)
-
-#define assert_lacks(hay, needle)                                             \
-    do {                                                                      \
-        if (strstr((hay), (needle)) != NULL) {                                \
-            fail_msg("line %d: did not expect \"%s\" in:\n%s", __LINE__,      \
-                (needle), (hay));                                             \
-        }                                                                     \
-    } while (0)
 
 // write_file writes text to DIR/name and returns the path (static storage,
 // one of four rotating buffers).
@@ -176,18 +106,18 @@ count_lines(const char *s)
     return n;
 }
 
-// job_ids splits cli_out into job ids (each checked to be a UUID's 36
+// job_ids splits harness_cli_out into job ids (each checked to be a UUID's 36
 // characters) in ids[max][37]; returns how many.
 static size_t
 job_ids(char ids[][37], size_t max)
 {
     size_t      n = 0;
-    const char *p = cli_out;
+    const char *p = harness_cli_out;
 
     while (*p != '\0') {
         size_t len = strcspn(p, "\n");
         if (len != 36 || n >= max) {
-            fail_msg("not one job id a line:\n%s", cli_out);
+            fail_msg("not one job id a line:\n%s", harness_cli_out);
         }
         memcpy(ids[n], p, 36);
         ids[n][36] = '\0';
@@ -216,10 +146,10 @@ submit_file(struct fixture *f, const char *path, char id[37], ...)
     }
     va_end(ap);
     args[n] = NULL;
-    int rv = harness_cli(&f->h, f->tok, args, cli_out, sizeof(cli_out),
-        cli_err, sizeof(cli_err));
+    int rv = harness_cli(&f->h, f->tok, args, harness_cli_out, sizeof(harness_cli_out),
+        harness_cli_err, sizeof(harness_cli_err));
     if (rv != 0) {
-        fail_msg("submit %s: exit %d\n%s", path, rv, cli_err);
+        fail_msg("submit %s: exit %d\n%s", path, rv, harness_cli_err);
     }
     char ids[1][37];
     assert_int_equal(job_ids(ids, 1), 1);
@@ -242,15 +172,15 @@ text_of(struct fixture *f, const char *sql)
     return buf;
 }
 
-// json_parse_out parses cli_out as one JSON value (fails the test if not).
+// json_parse_out parses harness_cli_out as one JSON value (fails the test if not).
 static json_t *
 json_parse_out(void)
 {
     json_error_t jerr;
-    json_t      *v = json_loads(cli_out, 0, &jerr);
+    json_t      *v = json_loads(harness_cli_out, 0, &jerr);
     if (v == NULL) {
         fail_msg(
-            "not JSON (%s at line %d):\n%s", jerr.text, jerr.line, cli_out);
+            "not JSON (%s at line %d):\n%s", jerr.text, jerr.line, harness_cli_out);
     }
     return v;
 }
@@ -275,10 +205,10 @@ test_keygen_and_token_issue(void **state)
     // A new key pair: the secret in a 0600 file, the public key appended
     // to the daemon's keyring after a comment, the kid on stdout.
     CLI(0, h, NULL, "keygen", "--secret", secret, "--keyring", h->keyring);
-    assert_int_equal(strncmp(cli_out, "k4.pid.", 7), 0);
-    assert_int_equal(strlen(cli_out), 7 + 44 + 1); // 33 bytes in base64url
+    assert_int_equal(strncmp(harness_cli_out, "k4.pid.", 7), 0);
+    assert_int_equal(strlen(harness_cli_out), 7 + 44 + 1); // 33 bytes in base64url
     char kid[64];
-    snprintf(kid, sizeof(kid), "%.*s", (int) strcspn(cli_out, "\n"), cli_out);
+    snprintf(kid, sizeof(kid), "%.*s", (int) strcspn(harness_cli_out, "\n"), harness_cli_out);
     assert_int_equal(stat(secret, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
     char *sec = read_file(secret);
@@ -295,8 +225,8 @@ test_keygen_and_token_issue(void **state)
 
     // Never over an existing secret: exit 2, nothing touched.
     CLI(2, h, NULL, "keygen", "--secret", secret, "--keyring", ring2);
-    assert_has(cli_err, "already exists");
-    assert_string_equal(cli_out, "");
+    assert_has(harness_cli_err, "already exists");
+    assert_string_equal(harness_cli_out, "");
     char *sec2 = read_file(secret);
     assert_string_equal(sec2, sec);
     assert_int_equal(stat(ring2, &sb), -1);
@@ -306,65 +236,65 @@ test_keygen_and_token_issue(void **state)
     CLI(0, h, NULL, "token", "issue", "--secret", secret, "--tenant", "acme",
         "--perm", "DataSpace.Read,DataSpace.Manage", "--ttl", "1h", "--sub",
         "ops");
-    assert_int_equal(strncmp(cli_out, "v4.public.", 10), 0);
-    assert_int_equal(count_lines(cli_out), 1);
-    char *tok = strndup(cli_out, strcspn(cli_out, "\n"));
+    assert_int_equal(strncmp(harness_cli_out, "v4.public.", 10), 0);
+    assert_int_equal(count_lines(harness_cli_out), 1);
+    char *tok = strndup(harness_cli_out, strcspn(harness_cli_out, "\n"));
     assert_int_equal(harness_signal(h, SIGHUP), 0);
     int rv = -1;
     for (int i = 0; i < 100 * harness_slow() && rv != 0; i++) {
         const char *args[] = { "columns", "list", NULL };
         rv = harness_cli(
-            h, tok, args, cli_out, sizeof(cli_out), cli_err, sizeof(cli_err));
+            h, tok, args, harness_cli_out, sizeof(harness_cli_out), harness_cli_err, sizeof(harness_cli_err));
         if (rv != 0) {
-            assert_has(cli_err, "UNAUTHENTICATED");
-            sleep_ms(50);
+            assert_has(harness_cli_err, "UNAUTHENTICATED");
+            harness_sleep_ms(50);
         }
     }
     assert_int_equal(rv, 0);
-    assert_has(cli_out, "contact_key");
+    assert_has(harness_cli_out, "contact_key");
 
     // --json: the same data as one JSON object each.
     char secret3[400];
     snprintf(secret3, sizeof(secret3), "%s/ops3.key", h->dir);
     CLI(0, h, NULL, "keygen", "--secret", secret3, "--keyring", ring2,
         "--json");
-    assert_int_equal(count_lines(cli_out), 1);
-    assert_has(cli_out, "{\"kid\": \"k4.pid.");
-    assert_has(cli_out, "\"public_key\": \"k4.public.");
-    assert_has(cli_out, "\"keyring\": \"");
+    assert_int_equal(count_lines(harness_cli_out), 1);
+    assert_has(harness_cli_out, "{\"kid\": \"k4.pid.");
+    assert_has(harness_cli_out, "\"public_key\": \"k4.public.");
+    assert_has(harness_cli_out, "\"keyring\": \"");
     CLI(0, h, NULL, "token", "issue", "--secret", secret, "--tenant", "acme",
         "--perm", "DataSpace.Read", "--sub", "ops", "--json");
-    assert_int_equal(count_lines(cli_out), 1);
-    assert_has(cli_out, "{\"token\": \"v4.public.");
-    assert_has(cli_out, "\"tenant\": \"acme\"");
-    assert_has(cli_out, "\"permissions\": [\"DataSpace.Read\"]");
-    assert_has(cli_out, "\"expires_at\": \"20");
+    assert_int_equal(count_lines(harness_cli_out), 1);
+    assert_has(harness_cli_out, "{\"token\": \"v4.public.");
+    assert_has(harness_cli_out, "\"tenant\": \"acme\"");
+    assert_has(harness_cli_out, "\"permissions\": [\"DataSpace.Read\"]");
+    assert_has(harness_cli_out, "\"expires_at\": \"20");
 
     // Refused before signing: exit 2 with the reason, nothing on stdout.
     CLI(2, h, NULL, "token", "issue", "--secret", secret, "--tenant", "acme!x",
         "--perm", "DataSpace.Read");
-    assert_has(cli_err, "tenant 'acme!x' is refused");
-    assert_has(cli_err, "'!' at position 5 is not allowed");
-    assert_string_equal(cli_out, "");
+    assert_has(harness_cli_err, "tenant 'acme!x' is refused");
+    assert_has(harness_cli_err, "'!' at position 5 is not allowed");
+    assert_string_equal(harness_cli_out, "");
     CLI(2, h, NULL, "token", "issue", "--secret", secret, "--tenant", "Acme",
         "--perm", "DataSpace.Read");
-    assert_has(cli_err, "must start with a lowercase letter or a digit");
+    assert_has(harness_cli_err, "must start with a lowercase letter or a digit");
     CLI(2, h, NULL, "token", "issue", "--secret", secret, "--tenant", "acme",
         "--perm", "DataSpace.Read,DataSpace.Write");
-    assert_has(cli_err, "unknown permission 'DataSpace.Write'");
-    assert_string_equal(cli_out, "");
+    assert_has(harness_cli_err, "unknown permission 'DataSpace.Write'");
+    assert_string_equal(harness_cli_out, "");
     CLI(2, h, NULL, "token", "issue", "--secret", secret, "--tenant", "acme");
-    assert_has(cli_err, "missing --perm");
+    assert_has(harness_cli_err, "missing --perm");
     CLI(2, h, NULL, "token", "issue", "--secret", secret, "--tenant", "acme",
         "--perm", "DataSpace.Read", "--ttl", "forever");
-    assert_has(cli_err, "--ttl 'forever'");
+    assert_has(harness_cli_err, "--ttl 'forever'");
     // The keyring line is public, not a secret.
     char *pub = strstr(ring, "\nk4.public.") + 1;
     pub[strcspn(pub, "\n")] = '\0';
     const char *pubfile = write_file(h, "pub.key", pub);
     CLI(2, h, NULL, "token", "issue", "--secret", pubfile, "--tenant", "acme",
         "--perm", "DataSpace.Read");
-    assert_has(cli_err, "holds a public key");
+    assert_has(harness_cli_err, "holds a public key");
 
     free(tok);
     free(sec2);
@@ -505,8 +435,8 @@ test_submit_ndjson_values(void **state)
     path
         = write_file(&f->h, "bad.ndjson", "{\"contact_key\":\"n9\"}\n[1,2]\n");
     CLI(2, &f->h, f->tok, "submit", path);
-    assert_has(cli_err, "bad.ndjson:2: expected a JSON object");
-    assert_string_equal(cli_out, "");
+    assert_has(harness_cli_err, "bad.ndjson:2: expected a JSON object");
+    assert_string_equal(harness_cli_out, "");
 }
 
 static void
@@ -571,9 +501,9 @@ test_submit_ragged_row_sends_nothing(void **state)
     assert_int_equal(fclose(fp), 0);
 
     CLI(2, &f->h, f->tok, "submit", path);
-    assert_has(cli_err, "ragged.csv:1203:");
-    assert_has(cli_err, "2 fields, but the header row has 3 columns");
-    assert_string_equal(cli_out, "");
+    assert_has(harness_cli_err, "ragged.csv:1203:");
+    assert_has(harness_cli_err, "2 fields, but the header row has 3 columns");
+    assert_string_equal(harness_cli_out, "");
     assert_int_equal(
         harness_queue_count(&f->h, "SELECT count(*) FROM jobs"), 0);
     assert_true(
@@ -584,10 +514,10 @@ test_submit_ragged_row_sends_nothing(void **state)
     const char *bad = write_file(
         &f->h, "open.csv", "contact_key,name\nx1,\"never closed\n");
     CLI(2, &f->h, f->tok, "submit", bad);
-    assert_has(cli_err, "open.csv:2: a quoted field");
+    assert_has(harness_cli_err, "open.csv:2: a quoted field");
     snprintf(path, sizeof(path), "%s/missing.csv", f->h.dir);
     CLI(2, &f->h, f->tok, "submit", path);
-    assert_has(cli_err, "missing.csv: No such file");
+    assert_has(harness_cli_err, "missing.csv: No such file");
     assert_int_equal(
         harness_queue_count(&f->h, "SELECT count(*) FROM jobs"), 0);
 }
@@ -609,13 +539,13 @@ test_job_get_text_and_json(void **state)
 
     CLI(0, &f->h, f->tok, "job", "get", id);
     snprintf(want, sizeof(want), "job_id       %s\n", id);
-    assert_has(cli_out, want);
-    assert_has(cli_out, "state        COMPLETED\n");
-    assert_has(cli_out, "accepted_at  20");
-    assert_has(cli_out, "counts\n  total       3\n  inserted    3\n");
-    assert_has(cli_out, "  failed      0\n");
-    assert_lacks(cli_out, "\033["); // no colours into a pipe
-    assert_string_equal(cli_err, "");
+    assert_has(harness_cli_out, want);
+    assert_has(harness_cli_out, "state        COMPLETED\n");
+    assert_has(harness_cli_out, "accepted_at  20");
+    assert_has(harness_cli_out, "counts\n  total       3\n  inserted    3\n");
+    assert_has(harness_cli_out, "  failed      0\n");
+    assert_lacks(harness_cli_out, "\033["); // no colours into a pipe
+    assert_string_equal(harness_cli_err, "");
 
     // Connection options after the command work as well as before it.
     CLI(0, &f->h, NULL, "job", "get", id, "--json", "--token", f->tok);
@@ -638,12 +568,12 @@ test_job_get_text_and_json(void **state)
     // Unknown and malformed ids: the server's 404, exit 1.
     CLI(1, &f->h, f->tok, "job", "get",
         "01234567-89ab-7def-8123-456789abcdef");
-    assert_has(cli_err, "rpc-cli: NOT_FOUND (http 404): ");
-    assert_string_equal(cli_out, "");
+    assert_has(harness_cli_err, "rpc-cli: NOT_FOUND (http 404): ");
+    assert_string_equal(harness_cli_out, "");
     CLI(2, &f->h, f->tok, "job", "get");
-    assert_has(cli_err, "missing JOB_ID");
+    assert_has(harness_cli_err, "missing JOB_ID");
     CLI(2, &f->h, f->tok, "job", "get", id, "--errors-only");
-    assert_has(cli_err, "--errors-only needs --records");
+    assert_has(harness_cli_err, "--errors-only needs --records");
 }
 
 static void
@@ -666,12 +596,12 @@ test_job_get_records(void **state)
     // With fail_on_error (the default) the request is refused as a whole,
     // every invalid record named with its line.
     CLI(1, &f->h, f->tok, "submit", path);
-    assert_has(cli_err, "(http 400)");
-    assert_has(cli_err, "record 0 (key e0) column birth_date: ");
-    assert_has(cli_err, "(line 2)");
-    assert_has(cli_err, "record 1 (key e1) column email: ");
-    assert_has(cli_err, "(line 3)");
-    assert_string_equal(cli_out, "");
+    assert_has(harness_cli_err, "(http 400)");
+    assert_has(harness_cli_err, "record 0 (key e0) column birth_date: ");
+    assert_has(harness_cli_err, "(line 2)");
+    assert_has(harness_cli_err, "record 1 (key e1) column email: ");
+    assert_has(harness_cli_err, "(line 3)");
+    assert_string_equal(harness_cli_out, "");
 
     Bulkupsert__V1__Job *job
         = submit_file(f, path, id, "--no-fail-on-error", END);
@@ -682,15 +612,15 @@ test_job_get_records(void **state)
     bulkupsert__v1__job__free_unpacked(job, NULL);
 
     CLI(0, &f->h, f->tok, "job", "get", id, "--records");
-    assert_has(cli_out, "state        COMPLETED_WITH_ERRORS\n");
-    assert_has(cli_out,
+    assert_has(harness_cli_out, "state        COMPLETED_WITH_ERRORS\n");
+    assert_has(harness_cli_out,
         "records\nrecord 0 (key e0): FAILED\n"
         "  column birth_date: ");
-    assert_has(cli_out, "record 1 (key e1): FAILED\n  column email: ");
-    assert_has(cli_out, "record 2 (key e2): INSERTED\n  warning: ");
-    assert_has(cli_out, "record 3 (key e3): SUPERSEDED by record 4\n");
-    assert_has(cli_out, "record 4 (key e3): INSERTED\n");
-    assert_has(cli_out, "record 5 (key e5): INSERTED\n");
+    assert_has(harness_cli_out, "record 1 (key e1): FAILED\n  column email: ");
+    assert_has(harness_cli_out, "record 2 (key e2): INSERTED\n  warning: ");
+    assert_has(harness_cli_out, "record 3 (key e3): SUPERSEDED by record 4\n");
+    assert_has(harness_cli_out, "record 4 (key e3): INSERTED\n");
+    assert_has(harness_cli_out, "record 5 (key e5): INSERTED\n");
 
     // --errors-only keeps 0, 1 and 2; JSON has every field.
     CLI(0, &f->h, f->tok, "job", "get", id, "--records", "--errors-only",
@@ -738,7 +668,7 @@ test_job_get_records(void **state)
     }
     json_decref(j);
     CLI(0, &f->h, f->tok, "job", "get", id, "--records", "--page-size", "1");
-    assert_int_equal(count_lines(strstr(cli_out, "records\n")),
+    assert_int_equal(count_lines(strstr(harness_cli_out, "records\n")),
         1 + 6 + 2 + 1); // header, records, errors, warning
 }
 
@@ -776,7 +706,7 @@ wait_running(struct fixture *f, const char *id)
             bulkupsert_client_close(c);
             return;
         }
-        sleep_ms(10);
+        harness_sleep_ms(10);
     }
     fail_msg("job %s never ran", id);
 }
@@ -796,14 +726,14 @@ test_job_cancel(void **state)
 
     // A finished job cannot be cancelled.
     CLI(1, &f->h, f->tok, "job", "cancel", done);
-    assert_has(cli_err, "rpc-cli: FAILED_PRECONDITION (http 400): ");
-    assert_has(cli_err, "only a QUEUED job can be cancelled");
-    assert_string_equal(cli_out, "");
+    assert_has(harness_cli_err, "rpc-cli: FAILED_PRECONDITION (http 400): ");
+    assert_has(harness_cli_err, "only a QUEUED job can be cancelled");
+    assert_string_equal(harness_cli_out, "");
     CLI(1, &f->h, f->tok, "job", "cancel", done, "--json");
-    assert_has(cli_err, "FAILED_PRECONDITION");
+    assert_has(harness_cli_err, "FAILED_PRECONDITION");
     CLI(1, &f->h, f->tok, "job", "cancel",
         "01234567-89ab-7def-8123-456789abcdef");
-    assert_has(cli_err, "NOT_FOUND (http 404)");
+    assert_has(harness_cli_err, "NOT_FOUND (http 404)");
 
     // Hold the worker on one job; the next one stays QUEUED and cancels.
     sqlite3    *lock = lock_tenant(&f->h, "acme");
@@ -819,12 +749,12 @@ test_job_cancel(void **state)
     memcpy(queued, ids[0], 37);
 
     CLI(0, &f->h, f->tok, "job", "cancel", queued);
-    assert_has(cli_out, "state        CANCELLED\n");
-    assert_has(cli_out, queued);
+    assert_has(harness_cli_out, "state        CANCELLED\n");
+    assert_has(harness_cli_out, queued);
     CLI(1, &f->h, f->tok, "job", "cancel", running, "--json");
-    assert_has(cli_err, "is RUNNING; only a QUEUED job can be cancelled");
+    assert_has(harness_cli_err, "is RUNNING; only a QUEUED job can be cancelled");
     CLI(1, &f->h, f->tok, "job", "cancel", queued, "--json");
-    assert_has(cli_err, "is CANCELLED");
+    assert_has(harness_cli_err, "is CANCELLED");
     assert_int_equal(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), 0);
     sqlite3_close(lock);
 
@@ -869,12 +799,12 @@ test_columns_round_trip(void **state)
     char            id[37];
 
     CLI(0, &f->h, f->tok, "columns", "list");
-    assert_has(cli_out, "NAME");
-    assert_has(cli_out, "IMPORT\n");
-    assert_has(cli_out, "\ncontact_key ");
-    assert_has(cli_out, "enum(A,P)");
-    assert_has(cli_out, "\nrow width ");
-    assert_lacks(cli_out, "tier");
+    assert_has(harness_cli_out, "NAME");
+    assert_has(harness_cli_out, "IMPORT\n");
+    assert_has(harness_cli_out, "\ncontact_key ");
+    assert_has(harness_cli_out, "enum(A,P)");
+    assert_has(harness_cli_out, "\nrow width ");
+    assert_lacks(harness_cli_out, "tier");
     CLI(0, &f->h, f->tok, "columns", "list", "--json");
     json_t *j = json_parse_out();
     json_t *ck = column_json(j, "contact_key");
@@ -894,16 +824,16 @@ test_columns_round_trip(void **state)
     // Add it disabled: shown, and refused in a submit.
     CLI(0, &f->h, f->tok, "columns", "add", "tier", "--max-length", "12",
         "--disabled");
-    assert_has(cli_out, "name            tier\n");
-    assert_has(cli_out, "type            text\n");
-    assert_has(cli_out, "max_length      12\n");
-    assert_has(cli_out, "custom          yes\n");
-    assert_has(cli_out, "import_enabled  no\n");
+    assert_has(harness_cli_out, "name            tier\n");
+    assert_has(harness_cli_out, "type            text\n");
+    assert_has(harness_cli_out, "max_length      12\n");
+    assert_has(harness_cli_out, "custom          yes\n");
+    assert_has(harness_cli_out, "import_enabled  no\n");
     const char *path = write_file(
         &f->h, "tier.csv", "contact_key,name,tier\nt1,Tia,gold\nt2,Tom,\n");
     CLI(1, &f->h, f->tok, "submit", path);
-    assert_has(cli_err, "tier");
-    assert_string_equal(cli_out, "");
+    assert_has(harness_cli_err, "tier");
+    assert_string_equal(harness_cli_out, "");
 
     CLI(0, &f->h, f->tok, "columns", "enable", "tier", "--json");
     j = json_parse_out();
@@ -937,11 +867,11 @@ test_columns_round_trip(void **state)
     json_decref(j);
 
     CLI(0, &f->h, f->tok, "columns", "disable", "tier");
-    assert_has(cli_out, "import_enabled  no\n");
+    assert_has(harness_cli_out, "import_enabled  no\n");
     CLI(0, &f->h, f->tok, "columns", "list");
-    assert_has(cli_out, "\ntier ");
+    assert_has(harness_cli_out, "\ntier ");
     // NAME TYPE MAX NULLABLE DEFAULT CUSTOM IMPORT
-    const char *row = strstr(cli_out, "\ntier ") + 1;
+    const char *row = strstr(harness_cli_out, "\ntier ") + 1;
     char        line[256];
     char       *words[8];
     size_t      nwords = 0;
@@ -964,19 +894,19 @@ test_columns_round_trip(void **state)
 
     // What the server refuses (exit 1) and what never reaches it (exit 2).
     CLI(1, &f->h, f->tok, "columns", "add", "tier");
-    assert_has(cli_err, "rpc-cli: ALREADY_EXISTS (http ");
+    assert_has(harness_cli_err, "rpc-cli: ALREADY_EXISTS (http ");
     CLI(1, &f->h, f->tok, "columns", "add", "9lives");
-    assert_has(cli_err, "INVALID_ARGUMENT (http 400)");
+    assert_has(harness_cli_err, "INVALID_ARGUMENT (http 400)");
     CLI(1, &f->h, f->tok, "columns", "disable", "nosuch");
-    assert_has(cli_err, "NOT_FOUND");
+    assert_has(harness_cli_err, "NOT_FOUND");
     CLI(1, &f->h, f->tok, "columns", "disable", "contact_key");
-    assert_has(cli_err, "contact_key is always import-enabled");
+    assert_has(harness_cli_err, "contact_key is always import-enabled");
     CLI(2, &f->h, f->tok, "columns", "add", "big", "--max-length", "4001");
-    assert_has(cli_err, "--max-length '4001' is not a number from 1 to 4000");
+    assert_has(harness_cli_err, "--max-length '4001' is not a number from 1 to 4000");
     CLI(2, &f->h, f->tok, "columns", "add");
-    assert_has(cli_err, "missing NAME");
+    assert_has(harness_cli_err, "missing NAME");
     CLI(2, &f->h, f->tok, "columns", "enable", "a", "b");
-    assert_has(cli_err, "unexpected argument 'b'");
+    assert_has(harness_cli_err, "unexpected argument 'b'");
 }
 
 // ---------------------------------------------------------------------------
@@ -991,38 +921,38 @@ test_auth_errors(void **state)
 
     // No token: refused before any call, exit 2.
     CLI(2, &f->h, NULL, "submit", path);
-    assert_has(cli_err, "no access token");
+    assert_has(harness_cli_err, "no access token");
     CLI(2, &f->h, NULL, "columns", "list");
-    assert_has(cli_err, "no access token");
+    assert_has(harness_cli_err, "no access token");
 
     // A bad or expired token: the server's 401, exit 1.
     CLI(1, &f->h, "v4.public.garbage", "submit", path);
-    assert_has(cli_err, "rpc-cli: UNAUTHENTICATED (http 401): ");
+    assert_has(harness_cli_err, "rpc-cli: UNAUTHENTICATED (http 401): ");
     char *expired = harness_token(&f->h, "acme", ALLP, -60);
     CLI(1, &f->h, expired, "columns", "list");
-    assert_has(cli_err, "UNAUTHENTICATED (http 401)");
-    assert_has(cli_err, "expired");
+    assert_has(harness_cli_err, "UNAUTHENTICATED (http 401)");
+    assert_has(harness_cli_err, "expired");
     free(expired);
     // --token wins over BULKUPSERT_TOKEN.
     CLI(1, &f->h, f->tok, "--token", "v4.public.garbage", "columns", "list");
-    assert_has(cli_err, "UNAUTHENTICATED");
+    assert_has(harness_cli_err, "UNAUTHENTICATED");
 
     // A token without the permission: 403 (Forbidden), exit 1.
     char *ro = harness_token(&f->h, "acme", BU_PERM_READ, 3600);
     CLI(1, &f->h, ro, "submit", path);
-    assert_has(cli_err, "rpc-cli: PERMISSION_DENIED (http 403): ");
-    assert_has(cli_err, "DataSpace.Manage");
-    assert_string_equal(cli_out, "");
+    assert_has(harness_cli_err, "rpc-cli: PERMISSION_DENIED (http 403): ");
+    assert_has(harness_cli_err, "DataSpace.Manage");
+    assert_string_equal(harness_cli_out, "");
     CLI(1, &f->h, ro, "columns", "add", "x1");
-    assert_has(cli_err, "PERMISSION_DENIED (http 403)");
+    assert_has(harness_cli_err, "PERMISSION_DENIED (http 403)");
     CLI(1, &f->h, ro, "job", "cancel", "01234567-89ab-7def-8123-456789abcdef");
-    assert_has(cli_err, "PERMISSION_DENIED (http 403)");
+    assert_has(harness_cli_err, "PERMISSION_DENIED (http 403)");
     CLI(0, &f->h, ro, "columns", "list");
     free(ro);
     char *wo = harness_token(&f->h, "acme", BU_PERM_MANAGE, 3600);
     CLI(1, &f->h, wo, "columns", "list");
-    assert_has(cli_err, "PERMISSION_DENIED (http 403)");
-    assert_has(cli_err, "DataSpace.Read");
+    assert_has(harness_cli_err, "PERMISSION_DENIED (http 403)");
+    assert_has(harness_cli_err, "DataSpace.Read");
     free(wo);
     assert_int_equal(
         harness_queue_count(&f->h, "SELECT count(*) FROM jobs"), 0);
@@ -1032,9 +962,9 @@ test_auth_errors(void **state)
     snprintf(url, sizeof(url), "ipc://%s/nobody.sock", f->h.dir);
     CLI(1, &f->h, f->tok, "--url", url, "--timeout", "2000", "columns",
         "list");
-    assert_has(cli_err, "rpc-cli: ");
+    assert_has(harness_cli_err, "rpc-cli: ");
     CLI(2, &f->h, f->tok, "--url", "http://example.com", "columns", "list");
-    assert_has(cli_err, "is not a server address");
+    assert_has(harness_cli_err, "is not a server address");
 }
 
 static void
@@ -1059,38 +989,38 @@ test_help_and_usage(void **state)
     };
 
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-        int rv = harness_cli(&f->h, NULL, cmds[i], cli_out, sizeof(cli_out),
-            cli_err, sizeof(cli_err));
-        if (rv != 0 || strstr(cli_out, "Example") == NULL
-            || strncmp(cli_out, "Usage: rpc-cli", 14) != 0
-            || cli_err[0] != '\0') {
+        int rv = harness_cli(&f->h, NULL, cmds[i], harness_cli_out, sizeof(harness_cli_out),
+            harness_cli_err, sizeof(harness_cli_err));
+        if (rv != 0 || strstr(harness_cli_out, "Example") == NULL
+            || strncmp(harness_cli_out, "Usage: rpc-cli", 14) != 0
+            || harness_cli_err[0] != '\0') {
             fail_msg("%s %s --help: exit %d\nstdout:\n%s\nstderr:\n%s",
-                cmds[i][0], cmds[i][1] != NULL ? cmds[i][1] : "", rv, cli_out,
-                cli_err);
+                cmds[i][0], cmds[i][1] != NULL ? cmds[i][1] : "", rv, harness_cli_out,
+                harness_cli_err);
         }
     }
     CLI(0, &f->h, NULL, "--version");
-    assert_int_equal(strncmp(cli_out, "rpc-cli ", 8), 0);
-    assert_in_range(cli_out[8], '0', '9');
+    assert_int_equal(strncmp(harness_cli_out, "rpc-cli ", 8), 0);
+    assert_in_range(harness_cli_out[8], '0', '9');
 
     CLI(2, &f->h, NULL, END);
-    assert_has(cli_err, "missing COMMAND");
+    assert_has(harness_cli_err, "missing COMMAND");
     CLI(2, &f->h, NULL, "frobnicate");
-    assert_has(cli_err, "unknown command 'frobnicate'");
-    assert_has(cli_err, "--help");
-    assert_string_equal(cli_out, "");
+    assert_has(harness_cli_err, "unknown command 'frobnicate'");
+    assert_has(harness_cli_err, "--help");
+    assert_string_equal(harness_cli_out, "");
     CLI(2, &f->h, NULL, "job", "frob");
-    assert_has(cli_err, "unknown subcommand 'frob'");
+    assert_has(harness_cli_err, "unknown subcommand 'frob'");
     CLI(2, &f->h, NULL, "columns");
-    assert_has(cli_err, "missing subcommand");
+    assert_has(harness_cli_err, "missing subcommand");
     CLI(2, &f->h, NULL, "columns", "drop", "x");
-    assert_has(cli_err, "unknown subcommand 'drop'");
+    assert_has(harness_cli_err, "unknown subcommand 'drop'");
     CLI(2, &f->h, f->tok, "submit", "x.csv", "--frob");
-    assert_has(cli_err, "unknown option '--frob'");
+    assert_has(harness_cli_err, "unknown option '--frob'");
     CLI(2, &f->h, f->tok, "job", "get", "x", "--page-size");
-    assert_has(cli_err, "needs a value");
+    assert_has(harness_cli_err, "needs a value");
     CLI(2, &f->h, f->tok, "job", "cancel", "x", "--records");
-    assert_has(cli_err, "unknown option '--records'");
+    assert_has(harness_cli_err, "unknown option '--records'");
 }
 
 int

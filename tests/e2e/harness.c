@@ -53,7 +53,7 @@ harness_forget(pid_t pid)
     }
 }
 
-static void
+void
 harness_sleep_ms(int ms)
 {
     struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
@@ -719,4 +719,32 @@ harness_raw_call(const char *url, const void *req, size_t len,
     }
     nng_close(s);
     return rv;
+}
+
+char harness_cli_out[1 << 20];
+char harness_cli_err[1 << 18];
+
+void
+harness_cli_expect(
+    int line, int want, struct harness *h, const char *token, ...)
+{
+    const char *args[48];
+    size_t      n = 0;
+    const char *a;
+    va_list     ap;
+
+    va_start(ap, token);
+    while ((a = va_arg(ap, const char *)) != NULL) {
+        assert_true(n < sizeof(args) / sizeof(args[0]) - 1);
+        args[n++] = a;
+    }
+    va_end(ap);
+    args[n] = NULL;
+    int rv = harness_cli(h, token, args, harness_cli_out,
+        sizeof(harness_cli_out), harness_cli_err, sizeof(harness_cli_err));
+    if (rv != want) {
+        fail_msg("line %d: rpc-cli exited %d, expected %d\n"
+                 "stdout:\n%s\nstderr:\n%s",
+            line, rv, want, harness_cli_out, harness_cli_err);
+    }
 }

@@ -134,4 +134,45 @@ long long harness_queue_count(struct harness *h, const char *sql);
 int harness_raw_call(const char *url, const void *req, size_t len,
     int timeout_ms, void **replyp, size_t *replylenp);
 
+// ---------------------------------------------------------------------
+// rpc-cli runs with assertions, shared by the CLI tests.
+
+// What the last harness_cli_expect run printed.
+extern char harness_cli_out[1 << 20];
+extern char harness_cli_err[1 << 18];
+
+// The end of a CLI() argument list.
+#define END ((const char *) NULL)
+
+// harness_cli_expect runs rpc-cli with the arguments after token
+// (END-terminated) and BULKUPSERT_TOKEN=token (unset when NULL) into
+// harness_cli_out and harness_cli_err, and fails the test, showing both
+// outputs and the caller's line, unless it exits with want.
+void harness_cli_expect(
+    int line, int want, struct harness *h, const char *token, ...);
+
+#define CLI(want, h, tok, ...)                                                \
+    harness_cli_expect(__LINE__, (want), (h), (tok), __VA_ARGS__, END)
+
+// Fails unless needle occurs in hay (or, assert_lacks, unless it does
+// not), showing both.
+#define assert_has(hay, needle)                                               \
+    do {                                                                      \
+        if (strstr((hay), (needle)) == NULL) {                                \
+            fail_msg("line %d: expected \"%s\" in:\n%s", __LINE__, (needle),  \
+                (hay));                                                       \
+        }                                                                     \
+    } while (0)
+
+#define assert_lacks(hay, needle)                                             \
+    do {                                                                      \
+        if (strstr((hay), (needle)) != NULL) {                                \
+            fail_msg("line %d: did not expect \"%s\" in:\n%s", __LINE__,      \
+                (needle), (hay));                                             \
+        }                                                                     \
+    } while (0)
+
+// harness_sleep_ms sleeps ms milliseconds.
+void harness_sleep_ms(int ms);
+
 #endif // BU_TESTS_HARNESS_H
