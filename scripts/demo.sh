@@ -40,17 +40,19 @@ for _ in $(seq 1 100); do
 done
 
 echo "== import $file"
-mapfile -t ids < <("$cli" submit "$file")
-echo "${#ids[@]} jobs accepted"
+# Streams the file in requests of 1000 records, waits for every job and
+# prints the outcome counts; records that did not land go to errors.csv
+# (exit status 3 when there are any).
+rc=0
+"$cli" import "$file" --wait --errors "$dir/errors.csv" --progress lines || rc=$?
+if [ "$rc" -gt 3 ] || [ "$rc" -eq 1 ] || [ "$rc" -eq 2 ]; then
+  exit "$rc"
+fi
+echo "(records that did not land: $dir/errors.csv)"
 
-echo "== results"
-for id in "${ids[@]}"; do
-  for _ in $(seq 1 600); do
-    out=$("$cli" job get "$id")
-    if ! grep -qE '^state +(QUEUED|RUNNING)' <<<"$out"; then break; fi
-    sleep 0.1
-  done
-  echo "$out"
-  echo
-done
-"$cli" job get "${ids[-1]}" --json
+echo "== jobs"
+"$cli" job list
+
+echo "== the newest job"
+newest=$("$cli" job list --limit 1 2>/dev/null | awk 'NR == 2 { print $1 }')
+"$cli" job get "$newest" --json
