@@ -307,3 +307,17 @@ cli_print_json(const char *cmd, const json_t *value)
     }
     return CLI_EXIT_OK;
 }
+
+int
+cli_operands(const char *cmd, int argc, char *const argv[], int ind,
+    int want, const char *what)
+{
+    if (argc - ind < want) {
+        return cli_usage_error(cmd, "missing %s", what);
+    }
+    if (argc - ind > want) {
+        return cli_usage_error(
+            cmd, "unexpected argument '%s'", argv[ind + want]);
+    }
+    return CLI_EXIT_OK;
+}

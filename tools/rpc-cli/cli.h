@@ -93,6 +93,13 @@ int cli_client_open(
 int cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+// cli_operands checks that exactly want (0 or 1) operands follow the
+// options at argv[ind]: "missing WHAT" when there are fewer, "unexpected
+// argument 'X'" when there are more. Returns CLI_EXIT_OK, or
+// CLI_EXIT_USAGE after printing which (see cli_usage_error).
+int cli_operands(const char *cmd, int argc, char *const argv[], int ind,
+    int want, const char *what);
+
 // cli_getopt_error reports what getopt_long returned as c ('?' for an
 // unknown option, ':' for a missing value), given the argv it scanned and
 // its optind. Returns CLI_EXIT_USAGE.

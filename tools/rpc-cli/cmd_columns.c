@@ -194,10 +194,7 @@ columns_parse(int argc, char *argv[], const char *cmd, const char *usage,
             return cli_usage_error(cmd, "NAME is empty");
         }
     }
-    if (optind < argc) {
-        return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-    }
-    return CLI_EXIT_OK;
+    return cli_operands(cmd, argc, argv, optind, 0, NULL);
 }
 
 static const char *

@@ -332,12 +332,10 @@ import_parse(int argc, char *argv[], struct import_args *a)
             return cli_getopt_error("import", c, argv, optind);
         }
     }
-    if (optind >= argc) {
-        return cli_usage_error("import", "missing FILE (use - for stdin)");
-    }
-    if (optind + 1 < argc) {
-        return cli_usage_error(
-            "import", "unexpected argument '%s'", argv[optind + 1]);
+    if ((rv = cli_operands("import", argc, argv, optind, 1,
+             "FILE (use - for stdin)"))
+        != CLI_EXIT_OK) {
+        return rv;
     }
     a->path = argv[optind];
     if (a->resume != NULL && strcmp(a->path, "-") == 0) {

@@ -177,12 +177,9 @@ job_parse(int argc, char *argv[], const char *cmd, const char *usage,
             return cli_getopt_error(cmd, c, argv, optind);
         }
     }
-    if (optind >= argc) {
-        return cli_usage_error(cmd, "missing JOB_ID");
-    }
-    if (optind + 1 < argc) {
-        return cli_usage_error(
-            cmd, "unexpected argument '%s'", argv[optind + 1]);
+    if ((rv = cli_operands(cmd, argc, argv, optind, 1, "JOB_ID"))
+        != CLI_EXIT_OK) {
+        return rv;
     }
     if (a->errors_only && !a->records) {
         return cli_usage_error(cmd, "--errors-only needs --records");

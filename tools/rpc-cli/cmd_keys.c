@@ -244,9 +244,9 @@ keygen_parse(int argc, char *argv[], const char **secretp,
             return cli_getopt_error("keygen", c, argv, optind);
         }
     }
-    if (optind < argc) {
-        return cli_usage_error(
-            "keygen", "unexpected argument '%s'", argv[optind]);
+    int rv = cli_operands("keygen", argc, argv, optind, 0, NULL);
+    if (rv != CLI_EXIT_OK) {
+        return rv;
     }
     if (*secretp == NULL || (*secretp)[0] == '\0') {
         return cli_usage_error("keygen", "missing --secret FILE");
@@ -571,9 +571,9 @@ issue_parse(int argc, char *argv[], struct issue_args *a)
             return cli_getopt_error("token issue", c, argv, optind);
         }
     }
-    if (optind < argc) {
-        return cli_usage_error(
-            "token issue", "unexpected argument '%s'", argv[optind]);
+    if ((rv = cli_operands("token issue", argc, argv, optind, 0, NULL))
+        != CLI_EXIT_OK) {
+        return rv;
     }
     if (a->secret_path == NULL) {
         return cli_usage_error("token issue", "missing --secret FILE");

@@ -146,12 +146,10 @@ submit_parse(int argc, char *argv[], struct submit_args *a)
             return cli_getopt_error("submit", c, argv, optind);
         }
     }
-    if (optind >= argc) {
-        return cli_usage_error("submit", "missing FILE (use - for stdin)");
-    }
-    if (optind + 1 < argc) {
-        return cli_usage_error(
-            "submit", "unexpected argument '%s'", argv[optind + 1]);
+    if ((rv = cli_operands("submit", argc, argv, optind, 1,
+             "FILE (use - for stdin)"))
+        != CLI_EXIT_OK) {
+        return rv;
     }
     a->path = argv[optind];
     return CLI_EXIT_OK;

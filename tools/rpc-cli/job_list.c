@@ -242,8 +242,8 @@ list_parse(int argc, char *argv[], struct list_args *a)
             return cli_getopt_error(cmd, c, argv, optind);
         }
     }
-    if (optind < argc) {
-        return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if ((rv = cli_operands(cmd, argc, argv, optind, 0, NULL)) != CLI_EXIT_OK) {
+        return rv;
     }
     if (a->all && a->limit_set) {
         return cli_usage_error(cmd, "--all and --limit exclude each other");

@@ -139,12 +139,9 @@ watch_parse(int argc, char *argv[], struct watch_args *a)
             return cli_getopt_error(cmd, c, argv, optind);
         }
     }
-    if (optind >= argc) {
-        return cli_usage_error(cmd, "missing JOB_ID");
-    }
-    if (optind + 1 < argc) {
-        return cli_usage_error(
-            cmd, "unexpected argument '%s'", argv[optind + 1]);
+    if ((rv = cli_operands(cmd, argc, argv, optind, 1, "JOB_ID"))
+        != CLI_EXIT_OK) {
+        return rv;
     }
     a->job_id = argv[optind];
     if (a->job_id[0] == '\0') {
