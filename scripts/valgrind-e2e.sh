@@ -27,8 +27,9 @@ fi
 if [ ! -f "$build/CMakeCache.txt" ]; then
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || exit 1
 fi
-# Only what the e2e tests need: the daemon, rpc-cli and the test programs.
-targets=$(cd "$build" && ctest -N -L e2e | sed -n 's/^ *Test *#[0-9]*: //p')
+# Only what the e2e tests need: the daemon, rpc-cli and the C test programs
+# (python_client is a script; the Python package builds with "all").
+targets=$(cd "$build" && ctest -N -L e2e | sed -n 's/^ *Test *#[0-9]*: \(e2e_.*\)/\1/p')
 cmake --build "$build" -j"$(nproc)" --target bulkupsertd rpc-cli $targets \
   >/dev/null || {
   echo "valgrind-e2e: build failed" >&2
