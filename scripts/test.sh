@@ -14,9 +14,9 @@ run_suite() {
   (cd "$dir" && ctest --output-on-failure -j"$jobs" --timeout 600)
 }
 
-echo "== format (src/, clients/c: clang-format, .clang-format)"
+echo "== format (src/, clients/c, tools/rpc-cli: clang-format, .clang-format)"
 clang-format --dry-run --Werror src/*.c src/*/*.[ch] clients/c/src/*.[ch] \
-  clients/c/include/*.h
+  clients/c/include/*.h tools/rpc-cli/*.[ch]
 
 echo "== normal build"
 run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo

@@ -1069,6 +1069,49 @@ bg_import(void *arg)
     return NULL;
 }
 
+
+// A request whose answer does not come in time is sent again with the same
+// idempotency key; the server answers the copy with the job of the first,
+// so each request is queued exactly once. queue.db is held locked for a
+// while so that the first answers are late.
+struct qlock {
+    sqlite3 *db;
+    int      hold_ms;
+};
+
+static void *
+qlock_release_later(void *arg)
+{
+    struct qlock *q = arg;
+    harness_sleep_ms(q->hold_ms);
+    sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(q->db);
+    return NULL;
+}
+
+static void
+test_import_resends_late_answers(void **state)
+{
+    struct fixture *f = *state;
+    const char     *path = write_quoted_csv(&f->h, "late.csv", 200, 0);
+    long            before = queued_jobs(f);
+    char            dbpath[512];
+    struct qlock    q = { .hold_ms = 1200 };
+    pthread_t       t;
+
+    snprintf(dbpath, sizeof(dbpath), "%s/queue.db", f->h.data);
+    assert_int_equal(sqlite3_open(dbpath, &q.db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(q.db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(pthread_create(&t, NULL, qlock_release_later, &q), 0);
+    CLI(0, &f->h, f->tok, "--timeout", "300", "import", path, "--batch",
+        "100", "--retries", "30", "--progress", "none", "--json", END);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(queued_jobs(f), before + 2);
+    assert_lacks(harness_cli_out, "\"retries\": 0,");
+    assert_has(harness_cli_out, "\"retries\": ");
+}
+
 static void
 test_import_retries_busy(void **state)
 {
@@ -1186,6 +1229,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_import_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_import_retries_busy, setup_tight, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_import_resends_late_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_json, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_import_resume_keeps_rejections, setup, teardown),

@@ -309,8 +309,8 @@ cli_print_json(const char *cmd, const json_t *value)
 }
 
 int
-cli_operands(const char *cmd, int argc, char *const argv[], int ind,
-    int want, const char *what)
+cli_operands(const char *cmd, int argc, char *const argv[], int ind, int want,
+    const char *what)
 {
     if (argc - ind < want) {
         return cli_usage_error(cmd, "missing %s", what);

@@ -81,7 +81,9 @@ static const char import_usage[] =
     "  --retries N           resend a request refused as busy (429) or\n"
     "                        unavailable (503, or never sent) up to N times,\n"
     "                        with backoff and never before the wait the\n"
-    "                        server asks for (default 10)\n"
+    "                        server asks for, and one whose answer did not\n"
+    "                        come in time up to N times (its idempotency key\n"
+    "                        makes that safe) (default 10)\n"
     "  --wait                wait until every job has finished (GetJob,\n"
     "                        needs DataSpace.Read) and add the outcome\n"
     "                        counts to the summary\n"
@@ -332,8 +334,8 @@ import_parse(int argc, char *argv[], struct import_args *a)
             return cli_getopt_error("import", c, argv, optind);
         }
     }
-    if ((rv = cli_operands("import", argc, argv, optind, 1,
-             "FILE (use - for stdin)"))
+    if ((rv = cli_operands(
+             "import", argc, argv, optind, 1, "FILE (use - for stdin)"))
         != CLI_EXIT_OK) {
         return rv;
     }
@@ -1031,6 +1033,31 @@ import_poll_progress(struct import *imp)
 
 // Sends the file, skipping the requests the state says were answered.
 // Returns an exit code.
+// import_send_chunk sends one chunk with its idempotency key. The client
+// library resends what the server refused unprocessed; this also resends a
+// request whose answer did not come in time (DEADLINE_EXCEEDED), up to
+// --retries times: its key makes the server answer a copy with the job it
+// made for the first, so nothing is queued twice. Counts the resends.
+static int
+import_send_chunk(struct import *imp, struct records_chunk *chunk,
+    const char *key, Bulkupsert__V1__SubmitBulkUpsertResponse **replyp,
+    struct bulkupsert_status *status)
+{
+    for (long lost = 0;; lost++) {
+        int code = send_chunk(
+            imp->client, &imp->a.send, chunk, key, replyp, status);
+        if (status->attempts > 1) {
+            imp->retries += status->attempts - 1;
+        }
+        if (code != BULKUPSERT_DEADLINE_EXCEEDED || lost >= imp->a.send.retries
+            || import_stopped()) {
+            return code;
+        }
+        imp->retries++;
+        bulkupsert_status_clear(status);
+    }
+}
+
 static int
 import_send(struct import *imp)
 {
@@ -1090,12 +1117,8 @@ import_send(struct import *imp)
         Bulkupsert__V1__SubmitBulkUpsertResponse *reply = NULL;
         struct bulkupsert_status                  st;
         snprintf(key, sizeof(key), "%s-%ld", imp->st.import_id, nr);
-        int code
-            = send_chunk(imp->client, &imp->a.send, chunk, key, &reply, &st);
+        int code = import_send_chunk(imp, chunk, key, &reply, &st);
         sent++;
-        if (st.attempts > 1) {
-            imp->retries += st.attempts - 1;
-        }
         if (code == BULKUPSERT_OK && crash_after > 0 && sent >= crash_after) {
             // Test hook: die as kill -9 would, after the server accepted
             // the request and before the state records it.

@@ -306,9 +306,9 @@ cmd_keygen(int argc, char *argv[])
         goto out;
     }
     if (json) {
-        json_t *obj = json_pack("{s:s, s:s, s:s, s:s}", "kid", kid,
-            "public_key", pub_str, "secret_file", secret_path, "keyring",
-            keyring_path);
+        json_t *obj
+            = json_pack("{s:s, s:s, s:s, s:s}", "kid", kid, "public_key",
+                pub_str, "secret_file", secret_path, "keyring", keyring_path);
         rv = obj != NULL ? cli_print_json("keygen", obj) : CLI_EXIT_FAIL;
         json_decref(obj);
     } else {

@@ -146,8 +146,8 @@ submit_parse(int argc, char *argv[], struct submit_args *a)
             return cli_getopt_error("submit", c, argv, optind);
         }
     }
-    if ((rv = cli_operands("submit", argc, argv, optind, 1,
-             "FILE (use - for stdin)"))
+    if ((rv = cli_operands(
+             "submit", argc, argv, optind, 1, "FILE (use - for stdin)"))
         != CLI_EXIT_OK) {
         return rv;
     }

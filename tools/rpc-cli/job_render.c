@@ -305,4 +305,3 @@ job_state_parse(const char *s, size_t len)
     }
     return -1;
 }
-

@@ -953,11 +953,11 @@ records_next(struct records *rec, size_t max, struct records_chunk **chunkp)
         return rec_error(
             rec, BU_EINVAL, "chunk size %zu is out of range", max);
     }
-    int rv = rec->format == RECORDS_CSV ? csv_next(rec, max, &chunk)
-                                        : ndjson_next(rec, max, &chunk);
+    int    rv = rec->format == RECORDS_CSV ? csv_next(rec, max, &chunk)
+                                           : ndjson_next(rec, max, &chunk);
     size_t bytes = rv == BU_OK && chunk != NULL
         ? bulkupsert__v1__submit_bulk_upsert_request__get_packed_size(
-              chunk->request)
+            chunk->request)
         : 0;
     if (bytes > RECORDS_MAX_REQUEST_BYTES) {
         long   first = chunk->lines[0];
@@ -968,8 +968,7 @@ records_next(struct records *rec, size_t max, struct records_chunk **chunkp)
             "the %zu records on lines %ld to %ld make a request of %zu "
             "bytes, more than the server accepts (%u); rows that wide are "
             "refused anyway (at most 8000 characters a row)",
-            n, first, last, bytes,
-            RECORDS_MAX_REQUEST_BYTES);
+            n, first, last, bytes, RECORDS_MAX_REQUEST_BYTES);
     }
     if (rv == BU_OK) {
         *chunkp = chunk;
