@@ -33,6 +33,8 @@
 // transaction holds in memory.
 #define POOL_BATCH_JOBS  64
 #define POOL_BATCH_BYTES (32u * 1024u * 1024u)
+// How long a worker waits for the next job of a batch.
+#define POOL_BATCH_WAIT_MS 3
 
 struct pool_tenant {
     char                 name[64];
@@ -321,8 +323,12 @@ pool_worker_main(void *arg)
             BU_ERROR("worker %d: out of memory", w->index);
             continue;
         }
+        // The pipe hands jobs over one at a time as nng's threads get to
+        // it, even with a hundred queued: waiting up to POOL_BATCH_WAIT_MS
+        // for each next one fills the batch (one transaction for many jobs)
+        // and costs an idle worker no more than that once.
         size_t n = 0;
-        nng_socket_set_ms(w->pull, NNG_OPT_RECVTIMEO, 3);
+        nng_socket_set_ms(w->pull, NNG_OPT_RECVTIMEO, POOL_BATCH_WAIT_MS);
         do {
             if (pool_parse(msg, &batch[n]) == BU_OK) {
                 n++;
