@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
  * DATA/queue.db. Statements are prepared once per connection. The request
- * payload lives in the row until the job finishes, then it is dropped so
- * the file stays proportional to the unfinished work plus a small record
- * per finished job.
+ * payload lives in a table of its own, `payloads`, keyed by the job's seq,
+ * until the job finishes; then it is dropped so the file stays proportional
+ * to the unfinished work plus a small record per finished job. Kept apart,
+ * the ~120 KB payload is written once: a claim or a state change rewrites
+ * only the job's small row (SQLite rewrites a whole record, overflow pages
+ * included, on any UPDATE of it).
  */
 #include "store/jobs.h"
 
@@ -21,7 +24,6 @@ static const char jobs_schema[]
       " tenant TEXT NOT NULL,"
       " idem TEXT,"
       " state INTEGER NOT NULL,"
-      " payload BLOB,"
       " accepted_at INTEGER NOT NULL,"
       " started_at INTEGER NOT NULL DEFAULT 0,"
       " finished_at INTEGER NOT NULL DEFAULT 0,"
@@ -34,6 +36,9 @@ static const char jobs_schema[]
       " failed INTEGER NOT NULL DEFAULT 0,"
       " error TEXT,"
       " digest BLOB);"
+      "CREATE TABLE IF NOT EXISTS payloads("
+      " seq INTEGER PRIMARY KEY,"
+      " data BLOB NOT NULL);"
       "CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs(tenant, idem)"
       " WHERE idem IS NOT NULL;"
       "CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs(state)"
@@ -42,6 +47,13 @@ static const char jobs_schema[]
       " WHERE state >= 3;"
       "CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs(tenant, seq);";
 
+// A queue.db made before the payloads table kept each payload in a column
+// of jobs: it moves to payloads and the column goes.
+static const char jobs_migrate_payloads[]
+    = "INSERT INTO payloads(seq, data)"
+      " SELECT seq, payload FROM jobs WHERE payload IS NOT NULL;"
+      "ALTER TABLE jobs DROP COLUMN payload;";
+
 #define JOBS_COLS                                                             \
     "seq, job_id, tenant, state, accepted_at, started_at, finished_at,"       \
     " total, inserted, updated, unchanged, superseded, not_found, failed,"    \
@@ -49,6 +61,8 @@ static const char jobs_schema[]
 
 enum jobs_stmt {
     JOBS_INSERT,
+    JOBS_PAYLOAD_PUT,
+    JOBS_PAYLOAD_DROP,
     JOBS_FIND_IDEM,
     JOBS_SET_RUNNING,
     JOBS_SET_FINISHED,
@@ -63,9 +77,12 @@ enum jobs_stmt {
 };
 
 static const char *const jobs_sql[JOBS_NSTMT] = {
-    [JOBS_INSERT] = "INSERT INTO jobs(job_id, tenant, idem, state, payload,"
+    [JOBS_INSERT] = "INSERT INTO jobs(job_id, tenant, idem, state,"
                     " accepted_at, total, digest)"
-                    " VALUES(?1, ?2, ?3, 1, ?4, ?5, ?6, ?7)",
+                    " VALUES(?1, ?2, ?3, 1, ?4, ?5, ?6)",
+    [JOBS_PAYLOAD_PUT] = "INSERT INTO payloads(seq, data) VALUES(?1, ?2)",
+    [JOBS_PAYLOAD_DROP] = "DELETE FROM payloads WHERE seq ="
+                          " (SELECT seq FROM jobs WHERE job_id = ?1)",
     [JOBS_FIND_IDEM]
     = "SELECT " JOBS_COLS " FROM jobs WHERE tenant = ?1 AND idem = ?2",
     [JOBS_SET_RUNNING] = "UPDATE jobs SET state = 2, started_at = ?2"
@@ -73,17 +90,18 @@ static const char *const jobs_sql[JOBS_NSTMT] = {
     [JOBS_SET_FINISHED]
     = "UPDATE jobs SET state = ?2, inserted = ?3, updated = ?4,"
       " unchanged = ?5, superseded = ?6, not_found = ?7, failed = ?8,"
-      " error = ?9, finished_at = ?10, payload = NULL,"
+      " error = ?9, finished_at = ?10,"
       " started_at = CASE WHEN started_at = 0 THEN ?10 ELSE started_at END"
       " WHERE job_id = ?1",
     [JOBS_GET] = "SELECT " JOBS_COLS " FROM jobs WHERE job_id = ?1",
-    [JOBS_PAYLOAD] = "SELECT payload FROM jobs WHERE job_id = ?1",
+    [JOBS_PAYLOAD] = "SELECT data FROM payloads WHERE seq ="
+                     " (SELECT seq FROM jobs WHERE job_id = ?1)",
     [JOBS_UNFINISHED]
     = "SELECT " JOBS_COLS " FROM jobs WHERE state <= 2 ORDER BY seq",
     [JOBS_CLAIM] = "UPDATE jobs SET state = 2, started_at = CASE WHEN"
                    " started_at = 0 THEN ?2 ELSE started_at END"
                    " WHERE job_id = ?1 AND state IN (1, 2)",
-    [JOBS_CANCEL] = "UPDATE jobs SET state = 6, payload = NULL,"
+    [JOBS_CANCEL] = "UPDATE jobs SET state = 6,"
                     " finished_at = ?2 WHERE job_id = ?1 AND state = 1",
     [JOBS_PURGE] = "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs"
                    " WHERE state >= 3 AND finished_at < ?1 LIMIT ?2)",
@@ -105,6 +123,46 @@ bu_job_state_final(enum bu_job_state state)
     return state >= BU_JOB_COMPLETED;
 }
 
+// jobs_has_payload_column tells whether jobs still has the payload column
+// of the first queue.db layout.
+static bool
+jobs_has_payload_column(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    bool          has = false;
+    if (sqlite3_prepare_v2(db,
+            "SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'payload'",
+            -1, &st, NULL)
+        == SQLITE_OK) {
+        has = sqlite3_step(st) == SQLITE_ROW;
+    }
+    sqlite3_finalize(st);
+    return has;
+}
+
+// jobs_create makes the schema, or brings an older one up to it, in one
+// transaction.
+static int
+jobs_create(sqlite3 *db)
+{
+    int rv = bu_sql_exec(db, "BEGIN IMMEDIATE", "queue.db schema");
+    if (rv == BU_OK) {
+        rv = bu_sql_exec(db, jobs_schema, "queue.db schema");
+    }
+    if (rv == BU_OK && jobs_has_payload_column(db)) {
+        BU_INFO("queue.db: moving the payloads of queued jobs to their own "
+                "table");
+        rv = bu_sql_exec(db, jobs_migrate_payloads, "queue.db migration");
+    }
+    if (rv == BU_OK) {
+        rv = bu_sql_exec(db, "COMMIT", "queue.db schema");
+    }
+    if (rv != BU_OK && !sqlite3_get_autocommit(db)) {
+        (void) bu_sql_exec(db, "ROLLBACK", "queue.db schema");
+    }
+    return rv;
+}
+
 int
 bu_jobs_open(struct bu_jobs **jobsp, const char *path, enum bu_sql_mode mode)
 {
@@ -114,7 +172,7 @@ bu_jobs_open(struct bu_jobs **jobsp, const char *path, enum bu_sql_mode mode)
     }
     int rv = bu_sql_open(&jobs->db, path, mode);
     if (rv == BU_OK && mode == BU_SQL_WRITER) {
-        rv = bu_sql_exec(jobs->db, jobs_schema, "queue.db schema");
+        rv = jobs_create(jobs->db);
     }
     if (rv != BU_OK) {
         bu_jobs_close(jobs);
@@ -213,8 +271,9 @@ bu_jobs_rollback(struct bu_jobs *jobs)
     }
 }
 
-int
-bu_jobs_insert(struct bu_jobs *jobs, const char *job_id, const char *tenant,
+// jobs_insert_rows writes the job's row and its payload's.
+static int
+jobs_insert_rows(struct bu_jobs *jobs, const char *job_id, const char *tenant,
     const char *idem, const void *payload, size_t n, const uint8_t *digest,
     uint32_t total, int64_t accepted_at_ms, int64_t *seqp)
 {
@@ -227,17 +286,46 @@ bu_jobs_insert(struct bu_jobs *jobs, const char *job_id, const char *tenant,
     if (idem != NULL) {
         sqlite3_bind_text(st, 3, idem, -1, SQLITE_STATIC);
     }
-    sqlite3_bind_blob64(st, 4, payload, n, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, accepted_at_ms);
-    sqlite3_bind_int64(st, 6, total);
+    sqlite3_bind_int64(st, 4, accepted_at_ms);
+    sqlite3_bind_int64(st, 5, total);
     if (digest != NULL) {
-        sqlite3_bind_blob(st, 7, digest, 16, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 6, digest, 16, SQLITE_STATIC);
     }
     int rv = jobs_done(jobs, st, sqlite3_step(st), "insert");
+    if (rv != BU_OK) {
+        return rv;
+    }
+    int64_t seq = sqlite3_last_insert_rowid(jobs->db);
+    if ((st = jobs_stmt(jobs, JOBS_PAYLOAD_PUT)) == NULL) {
+        return BU_ESTORE;
+    }
+    sqlite3_bind_int64(st, 1, seq);
+    sqlite3_bind_blob64(st, 2, payload, n, SQLITE_STATIC);
+    rv = jobs_done(jobs, st, sqlite3_step(st), "insert payload");
     if (rv == BU_OK) {
-        *seqp = sqlite3_last_insert_rowid(jobs->db);
+        *seqp = seq;
     }
     return rv;
+}
+
+int
+bu_jobs_insert(struct bu_jobs *jobs, const char *job_id, const char *tenant,
+    const char *idem, const void *payload, size_t n, const uint8_t *digest,
+    uint32_t total, int64_t accepted_at_ms, int64_t *seqp)
+{
+    // Both rows or neither, inside a caller's transaction or not.
+    int rv = bu_sql_exec(jobs->db, "SAVEPOINT jobs_insert", "queue.db insert");
+    if (rv != BU_OK) {
+        return rv;
+    }
+    rv = jobs_insert_rows(jobs, job_id, tenant, idem, payload, n, digest,
+        total, accepted_at_ms, seqp);
+    if (rv != BU_OK) {
+        (void) bu_sql_exec(
+            jobs->db, "ROLLBACK TO jobs_insert", "queue.db insert");
+    }
+    int rv2 = bu_sql_exec(jobs->db, "RELEASE jobs_insert", "queue.db insert");
+    return rv != BU_OK ? rv : rv2;
 }
 
 static void
@@ -348,6 +436,18 @@ bu_jobs_set_running(struct bu_jobs *jobs, const char *job_id, int64_t at_ms)
     return jobs_done(jobs, st, sqlite3_step(st), "set running");
 }
 
+// jobs_drop_payload deletes the payload of job_id, if it has one.
+static int
+jobs_drop_payload(struct bu_jobs *jobs, const char *job_id)
+{
+    sqlite3_stmt *st = jobs_stmt(jobs, JOBS_PAYLOAD_DROP);
+    if (st == NULL) {
+        return BU_ESTORE;
+    }
+    sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+    return jobs_done(jobs, st, sqlite3_step(st), "drop payload");
+}
+
 int
 bu_jobs_set_finished(struct bu_jobs *jobs, const char *job_id,
     enum bu_job_state state, const struct bu_job_counts *c, const char *error,
@@ -369,7 +469,8 @@ bu_jobs_set_finished(struct bu_jobs *jobs, const char *job_id,
         sqlite3_bind_text(st, 9, error, -1, SQLITE_STATIC);
     }
     sqlite3_bind_int64(st, 10, finished_at_ms);
-    return jobs_done(jobs, st, sqlite3_step(st), "set finished");
+    int rv = jobs_done(jobs, st, sqlite3_step(st), "set finished");
+    return rv == BU_OK ? jobs_drop_payload(jobs, job_id) : rv;
 }
 
 int
@@ -450,7 +551,8 @@ bu_jobs_claim(struct bu_jobs *jobs, const char *job_id, int64_t at_ms)
 int
 bu_jobs_cancel(struct bu_jobs *jobs, const char *job_id, int64_t at_ms)
 {
-    return jobs_update_one(jobs, JOBS_CANCEL, job_id, at_ms, "cancel");
+    int rv = jobs_update_one(jobs, JOBS_CANCEL, job_id, at_ms, "cancel");
+    return rv == BU_OK ? jobs_drop_payload(jobs, job_id) : rv;
 }
 
 int

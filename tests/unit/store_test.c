@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
  * Tests of the SQLite stores in a scratch directory: the job queue
- * (queue.db: insert, idempotency lookup, state changes, the dropped
- * payload, acceptance-order walks, reader isolation) and a tenant database
- * (schema creation, upsert outcomes, defaults and unset cells, NULLs,
- * applied-markers with their results, rollback). Stored values are checked
- * through a separate plain SQLite connection, as another process would.
+ * (queue.db: insert, idempotency lookup, state changes, the payload table
+ * and its migration from the payload column, acceptance-order walks,
+ * reader isolation) and a tenant database (schema creation, upsert
+ * outcomes, defaults and unset cells, NULLs, applied-markers with their
+ * results, rollback). Stored values are checked through a separate plain
+ * SQLite connection, as another process would.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -264,6 +265,104 @@ test_jobs_duplicates(void **state)
     assert_rv(bu_jobs_commit(w), BU_OK);
     assert_rv(bu_jobs_get(w, ID4, &info), BU_OK);
     assert_int_equal(info.state, BU_JOB_RUNNING);
+    bu_jobs_close(w);
+}
+
+// The payload is a row of its own: a claim leaves it alone, cancelling or
+// finishing a job deletes it, and nothing else is left behind.
+static void
+test_jobs_payload_table(void **state)
+{
+    struct fx      *fx = *state;
+    struct bu_jobs *w = NULL;
+    int64_t         seq;
+    static uint8_t  big[100 * 1024];
+    uint8_t        *p = NULL;
+    size_t          n = 0;
+
+    memset(big, 'p', sizeof(big));
+    assert_rv(bu_jobs_open(&w, fx->qpath, BU_SQL_WRITER), BU_OK);
+    assert_rv(bu_jobs_insert(w, ID1, "acme", NULL, big, sizeof(big), NULL, 1,
+                  1, &seq),
+        BU_OK);
+    assert_rv(bu_jobs_insert(w, ID2, "acme", NULL, "b", 1, NULL, 1, 2, &seq),
+        BU_OK);
+    assert_int_equal(peek_int(fx->qpath, "SELECT count(*) FROM payloads"), 2);
+    assert_int_equal(
+        peek_int(fx->qpath, "SELECT length(data) FROM payloads WHERE seq = 1"),
+        sizeof(big));
+    assert_rv(bu_jobs_claim(w, ID1, 5), BU_OK);
+    assert_rv(bu_jobs_payload(w, ID1, &p, &n), BU_OK);
+    assert_int_equal(n, sizeof(big));
+    assert_memory_equal(p, big, sizeof(big));
+    bu_free(p);
+    assert_rv(bu_jobs_cancel(w, ID2, 6), BU_OK);
+    assert_int_equal(peek_int(fx->qpath, "SELECT count(*) FROM payloads"), 1);
+    assert_rv(bu_jobs_set_finished(w, ID1, BU_JOB_COMPLETED, &no_counts, NULL,
+                  7),
+        BU_OK);
+    assert_int_equal(peek_int(fx->qpath, "SELECT count(*) FROM payloads"), 0);
+    assert_rv(bu_jobs_payload(w, ID1, &p, &n), BU_ENOENT);
+    // A duplicate leaves no payload row behind.
+    assert_rv(bu_jobs_insert(w, ID1, "acme", NULL, "x", 1, NULL, 1, 8, &seq),
+        BU_EEXIST);
+    assert_int_equal(peek_int(fx->qpath, "SELECT count(*) FROM payloads"), 0);
+    bu_jobs_close(w);
+}
+
+// A queue.db of the first layout (the payload a column of jobs) is brought
+// up to date on open: queued jobs keep their payloads, the column goes.
+static void
+test_jobs_migrates_payload_column(void **state)
+{
+    struct fx *fx = *state;
+    sqlite3   *db = NULL;
+    assert_int_equal(sqlite3_open(fx->qpath, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+            "CREATE TABLE jobs(seq INTEGER PRIMARY KEY,"
+            " job_id TEXT NOT NULL UNIQUE, tenant TEXT NOT NULL, idem TEXT,"
+            " state INTEGER NOT NULL, payload BLOB,"
+            " accepted_at INTEGER NOT NULL,"
+            " started_at INTEGER NOT NULL DEFAULT 0,"
+            " finished_at INTEGER NOT NULL DEFAULT 0,"
+            " total INTEGER NOT NULL DEFAULT 0,"
+            " inserted INTEGER NOT NULL DEFAULT 0,"
+            " updated INTEGER NOT NULL DEFAULT 0,"
+            " unchanged INTEGER NOT NULL DEFAULT 0,"
+            " superseded INTEGER NOT NULL DEFAULT 0,"
+            " not_found INTEGER NOT NULL DEFAULT 0,"
+            " failed INTEGER NOT NULL DEFAULT 0, error TEXT, digest BLOB);"
+            "INSERT INTO jobs(job_id, tenant, state, payload, accepted_at,"
+            " total) VALUES('" ID1 "', 'acme', 1, x'616263', 1, 3),"
+            " ('" ID2 "', 'acme', 3, NULL, 2, 1);",
+            NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    struct bu_jobs *w = NULL;
+    uint8_t        *p = NULL;
+    size_t          n = 0;
+    assert_rv(bu_jobs_open(&w, fx->qpath, BU_SQL_WRITER), BU_OK);
+    assert_rv(bu_jobs_payload(w, ID1, &p, &n), BU_OK);
+    assert_int_equal(n, 3);
+    assert_memory_equal(p, "abc", 3);
+    bu_free(p);
+    assert_rv(bu_jobs_payload(w, ID2, &p, &n), BU_ENOENT);
+    assert_int_equal(peek_int(fx->qpath,
+                         "SELECT count(*) FROM pragma_table_info('jobs')"
+                         " WHERE name = 'payload'"),
+        0);
+    // New jobs go on after the old ones.
+    int64_t seq = 0;
+    assert_rv(bu_jobs_insert(w, ID3, "acme", NULL, "d", 1, NULL, 1, 3, &seq),
+        BU_OK);
+    assert_int_equal(seq, 3);
+    bu_jobs_close(w);
+    // Opening again finds nothing to move.
+    assert_rv(bu_jobs_open(&w, fx->qpath, BU_SQL_WRITER), BU_OK);
+    assert_rv(bu_jobs_payload(w, ID1, &p, &n), BU_OK);
+    bu_free(p);
     bu_jobs_close(w);
 }
 
@@ -883,6 +982,10 @@ main(void)
             test_jobs_roundtrip, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(
             test_jobs_duplicates, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_jobs_payload_table, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_jobs_migrates_payload_column, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(
             test_jobs_deferred_checkpoint, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(
