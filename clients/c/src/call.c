@@ -9,7 +9,7 @@
  * the first step; every later step runs in the callback:
  *
  *             call_wait_done              call_send_done
- *   WAIT ──(sleep: 0 ms, or backoff)──► SEND ──(ctx send)──► RECV
+ *   WAIT ──(at once, or backoff)──────► SEND ──(ctx send)──► RECV
  *    ▲                                    │                    │
  *    │ call_next: retry is safe            │ failed             │ reply
  *    └──────────────────────────◄─────────┴─────────◄──────────┘
@@ -17,9 +17,10 @@
  *                                         ▼ no retry, or cancelled
  *                                       DONE (call_finish)
  *
- * The first step is a 0 ms sleep, so that every outcome, a request that
- * cannot be packed included, reaches the caller the same way: through the
- * callback, never inside bu__call_start.
+ * The first step is sleep_aio completed at once (nng_aio_begin and
+ * nng_aio_finish), so that every outcome, a request that cannot be packed
+ * included, reaches the caller the same way: through the callback, run on
+ * an nng thread, never inside bu__call_start.
  *
  * The socket never resends (NNG_OPT_REQ_RESENDTIME is infinite): a resent
  * submit would queue a second job. Retries are decided here, only when
@@ -570,11 +571,16 @@ bu__call_start(struct bulkupsert_client *client, const char *method,
         goto fail;
     }
 
-    // Inv 1: the first step is a 0 ms sleep; call_cb takes it from here.
-    // The caller gets the handle first: the callback may run at once.
+    // Inv 1: the first step completes sleep_aio at once, which hands
+    // call_cb to an nng task thread. Not a 0 ms sleep: nng 1.5.2's expiry
+    // thread spins until the clock passes an aio's deadline, up to a
+    // millisecond of a core per call. The caller gets the handle first:
+    // the callback may run at once.
     *callp = call;
     pthread_mutex_lock(&call->mtx);
-    nng_sleep_aio(0, call->sleep_aio);
+    if (nng_aio_begin(call->sleep_aio)) {
+        nng_aio_finish(call->sleep_aio, 0);
+    }
     pthread_mutex_unlock(&call->mtx);
     return BULKUPSERT_OK;
 

@@ -29,13 +29,21 @@ status_is_static(const char *message)
 void
 bu__wipe(void *p, size_t n)
 {
-    volatile unsigned char *v = p;
     if (p == NULL) {
         return;
     }
+    memset(p, 0, n);
+#if defined(__GNUC__) || defined(__clang__)
+    // The compiler must assume the asm reads the zeroed bytes, so the
+    // memset is kept; a byte loop through a volatile pointer did the same
+    // at a tenth of the speed (a wiped request is ~120 KB).
+    __asm__ __volatile__("" : : "r"(p) : "memory");
+#else
+    volatile unsigned char *v = p;
     for (size_t i = 0; i < n; i++) {
         v[i] = 0;
     }
+#endif
 }
 
 void
