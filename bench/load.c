@@ -15,6 +15,7 @@
 
 #include "bulkupsert.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -64,6 +65,7 @@ struct load_state {
     char                    err[512]; // the first error
     int                     nready;   // threads connected and waiting for go
     bool                    go;       // the clock has started
+    double                  t_go;     // when it started (load_now)
 };
 
 struct load_thread {
@@ -73,6 +75,7 @@ struct load_thread {
     bool               started;
     size_t             rr;       // round robin over own tenants
     double             last_ack; // monotonic seconds of this thread's last 202
+    double             due;      // with a rate: when the next submit is due
     size_t             cur_tenant; // tenant whose token the client carries
     bulkupsert_client *client;
     Bulkupsert__V1__SubmitBulkUpsertRequest req;
@@ -96,6 +99,17 @@ load_sleep_ms(unsigned ms)
 {
     struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
     nanosleep(&ts, NULL);
+}
+
+// load_sleep_until sleeps until the monotonic time t (load_now seconds).
+static void
+load_sleep_until(double t)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t) t;
+    ts.tv_nsec = (long) ((t - (double) ts.tv_sec) * 1e9);
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL)
+        == EINTR) { }
 }
 
 // load_fail records the first error and tells every thread to stop.
@@ -205,11 +219,19 @@ load_submit(struct load_thread *th, size_t t, size_t b, size_t k)
         }
         th->cur_tenant = t;
     }
+    // Open loop: the ack time of a submit runs from when it was due, 429
+    // retries included.
+    double due = 0;
+    if (spec->rate > 0) {
+        due = th->due;
+        th->due += (double) spec->nclients * (double) spec->batch / spec->rate;
+        load_sleep_until(due);
+    }
     while (!atomic_load(&st->stop)) {
         struct bulkupsert_status status;
         memset(&status, 0, sizeof(status));
         Bulkupsert__V1__SubmitBulkUpsertResponse *reply = NULL;
-        double                                    t0 = load_now();
+        double t0 = spec->rate > 0 ? due : load_now();
         int    code = bulkupsert_submit(th->client, &th->req, &reply, &status);
         double t1 = load_now();
         if (code == BULKUPSERT_OK) {
@@ -283,6 +305,12 @@ load_thread_main(void *arg)
     while (!st->go) {
         pthread_cond_wait(&st->cv, &st->mtx);
     }
+    // With a rate, the clients' schedules are spread over one interval.
+    const struct load_spec *spec = st->spec;
+    th->due = st->t_go
+        + (spec->rate > 0
+                ? (double) th->index * (double) spec->batch / spec->rate
+                : 0);
     pthread_mutex_unlock(&st->mtx);
     size_t t, b;
     while (!atomic_load(&st->stop) && load_pick(th, &t, &b)) {
@@ -637,6 +665,7 @@ load_run(const struct load_spec *spec, struct load_result *outp, char *err,
         pthread_cond_wait(&st.cv, &st.mtx);
     }
     double t0 = load_now();
+    st.t_go = t0;
     st.go = true;
     pthread_cond_broadcast(&st.cv);
     pthread_mutex_unlock(&st.mtx);

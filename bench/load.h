@@ -9,7 +9,8 @@
  * many clients as tenants, else tenants i, i + C, ...) and then helps with
  * whatever is left; each tenant's batches are handed out in order by an
  * atomic counter. A 429 is retried after its retry_after_ms; any other
- * failure stops the run.
+ * failure stops the run. With a rate, each client paces its submits (see
+ * load_spec.rate).
  *
  * load_run is called from one thread and blocks until the run is over.
  */
@@ -38,6 +39,12 @@ struct load_spec {
     unsigned                  version;
     size_t                    ntenants;
     const struct load_tenant *tenants;
+    // 0: closed loop, each client submits as soon as its last submit was
+    // answered. Otherwise the records/s offered by all clients together:
+    // each client sends on a fixed schedule (open loop), and a submit's ack
+    // time runs from the moment it was due, so a server that falls behind
+    // is charged for the wait it causes.
+    double rate;
 };
 
 struct load_result {

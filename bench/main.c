@@ -45,6 +45,7 @@ struct main_opts {
     int         clients;
     size_t      tenants;
     size_t      batch;
+    double      rate; // records/s offered; 0: closed loop
     const char *url;
     const char *token;
     const char *secret;
@@ -111,6 +112,11 @@ main_usage(FILE *f)
         "  --clients N          concurrent client threads (default 4)\n"
         "  --tenants N          tenants of the mixed pass (default 4)\n"
         "  --batch N            records a request, 1-1000 (default 1000)\n"
+        "  --rate N             offer N records/s in all, each client on a\n"
+        "                       fixed schedule (open loop); an ack is timed\n"
+        "                       from when its submit was due. Default 0:\n"
+        "                       closed loop, each client submits again as\n"
+        "                       soon as it is answered\n"
         "  --passes LIST        comma list of insert, update, mixed\n"
         "                       (default insert,update,mixed). update\n"
         "                       needs the insert pass's keys: without\n"
@@ -229,6 +235,7 @@ main_parse(int argc, char **argv, struct main_opts *o)
         OPT_CLIENTS,
         OPT_TENANTS,
         OPT_BATCH,
+        OPT_RATE,
         OPT_PASSES,
         OPT_URL,
         OPT_TOKEN,
@@ -249,6 +256,7 @@ main_parse(int argc, char **argv, struct main_opts *o)
         { "clients", required_argument, NULL, OPT_CLIENTS },
         { "tenants", required_argument, NULL, OPT_TENANTS },
         { "batch", required_argument, NULL, OPT_BATCH },
+        { "rate", required_argument, NULL, OPT_RATE },
         { "passes", required_argument, NULL, OPT_PASSES },
         { "url", required_argument, NULL, OPT_URL },
         { "token", required_argument, NULL, OPT_TOKEN },
@@ -293,6 +301,12 @@ main_parse(int argc, char **argv, struct main_opts *o)
                 return 3;
             }
             o->batch = (size_t) v;
+            break;
+        case OPT_RATE:
+            if (!main_size("--rate", optarg, 0, 100000000, &v)) {
+                return 3;
+            }
+            o->rate = (double) v;
             break;
         case OPT_PASSES:
             if (!main_parse_passes(optarg, &o->passes)) {
@@ -656,6 +670,7 @@ main_load(struct bench *b, const struct main_tenants *mt,
                .version = version,
                .ntenants = mt->n,
                .tenants = mt->lt,
+               .rate = o->rate,
     };
     if (touch && !o->cold_tenants
         && load_touch_tenants(
@@ -717,6 +732,7 @@ main_result(const struct bench *b, const char *pass, size_t ntenants,
     main_num(stdout, "db_mb", fig->db_mb, 1);
     printf(" clients=%d tenants=%zu batch=%zu", b->o->clients, ntenants,
         b->o->batch);
+    main_num(stdout, "offered_rps", b->o->rate > 0 ? b->o->rate : -1, 0);
     main_num(stdout, "accept_s", r->accept_s, 2);
     main_num(stdout, "accept_rps",
         r->accept_s > 0 ? (double) r->records / r->accept_s : 0, 0);

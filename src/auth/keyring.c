@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,8 @@ struct bu_keyring {
     pthread_mutex_t       mtx;
     struct keyring_entry *keys;  // guarded by mtx; owned
     size_t                nkeys; // guarded by mtx
+
+    atomic_uint_fast64_t generation; // reloads that took effect
 };
 
 // keyring_trim strips surrounding spaces, tabs and line ends from line in
@@ -194,9 +197,16 @@ bu_keyring_reload(struct bu_keyring *kr)
     struct keyring_entry *old = kr->keys;
     kr->keys = keys;
     kr->nkeys = nkeys;
+    atomic_fetch_add(&kr->generation, 1);
     pthread_mutex_unlock(&kr->mtx);
     bu_free(old);
     return BU_OK;
+}
+
+uint64_t
+bu_keyring_generation(struct bu_keyring *kr)
+{
+    return (uint64_t) atomic_load(&kr->generation);
 }
 
 size_t

@@ -13,6 +13,7 @@
 #define BU_AUTH_KEYRING_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "auth/paseto.h"
 
@@ -30,6 +31,10 @@ void bu_keyring_close(struct bu_keyring *kr);
 // bu_keyring_reload re-reads the file given to open. On any error the old
 // key set stays in force and the error is returned (as for open).
 int bu_keyring_reload(struct bu_keyring *kr);
+
+// bu_keyring_generation returns how many reloads have taken effect: a
+// memo of what the keys verified must be dropped when it changes.
+uint64_t bu_keyring_generation(struct bu_keyring *kr);
 
 // bu_keyring_count returns the number of keys now loaded.
 size_t bu_keyring_count(struct bu_keyring *kr);

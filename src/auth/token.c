@@ -21,9 +21,6 @@
 #include "base/clock.h"
 #include "base/err.h"
 
-// How far in the future an "iat" may lie (clock skew between hosts).
-#define TOKEN_SKEW_SECS 60
-
 // Bounds on the untrusted footer before it is parsed.
 #define TOKEN_FOOTER_MAX      512
 #define TOKEN_FOOTER_KEYS_MAX 4
@@ -297,7 +294,7 @@ token_claims_check(
         && (!token_time(root, "nbf", &nbf) || now < nbf)) {
         goto out;
     }
-    if (c.iat > now + TOKEN_SKEW_SECS || c.exp < c.iat) {
+    if (c.iat > now + BU_TOKEN_SKEW_SECS || c.exp < c.iat) {
         goto out;
     }
     if (now >= c.exp) {

@@ -24,6 +24,8 @@ enum bu_perm {
 
 #define BU_TENANT_MAX      63
 #define BU_TOKEN_MAX_BYTES 8192
+// How far in the future an "iat" may lie (clock skew between hosts).
+#define BU_TOKEN_SKEW_SECS 60
 
 struct bu_claims {
     char     sub[128];

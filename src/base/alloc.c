@@ -41,6 +41,15 @@ bu_alloc(size_t n)
 }
 
 void *
+bu_alloc_uninit(size_t n)
+{
+    if (alloc_should_fail()) {
+        return NULL;
+    }
+    return malloc(n ? n : 1);
+}
+
+void *
 bu_calloc(size_t count, size_t size)
 {
     if (size != 0 && count > SIZE_MAX / size) {

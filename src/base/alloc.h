@@ -15,6 +15,11 @@
 // bu_free.
 void *bu_alloc(size_t n);
 
+// bu_alloc_uninit returns n bytes that are not zeroed, or NULL when out of
+// memory: for large buffers that are written before they are read (arena
+// blocks), where zeroing would touch every page for nothing.
+void *bu_alloc_uninit(size_t n);
+
 // bu_calloc returns count*size zeroed bytes, or NULL on overflow or OOM.
 void *bu_calloc(size_t count, size_t size);
 

@@ -58,11 +58,12 @@ bu_arena_alloc(struct bu_arena *arena, size_t n)
             size *= 2;
         }
         if (size > SIZE_MAX - sizeof(*b)
-            || (b = bu_alloc(sizeof(*b) + size)) == NULL) {
+            || (b = bu_alloc_uninit(sizeof(*b) + size)) == NULL) {
             arena->oom = true;
             return NULL;
         }
         b->size = size;
+        b->used = 0;
         b->next = arena->blocks;
         arena->blocks = b;
         arena->next_size = size <= SIZE_MAX / 2 ? size * 2 : size;

@@ -7,8 +7,10 @@
  * ProtobufCAllocator goes to protobuf-c's unpack; the messages it returns
  * must never be passed to free_unpacked: bu_arena_fini releases them.
  *
- * Blocks come from bu_alloc, so failure injection and BU_ENOMEM behave as
- * elsewhere. One arena belongs to one thread at a time.
+ * Blocks come from bu_alloc_uninit, so failure injection and BU_ENOMEM
+ * behave as elsewhere; they are not zeroed (protobuf-c initialises every
+ * message it unpacks), and bu_arena_alloc's memory is not either. One arena
+ * belongs to one thread at a time.
  */
 #ifndef BU_BASE_ARENA_H
 #define BU_BASE_ARENA_H

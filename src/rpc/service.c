@@ -16,6 +16,7 @@
 
 #include "auth/digest.h"
 #include "auth/token.h"
+#include "auth/token_cache.h"
 #include "base/alloc.h"
 #include "base/arena.h"
 #include "base/clock.h"
@@ -65,13 +66,14 @@ struct svc_tenant {
 
 // Everything here belongs to the one handler thread.
 struct svc_thread {
-    struct bu_service *svc;
-    pthread_t          thread;
-    bool               started;
-    struct bu_jobs    *jobs; // reader
-    struct svc_tenant  tenants[SVC_TENANT_CACHE];
-    uint64_t           tick;
-    struct bu_schema   schema; // the current call's tenant columns
+    struct bu_service    *svc;
+    pthread_t             thread;
+    bool                  started;
+    struct bu_jobs       *jobs; // reader
+    struct svc_tenant     tenants[SVC_TENANT_CACHE];
+    uint64_t              tick;
+    struct bu_schema      schema; // the current call's tenant columns
+    struct bu_token_cache tokens; // tokens this thread has verified
 };
 
 struct bu_service {
@@ -1080,8 +1082,8 @@ svc_authenticate(struct svc_call *sc)
             "missing token: send a v4.public token in RpcRequest.token");
         return BU_EAUTH;
     }
-    int rv = bu_token_verify(
-        sc->svc->cfg.keyring, token, bu_now_ms() / 1000, &sc->claims);
+    int rv = bu_token_cache_verify(&sc->thread->tokens, sc->svc->cfg.keyring,
+        token, bu_now_ms() / 1000, &sc->claims);
     switch (rv) {
     case BU_OK:
         return BU_OK;
@@ -1394,6 +1396,7 @@ bu_service_stop(struct bu_service *svc)
         for (int k = 0; k < SVC_TENANT_CACHE; k++) {
             bu_tenant_db_close(t->tenants[k].db);
         }
+        bu_token_cache_clear(&t->tokens);
     }
     bu_queue_fini(&svc->calls);
     bu_countmap_free(svc->tenant_inflight);

@@ -43,6 +43,7 @@ struct bu_tenant_db {
     sqlite3_stmt        *applied_get;
     sqlite3_stmt        *applied_put;
     sqlite3_stmt        *results_get;
+    sqlite3_stmt        *columns_get; // prepared once the table exists
     struct tenant_colset colsets[TENANT_COLSETS];
     size_t               next_colset; // ring position of the next eviction
 };
@@ -245,39 +246,60 @@ bu_tenant_db_close(struct bu_tenant_db *db)
     sqlite3_finalize(db->applied_get);
     sqlite3_finalize(db->applied_put);
     sqlite3_finalize(db->results_get);
+    sqlite3_finalize(db->columns_get);
     sqlite3_close(db->db);
     bu_free(db);
+}
+
+// tenant_columns_stmt returns the reset statement that reads the column
+// metadata, preparing it once the columns table exists. BU_ENOENT while a
+// reader's database is still being created by its writer: until the schema
+// commits, the tenant has no columns of its own yet.
+static int
+tenant_columns_stmt(struct bu_tenant_db *db, sqlite3_stmt **stp)
+{
+    if (db->columns_get != NULL) {
+        *stp = db->columns_get;
+        return BU_OK;
+    }
+    static const char exists[]
+        = "SELECT 1 FROM sqlite_master WHERE type = 'table'"
+          " AND name = 'columns'";
+    sqlite3_stmt *st = NULL;
+    int           rc = sqlite3_prepare_v2(db->db, exists, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_DONE) {
+        return BU_ENOENT;
+    }
+    if (rc == SQLITE_ROW) {
+        rc = sqlite3_prepare_v3(db->db,
+            "SELECT name, type, max_len, allowed, nullable, has_default,"
+            " default_value, custom, import_enabled FROM columns"
+            " ORDER BY position",
+            -1, SQLITE_PREPARE_PERSISTENT, &db->columns_get, NULL);
+    }
+    if (rc != SQLITE_OK) {
+        BU_ERROR("read columns: %s", sqlite3_errmsg(db->db));
+        return bu_sql_err(rc) == BU_OK ? BU_ESTORE : bu_sql_err(rc);
+    }
+    *stp = db->columns_get;
+    return BU_OK;
 }
 
 int
 bu_tenant_db_schema(struct bu_tenant_db *db, struct bu_schema *schemap)
 {
     sqlite3_stmt *st = NULL;
-    // A reader may open a database whose writer is still creating it: until
-    // the schema commits, the tenant has no columns of its own yet.
-    int rc = sqlite3_prepare_v2(db->db,
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = "
-        "'columns'",
-        -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(st);
+    int           rv = tenant_columns_stmt(db, &st);
+    if (rv != BU_OK) {
+        return rv;
     }
-    sqlite3_finalize(st);
-    st = NULL;
-    if (rc == SQLITE_DONE) {
-        return BU_ENOENT;
-    }
-    if (rc != SQLITE_ROW) {
-        BU_ERROR("read columns: %s", sqlite3_errmsg(db->db));
-        return bu_sql_err(rc) == BU_OK ? BU_ESTORE : bu_sql_err(rc);
-    }
-    rc = sqlite3_prepare_v2(db->db,
-        "SELECT name, type, max_len, allowed, nullable, has_default,"
-        " default_value, custom, import_enabled FROM columns"
-        " ORDER BY position",
-        -1, &st, NULL);
+    int    rc;
     size_t n = 0;
-    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (n == BU_SCHEMA_MAX_COLUMNS) {
             rc = SQLITE_CORRUPT;
             break;
@@ -295,12 +317,11 @@ bu_tenant_db_schema(struct bu_tenant_db *db, struct bu_schema *schemap)
             sqlite3_column_text(st, 6));
         c->custom = sqlite3_column_int(st, 7) != 0;
         c->import_enabled = sqlite3_column_int(st, 8) != 0;
-        rc = SQLITE_OK;
     }
     if (rc != SQLITE_DONE) {
         BU_ERROR("read columns: %s", sqlite3_errmsg(db->db));
     }
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
         return bu_sql_err(rc) == BU_OK ? BU_ESTORE : bu_sql_err(rc);
     }

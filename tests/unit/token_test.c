@@ -4,7 +4,9 @@
  * each way verify must fail closed (expiry, clock skew, unknown kid,
  * tampering, bad claims, bad footers, oversize tokens). Hostile tokens are
  * built with bu_paseto_v4_sign directly, signed by a key the keyring
- * trusts, so that only the claim or footer check can refuse them.
+ * trusts, so that only the claim or footer check can refuse them. Last, the
+ * memo of verified tokens (token_cache): it answers repeats, but never past
+ * exp or across a keyring reload, and never for a different token.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +24,7 @@
 #include "auth/keyring.h"
 #include "auth/paseto.h"
 #include "auth/token.h"
+#include "auth/token_cache.h"
 #include "base/alloc.h"
 #include "base/err.h"
 
@@ -670,6 +673,104 @@ test_alloc_failures(void **state)
     bu_free(token);
 }
 
+// ---- the memo of verified tokens ----
+
+// keyring_write replaces the fixture's keyring file with the public key of
+// pub and reloads it.
+static void
+keyring_write(struct fixture *fx, const struct bu_paseto_key *pub)
+{
+    char *line = NULL;
+    assert_rv(bu_paserk_format(pub, &line), BU_OK);
+    FILE *fp = fopen(fx->path, "w");
+    assert_non_null(fp);
+    fprintf(fp, "%s\n", line);
+    fclose(fp);
+    bu_free(line);
+    assert_rv(bu_keyring_reload(fx->kr), BU_OK);
+}
+
+static void
+test_cache_repeats(void **state)
+{
+    struct fixture       *fx = *state;
+    struct bu_token_cache cache = { .tick = 0 };
+    struct bu_claims      in = claims_default();
+    struct bu_claims      out;
+    char                 *token = NULL;
+
+    assert_rv(bu_token_issue(&fx->secret, &in, &token), BU_OK);
+    assert_rv(bu_token_cache_verify(&cache, fx->kr, token, NOW, &out), BU_OK);
+    assert_string_equal(out.tenant, "acme");
+    // A repeat is answered from the memo: no allocation, no signature check.
+    memset(&out, 0, sizeof(out));
+    bu_alloc_fail_after(0);
+    int rv = bu_token_cache_verify(&cache, fx->kr, token, NOW + 10, &out);
+    bu_alloc_fail_after(-1);
+    assert_rv(rv, BU_OK);
+    assert_string_equal(out.tenant, "acme");
+    assert_int_equal(out.perms, BU_PERM_READ | BU_PERM_MANAGE);
+
+    // Another token, one character changed, is verified in full and fails.
+    size_t n = strlen(token);
+    char   was = token[n - 60];
+    token[n - 60] = was == 'A' ? 'B' : 'A';
+    assert_true(bu_token_cache_verify(&cache, fx->kr, token, NOW, &out)
+        != BU_OK);
+    token[n - 60] = was;
+
+    // Expiry is checked on every hit.
+    assert_rv(bu_token_cache_verify(&cache, fx->kr, token, in.exp - 1, &out),
+        BU_OK);
+    assert_rv(bu_token_cache_verify(&cache, fx->kr, token, in.exp, &out),
+        BU_EEXPIRED);
+
+    // More tokens than slots: each still verifies, evicted or not.
+    char *many[BU_TOKEN_CACHE_SLOTS + 2];
+    for (size_t i = 0; i < BU_TOKEN_CACHE_SLOTS + 2; i++) {
+        snprintf(in.jti, sizeof(in.jti), "jti-%zu", i);
+        assert_rv(bu_token_issue(&fx->secret, &in, &many[i]), BU_OK);
+        assert_rv(
+            bu_token_cache_verify(&cache, fx->kr, many[i], NOW, &out), BU_OK);
+        assert_string_equal(out.jti, in.jti);
+    }
+    for (size_t i = 0; i < BU_TOKEN_CACHE_SLOTS + 2; i++) {
+        snprintf(in.jti, sizeof(in.jti), "jti-%zu", i);
+        assert_rv(
+            bu_token_cache_verify(&cache, fx->kr, many[i], NOW, &out), BU_OK);
+        assert_string_equal(out.jti, in.jti);
+        bu_free(many[i]);
+    }
+    bu_token_cache_clear(&cache);
+    bu_free(token);
+}
+
+// A key taken out of the keyring stops its tokens at the reload, even
+// those the memo holds.
+static void
+test_cache_keyring_reload(void **state)
+{
+    struct fixture       *fx = *state;
+    struct bu_token_cache cache = { .tick = 0 };
+    struct bu_claims      in = claims_default();
+    struct bu_claims      out;
+    char                 *token = NULL;
+    struct bu_paseto_key  other_secret, other_pub;
+
+    assert_rv(bu_token_issue(&fx->secret, &in, &token), BU_OK);
+    assert_rv(bu_token_cache_verify(&cache, fx->kr, token, NOW, &out), BU_OK);
+    assert_rv(bu_paseto_keypair(&other_secret, &other_pub), BU_OK);
+    keyring_write(fx, &other_pub);
+    assert_rv(
+        bu_token_cache_verify(&cache, fx->kr, token, NOW, &out), BU_EAUTH);
+    // Trusted again: verified again.
+    keyring_write(fx, &fx->pub);
+    assert_rv(bu_token_cache_verify(&cache, fx->kr, token, NOW, &out), BU_OK);
+    bu_paseto_key_wipe(&other_secret);
+    bu_token_cache_clear(&cache);
+    bu_free(token);
+}
+
 int
 main(void)
 {
@@ -693,6 +794,8 @@ main(void)
         cmocka_unit_test(test_footer_not_json),
         cmocka_unit_test(test_oversize_token),
         cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_cache_repeats),
+        cmocka_unit_test(test_cache_keyring_reload),
     };
     return cmocka_run_group_tests(tests, token_setup, token_teardown);
 }
