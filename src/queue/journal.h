@@ -63,7 +63,8 @@ void bu_journal_set_retention(struct bu_journal *j, int64_t retention_ms);
 
 // bu_journal_recover dispatches every unfinished job to pool in acceptance
 // order and counts them as pending. Call once, from main, before start.
-// Blocks while the workers' pipes are full. *np gets the number of jobs.
+// Never waits on the workers (bu_pool_dispatch queues). *np gets the
+// number of jobs.
 int bu_journal_recover(struct bu_journal *j, struct bu_pool *pool, size_t *np);
 
 // bu_journal_start starts the journal thread, which dispatches to pool.

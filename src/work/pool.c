@@ -13,6 +13,7 @@
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "base/queue.h"
 #include "base/thread.h"
 #include "store/tenant.h"
 #include "work/apply.h"
@@ -60,11 +61,23 @@ struct pool_worker {
     uint64_t            clock;   // LRU tick; worker thread only
 };
 
+// A job on its way to a worker's pipe.
+struct pool_outgoing {
+    struct bu_qnode node; // first: the queue's node is the item
+    int             worker;
+    size_t          len;
+    char            text[160]; // "<seq> <job_id> <tenant>"
+};
+
 struct bu_pool {
     struct bu_pool_config cfg;
     char                  queue_path[4096];
     int                   nworkers;
     struct pool_worker    workers[POOL_MAX_WORKERS];
+    struct bu_queue       outbox; // of pool_outgoing, for the dispatcher
+    bool                  outbox_ready;
+    pthread_t             dispatcher;
+    bool                  dispatcher_started;
 };
 
 // FNV-1a: a stable tenant -> worker map.
@@ -374,6 +387,28 @@ pool_worker_open(struct bu_pool *pool, struct pool_worker *w)
     return bu_jobs_open(&w->jobs, pool->queue_path, BU_SQL_READER);
 }
 
+// pool_dispatcher_main moves queued jobs into the workers' pipes, in
+// order, waiting while a pipe is full; it ends when the outbox is closed
+// and empty.
+static void *
+pool_dispatcher_main(void *arg)
+{
+    struct bu_pool  *pool = arg;
+    struct bu_qnode *n;
+    while ((n = bu_queue_get(&pool->outbox)) != NULL) {
+        struct pool_outgoing *out = (struct pool_outgoing *) n;
+        int                   rv = nng_send(
+                              pool->workers[out->worker].push, out->text, out->len, 0);
+        if (rv != 0 && rv != NNG_ECLOSED) {
+            BU_WARN("dispatch to worker %d: %s; the job stays queued for the "
+                    "next start",
+                out->worker, nng_strerror(rv));
+        }
+        bu_free(out);
+    }
+    return NULL;
+}
+
 int
 bu_pool_start(struct bu_pool **poolp, const struct bu_pool_config *cfg)
 {
@@ -388,7 +423,8 @@ bu_pool_start(struct bu_pool **poolp, const struct bu_pool_config *cfg)
     pool->cfg = *cfg;
     snprintf(pool->queue_path, sizeof(pool->queue_path), "%s/queue.db",
         cfg->data_dir);
-    int rv = BU_OK;
+    int rv = bu_queue_init(&pool->outbox);
+    pool->outbox_ready = rv == BU_OK;
     for (int i = 0; rv == BU_OK && i < cfg->nworkers; i++) {
         struct pool_worker *w = &pool->workers[i];
         w->pool = pool;
@@ -402,6 +438,11 @@ bu_pool_start(struct bu_pool **poolp, const struct bu_pool_config *cfg)
             w->started = rv == BU_OK;
         }
     }
+    if (rv == BU_OK) {
+        rv = bu_thread_start(
+            &pool->dispatcher, "bu-dispatch", 0, pool_dispatcher_main, pool);
+        pool->dispatcher_started = rv == BU_OK;
+    }
     if (rv != BU_OK) {
         bu_pool_free(pool);
         return rv;
@@ -414,16 +455,21 @@ int
 bu_pool_dispatch(
     struct bu_pool *pool, const char *tenant, int64_t seq, const char *job_id)
 {
-    struct pool_worker *w
-        = &pool->workers[pool_hash(tenant) % (uint32_t) pool->nworkers];
-    char text[160];
-    int  n = snprintf(
-         text, sizeof(text), "%lld %s %s", (long long) seq, job_id, tenant);
-    int rv = nng_send(w->push, text, (size_t) n, 0);
-    if (rv != 0) {
-        return rv == NNG_ECLOSED ? BU_ECLOSED : BU_ECONNECT;
+    struct pool_outgoing *out;
+    if (BU_ALLOC_STRUCT(out) == NULL) {
+        return BU_ENOMEM;
     }
-    return BU_OK;
+    out->worker = (int) (pool_hash(tenant) % (uint32_t) pool->nworkers);
+    int n = snprintf(out->text, sizeof(out->text), "%lld %s %s",
+        (long long) seq, job_id, tenant);
+    out->len = n < 0                      ? 0
+        : (size_t) n >= sizeof(out->text) ? sizeof(out->text) - 1
+                                          : (size_t) n;
+    int rv = bu_queue_put(&pool->outbox, &out->node);
+    if (rv != BU_OK) {
+        bu_free(out);
+    }
+    return rv;
 }
 
 void
@@ -431,6 +477,19 @@ bu_pool_stop(struct bu_pool *pool)
 {
     if (pool == NULL) {
         return;
+    }
+    // The dispatcher first: closing the push sockets ends a send that waits
+    // on a full pipe, and what is left in the outbox goes nowhere (those
+    // jobs stay QUEUED on disk).
+    if (pool->outbox_ready) {
+        bu_queue_close(&pool->outbox);
+    }
+    for (int i = 0; i < pool->nworkers; i++) {
+        nng_close(pool->workers[i].push);
+    }
+    if (pool->dispatcher_started) {
+        pthread_join(pool->dispatcher, NULL);
+        pool->dispatcher_started = false;
     }
     for (int i = 0; i < pool->nworkers; i++) {
         nng_close(pool->workers[i].pull);
@@ -441,7 +500,6 @@ bu_pool_stop(struct bu_pool *pool)
             pthread_join(w->thread, NULL);
             w->started = 0;
         }
-        nng_close(w->push);
     }
 }
 
@@ -455,6 +513,15 @@ bu_pool_free(struct bu_pool *pool)
     for (int i = 0; i < pool->nworkers; i++) {
         bu_jobs_close(pool->workers[i].jobs);
         bu_free(pool->workers[i].tenants);
+    }
+    if (pool->outbox_ready) {
+        // Closed by bu_pool_stop: this only takes what a dispatcher that
+        // never started left behind.
+        struct bu_qnode *n;
+        while ((n = bu_queue_get(&pool->outbox)) != NULL) {
+            bu_free(n);
+        }
+        bu_queue_fini(&pool->outbox);
     }
     bu_free(pool);
 }

@@ -13,9 +13,13 @@
  * where SQLite's throughput comes from.
  *
  * Threads: bu_pool_dispatch may be called from any one thread at a time (the
- * journal thread, or main during recovery); it blocks when the worker's
- * pipe is full (back-pressure). Job events are reported through the
- * callback, from worker threads.
+ * journal thread, or main during recovery) and never blocks: it queues the
+ * job for the pool's dispatcher thread, which feeds the workers' pipes in
+ * order and is the one to wait when a pipe is full. The journal must never
+ * wait on a worker: a worker waits on the journal to claim its jobs, so a
+ * journal blocked on a full pipe would hold both for good. The queue is
+ * bounded by the accepted, unfinished jobs (the service's queue limits).
+ * Job events are reported through the callback, from worker threads.
  */
 #ifndef BU_WORK_POOL_H
 #define BU_WORK_POOL_H
@@ -60,8 +64,9 @@ struct bu_pool;
 // Returns BU_EINVAL (bad config), BU_ENOMEM, BU_ECONNECT (nng), BU_ESTORE.
 int bu_pool_start(struct bu_pool **poolp, const struct bu_pool_config *cfg);
 
-// bu_pool_dispatch sends a job to the worker that owns tenant. Returns
-// BU_ECLOSED once the pool is stopping.
+// bu_pool_dispatch queues a job for the worker that owns tenant. Returns
+// BU_ECLOSED once the pool is stopping, BU_ENOMEM; the job then stays
+// QUEUED in queue.db for the next start.
 int bu_pool_dispatch(
     struct bu_pool *pool, const char *tenant, int64_t seq, const char *job_id);
 

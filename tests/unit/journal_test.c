@@ -6,10 +6,12 @@
  * commit and across them; per-tenant acceptance order with several
  * workers (DESIGN inv 3); recovery of jobs left QUEUED or RUNNING,
  * including one already applied before the "crash" (inv 2); and a stop
- * with jobs still in flight, resumed by the next start. Waits are bounded
- * polls (30 s), never timing assertions.
+ * with jobs still in flight, resumed by the next start; and a dispatch that
+ * never waits on a worker. Waits are bounded polls (30 s), never timing
+ * assertions.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -783,6 +785,120 @@ test_journal_stop_unstarted(void **state)
     subs_free(subs, 3);
 }
 
+// ---- the pool alone ----
+
+// A claim that waits at a gate, as a worker waits while the journal is busy
+// elsewhere; it then skips every job.
+struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t  cv;
+    bool            open;
+    size_t          seen;
+};
+
+static int
+gate_claim(void *arg, const char *const *ids, size_t n, int *rvs)
+{
+    struct gate *g = arg;
+    (void) ids;
+    pthread_mutex_lock(&g->mu);
+    while (!g->open) {
+        pthread_cond_wait(&g->cv, &g->mu);
+    }
+    g->seen += n;
+    pthread_mutex_unlock(&g->mu);
+    for (size_t i = 0; i < n; i++) {
+        rvs[i] = BU_ENOENT;
+    }
+    return BU_OK;
+}
+
+static void
+gate_event(void *arg, const struct bu_job_event *ev)
+{
+    (void) arg;
+    (void) ev;
+}
+
+#define NDISPATCH 5000
+
+struct dispatcher {
+    struct bu_pool *pool;
+    atomic_bool     done;
+};
+
+static void *
+dispatch_main(void *arg)
+{
+    struct dispatcher *d = arg;
+    for (int i = 0; i < NDISPATCH; i++) {
+        char id[BU_JOB_ID_SIZE];
+        snprintf(id, sizeof(id), "0190b7c4-5a4e-7c1d-9b7e-%012d", i);
+        assert_rv(bu_pool_dispatch(d->pool, "acme", i + 1, id), BU_OK);
+    }
+    atomic_store(&d->done, true);
+    return NULL;
+}
+
+// Dispatching never waits on a worker, however many jobs its pipe holds:
+// the journal dispatches, and a worker waits on the journal to claim its
+// jobs, so a dispatch that waited for a full pipe would stop both for good
+// (it did, in the crash test, once 2048 jobs were waiting for one worker).
+static void
+test_pool_dispatch_never_waits(void **state)
+{
+    struct env     *e = *state;
+    struct bu_jobs *q = NULL;
+    assert_rv(bu_jobs_open(&q, e->qpath, BU_SQL_WRITER), BU_OK);
+    bu_jobs_close(q);
+    struct gate g = { .open = false, .seen = 0 };
+    pthread_mutex_init(&g.mu, NULL);
+    pthread_cond_init(&g.cv, NULL);
+    struct bu_pool_config cfg = {
+        .data_dir = e->dir,
+        .nworkers = 1,
+        .max_open_tenants = 1,
+        .claim = gate_claim,
+        .on_event = gate_event,
+        .event_arg = &g,
+    };
+    struct bu_pool *pool = NULL;
+    assert_rv(bu_pool_start(&pool, &cfg), BU_OK);
+
+    struct dispatcher d = { .pool = pool };
+    atomic_init(&d.done, false);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, dispatch_main, &d), 0);
+    int64_t deadline = bu_mono_ms() + 10000;
+    while (!atomic_load(&d.done) && bu_mono_ms() < deadline) {
+        sleep_ms(10);
+    }
+    bool finished = atomic_load(&d.done);
+    // Open the gate whatever happened, so that nothing stays stuck.
+    pthread_mutex_lock(&g.mu);
+    g.open = true;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    pthread_join(t, NULL);
+    assert_true(finished);
+
+    // Every job still reaches the worker, in batches.
+    deadline = bu_mono_ms() + WAIT_MS;
+    size_t seen = 0;
+    while (seen < NDISPATCH && bu_mono_ms() < deadline) {
+        sleep_ms(10);
+        pthread_mutex_lock(&g.mu);
+        seen = g.seen;
+        pthread_mutex_unlock(&g.mu);
+    }
+    assert_int_equal(seen, NDISPATCH);
+    bu_pool_stop(pool);
+    assert_rv(bu_pool_dispatch(pool, "acme", 1, "late"), BU_ECLOSED);
+    bu_pool_free(pool);
+    pthread_cond_destroy(&g.cv);
+    pthread_mutex_destroy(&g.mu);
+}
+
 int
 main(void)
 {
@@ -799,6 +915,8 @@ main(void)
             test_journal_stop_under_load, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(
             test_journal_stop_unstarted, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_pool_dispatch_never_waits, env_setup, env_teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     nng_fini();
