@@ -939,6 +939,30 @@ wait_jobs(struct fixture *f, long long n)
     assert_int_equal(queued_jobs(f), n);
 }
 
+// Waits until process pid is blocked reading its standard input (Linux:
+// /proc/PID/syscall reads "0 0x0 ..." for read(0, ...)), at most 30 s.
+static void
+wait_reading_stdin(pid_t pid)
+{
+    char path[64];
+    char line[128] = "";
+    snprintf(path, sizeof(path), "/proc/%d/syscall", (int) pid);
+    for (int i = 0; i < 3000; i++) {
+        FILE *fp = fopen(path, "r");
+        if (fp != NULL) {
+            if (fgets(line, sizeof(line), fp) == NULL) {
+                line[0] = '\0';
+            }
+            fclose(fp);
+        }
+        if (strncmp(line, "0 0x0 ", 6) == 0) {
+            return;
+        }
+        harness_sleep_ms(10);
+    }
+    fail_msg("rpc-cli never waited on its input (%s: %s)", path, line);
+}
+
 // SIGHUP stops an import as SIGTERM does (exit 129); a second signal of
 // another kind stops it at once. The input is a pipe, so that the import
 // waits for it with a request sent.
@@ -958,6 +982,9 @@ test_import_sighup(void **state)
     close(in[0]);
     assert_int_equal(write(in[1], head, strlen(head)), (ssize_t) strlen(head));
     wait_jobs(f, 1);
+    // Not before the import has taken the answer and waits for more input:
+    // a signal while the first answer is on its way stops it after one.
+    wait_reading_stdin(pid);
     assert_int_equal(kill(pid, SIGHUP), 0);
     // The import stops after the request in flight.
     assert_int_equal(write(in[1], "h2\n", 3), 3);
