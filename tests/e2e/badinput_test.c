@@ -361,6 +361,7 @@ bi_alive(struct bi *x, const char *after)
     Bulkupsert__V1__SubmitBulkUpsertResponse *resp = NULL;
     int code = bulkupsert_submit(c, &b.req, &resp, &st);
     if (code != BULKUPSERT_OK) {
+        bi_log_tail(x);
         fail_msg("after %s: well-formed submit: %s: %s", after,
             bulkupsert_code_name(code), st.message);
     }
