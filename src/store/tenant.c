@@ -39,13 +39,14 @@ struct tenant_colset {
 };
 
 struct bu_tenant_db {
-    sqlite3             *db;
-    sqlite3_stmt        *applied_get;
-    sqlite3_stmt        *applied_put;
-    sqlite3_stmt        *results_get;
-    sqlite3_stmt        *columns_get; // prepared once the table exists
-    struct tenant_colset colsets[TENANT_COLSETS];
-    size_t               next_colset; // ring position of the next eviction
+    sqlite3                *db;
+    sqlite3_stmt           *applied_get;
+    sqlite3_stmt           *applied_put;
+    sqlite3_stmt           *results_get;
+    sqlite3_stmt           *columns_get;  // prepared once the table exists
+    struct bu_checkpointer *checkpointer; // NULL: SQLite's autocheckpoint
+    struct tenant_colset    colsets[TENANT_COLSETS];
+    size_t                  next_colset; // ring position of the next eviction
 };
 
 static const char tenant_fixed_schema[]
@@ -209,9 +210,10 @@ bu_tenant_db_open(struct bu_tenant_db **dbp, const char *data_dir,
         // After a checkpoint the WAL file is cut back to 64 MiB, so a big
         // batch does not leave a file of its size behind.
         rv = bu_sql_exec(db->db,
-            "PRAGMA cache_size = -131072; PRAGMA wal_autocheckpoint = 10000;"
-            "PRAGMA journal_size_limit = 67108864;",
+            "PRAGMA cache_size = -131072; PRAGMA journal_size_limit = "
+            "67108864;",
             "tenant tuning");
+        sqlite3_wal_autocheckpoint(db->db, BU_TENANT_WAL_FRAMES);
     }
     if (rv == BU_OK && mode == BU_SQL_WRITER) {
         rv = tenant_create(db->db);
@@ -222,6 +224,14 @@ bu_tenant_db_open(struct bu_tenant_db **dbp, const char *data_dir,
     }
     *dbp = db;
     return BU_OK;
+}
+
+void
+bu_tenant_db_checkpoint_with(
+    struct bu_tenant_db *db, struct bu_checkpointer *cp)
+{
+    bu_checkpointer_attach(cp, db->db);
+    db->checkpointer = cp;
 }
 
 static void
@@ -332,6 +342,12 @@ bu_tenant_db_schema(struct bu_tenant_db *db, struct bu_schema *schemap)
 int
 bu_tenant_db_begin(struct bu_tenant_db *db)
 {
+    if (db->checkpointer != NULL) {
+        // A transaction that begins while its WAL is being copied back
+        // appends to it instead of starting it over (store/checkpointer.h).
+        bu_checkpointer_wait(
+            db->checkpointer, sqlite3_db_filename(db->db, "main"));
+    }
     return bu_sql_exec(db->db, "BEGIN IMMEDIATE", "tenant begin");
 }
 

@@ -19,11 +19,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/checkpointer.h"
 #include "store/jobs.h"
 #include "store/schema.h"
 #include "store/sql.h"
 
 struct bu_tenant_db;
+
+// A writer's WAL is checkpointed once it holds this many frames (pages):
+// by SQLite on the commit that passed it, or by a checkpointer
+// (bu_tenant_db_checkpoint_with).
+#define BU_TENANT_WAL_FRAMES 10000
 
 // Result of one upsert; same numbers as bulkupsert.v1.RecordOutcome.
 enum bu_upsert_outcome {
@@ -40,6 +46,13 @@ enum bu_upsert_outcome {
 // BU_ENOMEM. Release with bu_tenant_db_close.
 int bu_tenant_db_open(struct bu_tenant_db **dbp, const char *data_dir,
     const char *tenant, enum bu_sql_mode mode);
+
+// bu_tenant_db_checkpoint_with hands the checkpoints of a writer's WAL to
+// cp's thread: a commit then returns while the pages are copied back, and
+// the next bu_tenant_db_begin waits for the copy to end. cp must stay until
+// db is closed.
+void bu_tenant_db_checkpoint_with(
+    struct bu_tenant_db *db, struct bu_checkpointer *cp);
 
 // bu_tenant_db_close finalizes cached statements and closes; NULL ignored.
 void bu_tenant_db_close(struct bu_tenant_db *db);
@@ -66,7 +79,8 @@ int bu_tenant_db_set_import(struct bu_tenant_db *db, const char *name,
     int enabled, struct bu_column *colp);
 
 // bu_tenant_db_begin / commit / rollback: one transaction (writer only);
-// commit is durable on return (synchronous=FULL).
+// commit is durable on return (synchronous=FULL). begin first waits for a
+// checkpoint of this database that is under way (checkpoint_with).
 int  bu_tenant_db_begin(struct bu_tenant_db *db);
 int  bu_tenant_db_commit(struct bu_tenant_db *db);
 void bu_tenant_db_rollback(struct bu_tenant_db *db);

@@ -78,6 +78,8 @@ struct bu_pool {
     bool                  outbox_ready;
     pthread_t             dispatcher;
     bool                  dispatcher_started;
+    // Copies the tenants' WALs back while the workers report and gather.
+    struct bu_checkpointer *checkpointer;
 };
 
 // FNV-1a: a stable tenant -> worker map.
@@ -124,6 +126,7 @@ pool_tenant_get(
         pool_tenant_close(victim);
         return rv;
     }
+    bu_tenant_db_checkpoint_with(victim->db, w->pool->checkpointer);
     snprintf(victim->name, sizeof(victim->name), "%s", tenant);
     victim->last_used = ++w->clock;
     *tp = victim;
@@ -425,6 +428,9 @@ bu_pool_start(struct bu_pool **poolp, const struct bu_pool_config *cfg)
         cfg->data_dir);
     int rv = bu_queue_init(&pool->outbox);
     pool->outbox_ready = rv == BU_OK;
+    if (rv == BU_OK) {
+        rv = bu_checkpointer_start(&pool->checkpointer, BU_TENANT_WAL_FRAMES);
+    }
     for (int i = 0; rv == BU_OK && i < cfg->nworkers; i++) {
         struct pool_worker *w = &pool->workers[i];
         w->pool = pool;
@@ -501,6 +507,9 @@ bu_pool_stop(struct bu_pool *pool)
             w->started = 0;
         }
     }
+    // The workers closed their tenant databases (a last connection copies
+    // its WAL back as it closes).
+    bu_checkpointer_stop(pool->checkpointer);
 }
 
 void
@@ -523,5 +532,6 @@ bu_pool_free(struct bu_pool *pool)
         }
         bu_queue_fini(&pool->outbox);
     }
+    bu_checkpointer_free(pool->checkpointer);
     bu_free(pool);
 }

@@ -17,12 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <sqlite3.h>
 
 #include "base/alloc.h"
 #include "base/err.h"
+#include "store/checkpointer.h"
 #include "store/jobs.h"
 #include "store/schema.h"
 #include "store/sql.h"
@@ -974,6 +976,151 @@ test_tenant_rollback(void **state)
     free(schema);
 }
 
+// ---- the checkpointer ----
+
+// ckpt_fill commits one transaction of rows 4000-byte blobs: a page each,
+// so a little over rows frames in the WAL.
+static void
+ckpt_fill(sqlite3 *db, int rows)
+{
+    static uint8_t blob[4000];
+    sqlite3_stmt  *st = NULL;
+    assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "INSERT INTO t(b) VALUES(?1)", -1, &st, NULL),
+        SQLITE_OK);
+    for (int i = 0; i < rows; i++) {
+        blob[0] = (uint8_t) i;
+        sqlite3_bind_blob(st, 1, blob, sizeof(blob), SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+}
+
+static long long
+ckpt_file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long long) st.st_size : -1;
+}
+
+// ckpt_wait waits (up to 30 s) until cp has run want checkpoints.
+static void
+ckpt_wait(struct bu_checkpointer *cp, uint64_t want)
+{
+    for (int i = 0; i < 30000 && bu_checkpointer_completed(cp) < want; i++) {
+        struct timespec ts = { 0, 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    assert_true(bu_checkpointer_completed(cp) >= want);
+}
+
+static sqlite3 *
+ckpt_open(const char *path)
+{
+    sqlite3 *db = NULL;
+    assert_rv(bu_sql_open(&db, path, BU_SQL_WRITER), BU_OK);
+    assert_int_equal(sqlite3_exec(db, "CREATE TABLE t(b BLOB)", NULL, NULL,
+                         NULL),
+        SQLITE_OK);
+    return db;
+}
+
+// Commits past wal_frames are copied back by the thread, each checkpoint
+// whole, and the writer waits for it before its next transaction, so every
+// next commit starts the WAL over: it never holds much more than one commit. (SQLite's own autocheckpoint, 1000 frames by default,
+// would let it reach about 1000.)
+static void
+test_checkpointer_copies_in_background(void **state)
+{
+    struct fx              *fx = *state;
+    struct bu_checkpointer *cp = NULL;
+    char                    path[160], wal[170];
+
+    snprintf(path, sizeof(path), "%s/c.db", fx->dir);
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    assert_rv(bu_checkpointer_start(&cp, 100), BU_OK);
+    sqlite3 *db = ckpt_open(path);
+    bu_checkpointer_attach(cp, db);
+    for (uint64_t round = 1; round <= 20; round++) {
+        ckpt_fill(db, 150);
+        // What a writer does before its next transaction.
+        bu_checkpointer_wait(cp, sqlite3_db_filename(db, "main"));
+        assert_int_equal(bu_checkpointer_completed(cp), round);
+    }
+    assert_true(ckpt_file_size(wal) < 400LL * (4096 + 24));
+    // Every row is in the database file itself.
+    assert_true(ckpt_file_size(path) >= 20LL * 150 * 4096);
+    sqlite3_close(db);
+    bu_checkpointer_free(cp);
+}
+
+// A stopped checkpointer takes no requests: the commit checkpoints itself,
+// so the pages are in the database file when it returns.
+static void
+test_checkpointer_stopped_copies_inline(void **state)
+{
+    struct fx              *fx = *state;
+    struct bu_checkpointer *cp = NULL;
+    char                    path[160];
+
+    snprintf(path, sizeof(path), "%s/c.db", fx->dir);
+    assert_rv(bu_checkpointer_start(&cp, 100), BU_OK);
+    sqlite3 *db = ckpt_open(path);
+    bu_checkpointer_attach(cp, db);
+    bu_checkpointer_stop(cp);
+    long long before = ckpt_file_size(path);
+    ckpt_fill(db, 150);
+    assert_true(ckpt_file_size(path) >= before + 150LL * 4096);
+    assert_int_equal(bu_checkpointer_completed(cp), 0);
+    sqlite3_close(db);
+    bu_checkpointer_free(cp);
+}
+
+static void
+test_checkpointer_bad_config(void **state)
+{
+    (void) state;
+    struct bu_checkpointer *cp = NULL;
+    assert_rv(bu_checkpointer_start(&cp, 0), BU_EINVAL);
+    assert_rv(bu_checkpointer_start(&cp, -1), BU_EINVAL);
+    assert_null(cp);
+}
+
+// A tenant database handed to a checkpointer asks it for its checkpoints.
+static void
+test_tenant_checkpoint_with(void **state)
+{
+    struct fx              *fx = *state;
+    struct bu_checkpointer *cp = NULL;
+    struct bu_tenant_db    *db = NULL;
+    struct bu_schema       *schema = calloc(1, sizeof(*schema));
+
+    assert_non_null(schema);
+    assert_rv(bu_checkpointer_start(&cp, 50), BU_OK);
+    assert_rv(bu_tenant_db_open(&db, fx->dir, "acme", BU_SQL_WRITER), BU_OK);
+    bu_tenant_db_checkpoint_with(db, cp);
+    assert_rv(bu_tenant_db_schema(db, schema), BU_OK);
+    int cols[2] = { 0, bu_schema_find(schema, "name") };
+    assert_rv(bu_tenant_db_begin(db), BU_OK);
+    for (int i = 0; i < 5000; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "key-%d", i);
+        struct bu_cell         cells[2] = { T(key), T("a name") };
+        enum bu_upsert_outcome out = 0;
+        assert_rv(bu_tenant_db_upsert(db, schema, cols, 2, cells, 1, &out),
+            BU_OK);
+    }
+    assert_rv(bu_tenant_db_commit(db), BU_OK);
+    ckpt_wait(cp, 1);
+    assert_int_equal(nrows(fx), 5000);
+    bu_tenant_db_close(db);
+    bu_checkpointer_free(cp);
+    free(schema);
+}
+
 int
 main(void)
 {
@@ -1006,6 +1153,13 @@ main(void)
             test_tenant_applied_roundtrip, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(
             test_tenant_rollback, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_checkpointer_copies_in_background, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_checkpointer_stopped_copies_inline, fx_setup, fx_teardown),
+        cmocka_unit_test(test_checkpointer_bad_config),
+        cmocka_unit_test_setup_teardown(
+            test_tenant_checkpoint_with, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
