@@ -12,6 +12,20 @@ bu_utf8_count(const char *str, size_t n, size_t *charsp)
     size_t         chars = 0;
     size_t         i = 0;
     while (i < n) {
+        // Most text is ASCII: eight bytes at a time while no byte has its
+        // high bit set.
+        while (n - i >= 8) {
+            uint64_t w;
+            memcpy(&w, s + i, sizeof(w));
+            if ((w & 0x8080808080808080u) != 0) {
+                break;
+            }
+            i += 8;
+            chars += 8;
+        }
+        if (i == n) {
+            break;
+        }
         uint8_t  c = s[i];
         size_t   len;
         uint32_t cp;

@@ -247,9 +247,11 @@ bu_validate_cell(const struct bu_column *col, Bulkupsert__V1__Value *value,
 {
     struct bu_cell cell = { .kind = BU_CELL_UNSET };
     unsigned       notes = 0;
-    int            is_key = strcmp(col->name, BU_COL_CONTACT_KEY) == 0;
-    int            kind = value == NULL ? BULKUPSERT__V1__VALUE__KIND__NOT_SET
-                                        : (int) value->kind_case;
+    // Called for every cell: the first letter settles most columns.
+    int is_key = col->name[0] == BU_COL_CONTACT_KEY[0]
+        && strcmp(col->name, BU_COL_CONTACT_KEY) == 0;
+    int kind = value == NULL ? BULKUPSERT__V1__VALUE__KIND__NOT_SET
+                             : (int) value->kind_case;
     switch (kind) {
     case BULKUPSERT__V1__VALUE__KIND__NOT_SET:
         if (is_key) {

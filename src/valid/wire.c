@@ -29,6 +29,21 @@ wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *vp)
     return 0;
 }
 
+// wire_field returns the field numbered num, or NULL. Field numbers in one
+// run (every message of this service) index the table directly; others go
+// through protobuf-c's range search.
+static const ProtobufCFieldDescriptor *
+wire_field(const ProtobufCMessageDescriptor *desc, uint32_t num)
+{
+    const ProtobufCIntRange *r = desc->field_ranges;
+    if (desc->n_field_ranges == 1 && num >= (uint32_t) r->start_value
+        && num - (uint32_t) r->start_value < desc->n_fields) {
+        return &desc->fields[(uint32_t) r->orig_index + num
+            - (uint32_t) r->start_value];
+    }
+    return protobuf_c_message_descriptor_get_field(desc, num);
+}
+
 // One step of the path from the top message to the field being walked.
 struct wire_step {
     const ProtobufCFieldDescriptor *field;
@@ -79,9 +94,8 @@ wire_walk_message(struct wire_walk *w, const ProtobufCMessageDescriptor *desc,
         }
         w->budget--;
         uint32_t                        num = (uint32_t) (tag >> 3);
-        const ProtobufCFieldDescriptor *f
-            = protobuf_c_message_descriptor_get_field(desc, num);
-        unsigned nth = 0;
+        const ProtobufCFieldDescriptor *f = wire_field(desc, num);
+        unsigned                        nth = 0;
         if (f != NULL) {
             size_t fi = (size_t) (f - desc->fields);
             if (fi < nfields) {

@@ -379,6 +379,38 @@ test_utf8_cases(void **state)
     }
 }
 
+// Every case again between ASCII runs of 0 to 17 bytes on each side, so
+// that each sequence starts, ends and breaks at every offset of the
+// eight-byte ASCII steps: the verdict stays, and the runs are counted.
+static void
+test_utf8_cases_padded(void **state)
+{
+    (void) state;
+    char buf[64];
+    for (size_t k = 0; k < NELEM(utf8_cases); k++) {
+        const struct utf8_case *c = &utf8_cases[k];
+        for (size_t pre = 0; pre < 18; pre++) {
+            for (size_t post = 0; post < 18; post++) {
+                size_t n = pre + c->n + post;
+                assert_true(n <= sizeof(buf));
+                memset(buf, 'p', pre);
+                memcpy(buf + pre, c->s, c->n);
+                memset(buf + pre + c->n, 'q', post);
+                size_t chars = 12345;
+                bool   ok = bu_utf8_count(buf, n, &chars);
+                if (ok != c->valid) {
+                    fail_msg("%s (%zu before, %zu after): says %s", c->name,
+                        pre, post, ok ? "valid" : "invalid");
+                }
+                if (c->valid && chars != pre + c->chars + post) {
+                    fail_msg("%s (%zu before, %zu after): %zu characters",
+                        c->name, pre, post, chars);
+                }
+            }
+        }
+    }
+}
+
 static void
 test_utf8_length_bound(void **state)
 {
@@ -696,6 +728,7 @@ main(void)
         cmocka_unit_test(test_queue_close_wakes_consumer),
         cmocka_unit_test(test_queue_producers_consumers),
         cmocka_unit_test(test_utf8_cases),
+        cmocka_unit_test(test_utf8_cases_padded),
         cmocka_unit_test(test_utf8_length_bound),
         cmocka_unit_test(test_uuid7_format),
         cmocka_unit_test(test_uuid_valid),

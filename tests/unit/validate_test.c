@@ -825,6 +825,23 @@ test_wire_check_names_the_path(void **state)
     assert_int_equal(bu_wire_check_strings(d, buf, n, 16, where, sizeof(where)),
         BU_ETOOBIG);
 
+    // Unknown field numbers (past the message's fields, and 0) are counted
+    // and skipped, whatever they hold: only known string fields are read.
+    uint8_t unk[600];
+    static const uint8_t extra[] = {
+        0x48, 0x05,                         // field 9, varint
+        0x9a, 0x06, 0x03, 'a', 0x00, 'b',   // field 99, 3 bytes with a NUL
+        0x02, 0x01, 0x00,                   // field 0, 1 byte, a NUL
+    };
+    memcpy(unk, extra, sizeof(extra));
+    memcpy(unk + sizeof(extra), buf, n);
+    assert_int_equal(bu_wire_check_strings(d, unk, n + sizeof(extra), 20,
+                         where, sizeof(where)),
+        BU_OK);
+    assert_int_equal(bu_wire_check_strings(d, unk, n + sizeof(extra), 19,
+                         where, sizeof(where)),
+        BU_ETOOBIG);
+
     // protobuf-c packs strings with strlen: patch the NUL in after packing.
     vals[2][1].string_value = "aXb";
     n = bulkupsert__v1__submit_bulk_upsert_request__pack(&req, buf);
