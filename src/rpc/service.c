@@ -96,6 +96,7 @@ struct svc_call {
     size_t              bytes; // of the request, counted in inflight_bytes
     int64_t             started_ms;     // when a handler took it (bu_mono_ms)
     int64_t             queued_ms;      // when it was received
+    int64_t             journal_ms;     // when handed to the journal, or 0
     bool                tenant_counted; // counted in tenant_inflight
     // env and input are unpacked into arena and released with it.
     struct bu_arena                  arena;
@@ -231,10 +232,13 @@ svc_finish(const ProtobufCMessage *output, void *closure_data)
             resp.payload.len = n;
         }
     }
-    BU_DEBUG("%s: %d after %lld ms (%lld ms waiting for a handler)",
+    int64_t now = bu_mono_ms();
+    BU_DEBUG("%s: %d after %lld ms (%lld ms waiting for a handler, %lld ms "
+             "in the journal)",
         sc->method != NULL ? sc->method->name : "?", (int) sc->code,
-        (long long) (bu_mono_ms() - sc->queued_ms),
-        (long long) (sc->started_ms - sc->queued_ms));
+        (long long) (now - sc->queued_ms),
+        (long long) (sc->started_ms - sc->queued_ms),
+        (long long) (sc->journal_ms > 0 ? now - sc->journal_ms : 0));
     st.has_code = 1;
     st.code = sc->code;
     st.has_http_status = 1;
@@ -526,6 +530,7 @@ svc_submit_bulk_upsert(Bulkupsert__V1__BulkUpsert_Service *service,
     s->total = (uint32_t) req->n_contact_datas;
     s->done = svc_submit_done;
     s->arg = sc;
+    sc->journal_ms = bu_mono_ms();
     rv = bu_journal_submit(svc->cfg.journal, s);
     if (rv != BU_OK) {
         svc_fail(sc,
