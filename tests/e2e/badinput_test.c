@@ -30,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1174,6 +1176,126 @@ test_nul_in_strings_refused(void **state)
     bi_stop(x);
 }
 
+// A raw connection to the ipc:// path of url; -1 on failure.
+static int
+bi_unix(const char *url)
+{
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    if (strncmp(url, "ipc://", 6) != 0 ||
+        strlen(url + 6) >= sizeof(sa.sun_path)) {
+        return -1;
+    }
+    memcpy(sa.sun_path, url + 6, strlen(url + 6) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+// A raw TCP connection to 127.0.0.1:port; -1 on failure.
+static int
+bi_tcp(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t) port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void
+bi_send_all(int fd, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    while (n > 0) {
+        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        if (w <= 0) {
+            return; // the server may have dropped us: that is allowed
+        }
+        b += w;
+        n -= (size_t) w;
+    }
+}
+
+// bi_recv_all reads n bytes within timeout_ms; returns 0 or -1.
+static int
+bi_recv_all(int fd, void *p, size_t n, int timeout_ms)
+{
+    uint8_t *b = p;
+    while (n > 0) {
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        if (poll(&pfd, 1, timeout_ms) <= 0) {
+            return -1;
+        }
+        ssize_t r = recv(fd, b, n, 0);
+        if (r <= 0) {
+            return -1;
+        }
+        b += r;
+        n -= (size_t) r;
+    }
+    return 0;
+}
+
+// The SP header of a req0 peer (protocol 48).
+static const uint8_t bi_sp_req0[8] = { 0, 'S', 'P', 0, 0, 48, 0, 0 };
+
+static void
+bi_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t) (v & 0xff);
+        v >>= 8;
+    }
+}
+
+static int64_t
+bi_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+// bi_read_to_end reads what the server sends until it closes the
+// connection (EOF or a reset), for up to timeout_ms in all. Returns the
+// bytes read, or -1 when the connection was still open at the end.
+static long
+bi_read_to_end(int fd, int timeout_ms)
+{
+    long total = 0;
+    int64_t until = bi_now_ms() + timeout_ms;
+    for (;;) {
+        int64_t left = until - bi_now_ms();
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        if (left <= 0 || poll(&pfd, 1, (int) left) <= 0) {
+            return -1;
+        }
+        uint8_t buf[4096];
+        ssize_t r = recv(fd, buf, sizeof(buf), 0);
+        if (r <= 0) {
+            return total; // closed, or reset
+        }
+        total += r;
+    }
+}
+
 static void
 test_big_frames(void **state)
 {
@@ -1245,19 +1367,34 @@ test_big_frames(void **state)
     memset(buf, 'x', big);
     e = bi_envelope(BI_SUBMIT, x->evil, buf, big, &len);
     free(buf);
+    // Sent by hand: the server drops the connection mid-send, and nng
+    // 1.5.2's own req0 socket can then hang in nng_close (seen once in
+    // about a hundred runs: the test stopped there, not the daemon).
+    uint8_t *frame = malloc(20 + len);
+    assert_non_null(frame);
+    memcpy(frame, bi_sp_req0, 8);
+    bi_be64(frame + 8, 4 + len);
+    memcpy(frame + 16, "\x80\x00\x00\x01", 4);
+    memcpy(frame + 20, e, len);
     for (int i = 0; i < 3; i++) {
-        void *reply = NULL;
-        size_t rlen = 0;
-        int rv = harness_raw_call(
-            x->h.url, e, len, 5000 * harness_slow(), &reply, &rlen);
-        if (rv == 0) {
-            free(reply);
-            fail_msg("50 MB frame got a %zu-byte answer", rlen);
+        int fd = bi_unix(x->h.url);
+        assert_true(fd >= 0);
+        struct timeval tv = { .tv_sec = 10 * harness_slow() };
+        assert_int_equal(
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
+        bi_send_all(fd, frame, 20 + len); // stops where the server left
+        // Only the server's 8-byte SP header, then the end: no answer.
+        long got = bi_read_to_end(fd, 10000 * harness_slow());
+        close(fd);
+        print_message("badinput: 50 MB frame: %ld bytes back, then %s\n",
+            got, got < 0 ? "still open" : "closed");
+        if (got < 0 || got > 8) {
+            fail_msg("50 MB frame: %s", got < 0
+                    ? "the connection stayed open"
+                    : "the server answered it");
         }
-        print_message("badinput: 50 MB frame: %s\n", nng_strerror(rv));
-        assert_true(rv == NNG_ECONNRESET || rv == NNG_ETIMEDOUT ||
-            rv == NNG_ECLOSED || rv == NNG_ECONNSHUT);
     }
+    free(frame);
     free(e);
     free(payload);
     bi_alive(x, "50 MB frames");
@@ -1381,72 +1518,6 @@ test_decode_amplification_bounded(void **state)
     bi_alive(x, "decode amplification");
     bi_stop(x);
     assert_true(hwm < BI_FRAME_HWM_KB);
-}
-
-// A raw TCP connection to 127.0.0.1:port; -1 on failure.
-static int
-bi_tcp(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) {
-        return -1;
-    }
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t) port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static void
-bi_send_all(int fd, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    while (n > 0) {
-        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-        if (w <= 0) {
-            return; // the server may have dropped us: that is allowed
-        }
-        b += w;
-        n -= (size_t) w;
-    }
-}
-
-// bi_recv_all reads n bytes within timeout_ms; returns 0 or -1.
-static int
-bi_recv_all(int fd, void *p, size_t n, int timeout_ms)
-{
-    uint8_t *b = p;
-    while (n > 0) {
-        struct pollfd pfd = { .fd = fd, .events = POLLIN };
-        if (poll(&pfd, 1, timeout_ms) <= 0) {
-            return -1;
-        }
-        ssize_t r = recv(fd, b, n, 0);
-        if (r <= 0) {
-            return -1;
-        }
-        b += r;
-        n -= (size_t) r;
-    }
-    return 0;
-}
-
-// The SP header of a req0 peer (protocol 48).
-static const uint8_t bi_sp_req0[8] = { 0, 'S', 'P', 0, 0, 48, 0, 0 };
-
-static void
-bi_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t) (v & 0xff);
-        v >>= 8;
-    }
 }
 
 static void
