@@ -8,6 +8,7 @@
  */
 #define _DEFAULT_SOURCE // getopt_long
 #include "auth/keyring.h"
+#include "base/arena.h"
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -456,6 +457,7 @@ out:
     bu_pool_free(pool);
     bu_rpc_server_free(srv);
     bu_keyring_close(keyring);
+    bu_arena_cache_release();
     sqlite3_shutdown();
     if (status == 0) {
         BU_INFO("stopped");

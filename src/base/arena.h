@@ -11,6 +11,12 @@
  * behave as elsewhere; they are not zeroed (protobuf-c initialises every
  * message it unpacks), and bu_arena_alloc's memory is not either. One arena
  * belongs to one thread at a time.
+ *
+ * Released blocks of up to 4 MiB are kept, 16 MiB of them at most in the
+ * process, and later arenas on any thread take them before asking malloc:
+ * a request's megabyte block was otherwise mapped afresh each time, and
+ * the kernel's page faults and zeroing took 8% of a handler's time. The
+ * cache is guarded by a mutex, taken once per block.
  */
 #ifndef BU_BASE_ARENA_H
 #define BU_BASE_ARENA_H
@@ -43,5 +49,9 @@ void *bu_arena_alloc(struct bu_arena *arena, size_t n);
 // again, and then starts with one block as large as this use took (at most
 // 64 MiB).
 void bu_arena_fini(struct bu_arena *arena);
+
+// bu_arena_cache_release frees the kept blocks (at exit, so that leak
+// checkers see none). Thread-safe; arenas may go on using the cache.
+void bu_arena_cache_release(void);
 
 #endif // BU_BASE_ARENA_H

@@ -668,6 +668,63 @@ test_alloc_fail_each_step(void **state)
 
 // The arena hands out aligned, disjoint memory across blocks, serves
 // protobuf-c's unpack, starts a reuse with one block and reports OOM.
+// A released block is kept and the next arena, on any thread, takes it
+// without asking malloc; blocks over 4 MiB, and more than 16 MiB of them,
+// are freed.
+static void
+test_arena_cache(void **state)
+{
+    (void) state;
+    bu_arena_cache_release();
+    struct bu_arena a;
+    bu_arena_init(&a, 1u << 20);
+    unsigned char *p = bu_arena_alloc(&a, 100);
+    assert_non_null(p);
+    bu_arena_fini(&a);
+
+    bu_alloc_fail_after(0); // malloc fails from here
+    bu_arena_init(&a, 1u << 20);
+    unsigned char *q = bu_arena_alloc(&a, 100);
+    assert_ptr_equal(q, p); // the same block, from the start
+    assert_null(bu_arena_alloc(&a, 1u << 20)); // no second spare
+    bu_alloc_fail_after(-1);
+    bu_arena_fini(&a);
+
+    // Too large to keep.
+    bu_arena_cache_release();
+    bu_arena_init(&a, 5u << 20);
+    assert_non_null(bu_arena_alloc(&a, 100));
+    bu_arena_fini(&a);
+    bu_alloc_fail_after(0);
+    bu_arena_init(&a, 5u << 20);
+    assert_null(bu_arena_alloc(&a, 100));
+    bu_alloc_fail_after(-1);
+    bu_arena_fini(&a);
+
+    // At most 16 MiB kept: of twenty 1 MiB arenas released, sixteen come
+    // back.
+    struct bu_arena many[20];
+    for (int i = 0; i < 20; i++) {
+        bu_arena_init(&many[i], 1u << 20);
+        assert_non_null(bu_arena_alloc(&many[i], 1));
+    }
+    for (int i = 0; i < 20; i++) {
+        bu_arena_fini(&many[i]);
+    }
+    bu_alloc_fail_after(0);
+    int reused = 0;
+    for (int i = 0; i < 20; i++) {
+        bu_arena_init(&many[i], 1u << 20);
+        reused += bu_arena_alloc(&many[i], 1) != NULL;
+    }
+    bu_alloc_fail_after(-1);
+    assert_int_equal(reused, 16);
+    for (int i = 0; i < 20; i++) {
+        bu_arena_fini(&many[i]);
+    }
+    bu_arena_cache_release();
+}
+
 static void
 test_arena_blocks_alignment_reuse(void **state)
 {
@@ -704,6 +761,8 @@ test_arena_blocks_alignment_reuse(void **state)
     assert_non_null(a.blocks);
     bu_arena_fini(&a);
 
+    // With no spare blocks kept, a failed malloc is the arena's OOM.
+    bu_arena_cache_release();
     bu_arena_init(&a, 0);
     bu_alloc_fail_after(0);
     assert_false(a.oom);
@@ -735,6 +794,7 @@ main(void)
         cmocka_unit_test(test_err_table),
         cmocka_unit_test(test_alloc_zeroed),
         cmocka_unit_test(test_arena_blocks_alignment_reuse),
+        cmocka_unit_test(test_arena_cache),
         cmocka_unit_test_teardown(test_alloc_fail_after, alloc_teardown),
         cmocka_unit_test_teardown(test_alloc_fail_each_step, alloc_teardown),
     };
