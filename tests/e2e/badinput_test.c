@@ -1265,6 +1265,25 @@ bi_be64(uint8_t *p, uint64_t v)
     }
 }
 
+// bi_sp_request frames env as a req0 peer's first bytes on a connection:
+// the SP header, the message length, the request id (high bit set), the
+// envelope. Returns the malloc'd frame, *np bytes.
+static uint8_t *
+bi_sp_request(const void *env, size_t len, uint32_t id, size_t *np)
+{
+    uint8_t *f = malloc(20 + len);
+    assert_non_null(f);
+    memcpy(f, bi_sp_req0, 8);
+    bi_be64(f + 8, 4 + len);
+    id |= 0x80000000u;
+    for (int i = 0; i < 4; i++) {
+        f[16 + i] = (uint8_t) (id >> (24 - 8 * i));
+    }
+    memcpy(f + 20, env, len);
+    *np = 20 + len;
+    return f;
+}
+
 static int64_t
 bi_now_ms(void)
 {
@@ -1370,19 +1389,15 @@ test_big_frames(void **state)
     // Sent by hand: the server drops the connection mid-send, and nng
     // 1.5.2's own req0 socket can then hang in nng_close (seen once in
     // about a hundred runs: the test stopped there, not the daemon).
-    uint8_t *frame = malloc(20 + len);
-    assert_non_null(frame);
-    memcpy(frame, bi_sp_req0, 8);
-    bi_be64(frame + 8, 4 + len);
-    memcpy(frame + 16, "\x80\x00\x00\x01", 4);
-    memcpy(frame + 20, e, len);
+    size_t flen;
+    uint8_t *frame = bi_sp_request(e, len, 1, &flen);
     for (int i = 0; i < 3; i++) {
         int fd = bi_unix(x->h.url);
         assert_true(fd >= 0);
         struct timeval tv = { .tv_sec = 10 * harness_slow() };
         assert_int_equal(
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
-        bi_send_all(fd, frame, 20 + len); // stops where the server left
+        bi_send_all(fd, frame, flen); // stops where the server left
         // Only the server's 8-byte SP header, then the end: no answer.
         long got = bi_read_to_end(fd, 10000 * harness_slow());
         close(fd);
@@ -1588,13 +1603,9 @@ test_connection_churn(void **state)
             break;
         }
         case 5: { // a whole request, then gone before the answer
-            uint8_t *f = malloc(20 + glen);
-            assert_non_null(f);
-            memcpy(f, bi_sp_req0, 8);
-            bi_be64(f + 8, 4 + glen);
-            memcpy(f + 16, "\x80\x00\x00\x09", 4);
-            memcpy(f + 20, genv, glen);
-            bi_send_all(fd, f, 20 + glen);
+            size_t n;
+            uint8_t *f = bi_sp_request(genv, glen, 9, &n);
+            bi_send_all(fd, f, n);
             free(f);
             break;
         }
@@ -1624,13 +1635,8 @@ test_connection_churn(void **state)
     {
         int fd = bi_tcp(port);
         assert_true(fd >= 0);
-        size_t n = 8 + 8 + 4 + glen;
-        uint8_t *f = malloc(n);
-        assert_non_null(f);
-        memcpy(f, bi_sp_req0, 8);
-        bi_be64(f + 8, 4 + glen);
-        memcpy(f + 16, "\x80\x00\x00\x07", 4); // request id 7
-        memcpy(f + 20, genv, glen);
+        size_t n;
+        uint8_t *f = bi_sp_request(genv, glen, 7, &n);
         bi_send_all(fd, f, n);
         free(f);
         uint8_t hs[8], lenb[8];
