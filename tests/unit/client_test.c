@@ -965,6 +965,35 @@ test_incomplete_request_refused(void **state)
     bulkupsert_client_close(client);
 }
 
+// A request past BULKUPSERT_MAX_REQUEST_BYTES is refused before anything
+// is sent (the service would drop the connection without an answer):
+// with no server listening, the answer is still INVALID_ARGUMENT, at once.
+static void
+test_oversized_request_refused(void **state)
+{
+    struct test_env                          *env = *state;
+    struct sample_request                     s;
+    struct bulkupsert_status                  st;
+    Bulkupsert__V1__SubmitBulkUpsertResponse *reply = NULL;
+
+    sample_request_init(&s);
+    size_t n = BULKUPSERT_MAX_REQUEST_BYTES + 1;
+    char  *big = malloc(n + 1);
+    assert_non_null(big);
+    memset(big, 'x', n);
+    big[n] = '\0';
+    s.val[1].kind_case = BULKUPSERT__V1__VALUE__KIND_STRING_VALUE;
+    s.val[1].string_value = big;
+    bulkupsert_client *client = open_client(env->url, TEST_TOKEN, 5000);
+    int                rv = bulkupsert_submit(client, &s.req, &reply, &st);
+    assert_int_equal(rv, BULKUPSERT_INVALID_ARGUMENT);
+    assert_null(reply);
+    assert_non_null(strstr(st.message, "at most 41943040"));
+    bulkupsert_status_clear(&st);
+    bulkupsert_client_close(client);
+    free(big);
+}
+
 // ---------------------------------------------------------------------
 // Retry policy.
 
@@ -1730,6 +1759,8 @@ main(void)
             test_concurrent_calls, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(
             test_incomplete_request_refused, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_oversized_request_refused, env_setup, env_teardown),
         cmocka_unit_test(test_retry_policy_rules),
         cmocka_unit_test_setup_teardown(
             test_retry_off_by_default, env_setup, env_teardown),

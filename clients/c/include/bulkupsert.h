@@ -73,6 +73,10 @@ enum bulkupsert_code {
 #define BULKUPSERT_DEFAULT_URL "tcp://127.0.0.1:7450"
 // Default call timeout.
 #define BULKUPSERT_DEFAULT_TIMEOUT_MS 30000
+// Largest request the client sends: bulkupsertd's default frame limit,
+// which the largest valid request (1000 records of the widest row) fits.
+// A larger one is refused with INVALID_ARGUMENT before anything is sent.
+#define BULKUPSERT_MAX_REQUEST_BYTES (40u * 1024u * 1024u)
 // Largest reply the client accepts (a GetJob page of 1000 records).
 #define BULKUPSERT_MAX_REPLY_BYTES (64u * 1024u * 1024u)
 
@@ -181,8 +185,9 @@ typedef void (*bulkupsert_done_fn)(bulkupsert_call *call, void *arg);
 // Returns 0; or INVALID_ARGUMENT (client, request or callp NULL), INTERNAL
 // (out of memory) or CANCELLED (client is closing), with *callp untouched
 // and done never run. Any other problem, an unknown method or a request of
-// the wrong type or with a NULL string inside included, completes the call
-// with that status. Never blocks.
+// the wrong type, with a NULL string inside or over
+// BULKUPSERT_MAX_REQUEST_BYTES included, completes the call with that
+// status. Never blocks.
 int bulkupsert_call_start(bulkupsert_client *client, const char *method,
     const ProtobufCMessage *request,
     bulkupsert_done_fn      done, // may be NULL

@@ -141,7 +141,16 @@ call_encode(struct bulkupsert_client *client, const char *method_path,
         return BULKUPSERT_INVALID_ARGUMENT;
     }
 
+    // The service drops the connection of a frame past its limit without
+    // an answer; say why here instead.
     size_t plen = protobuf_c_message_get_packed_size(input);
+    if (plen > BULKUPSERT_MAX_REQUEST_BYTES) {
+        bu__status_set(status, BULKUPSERT_INVALID_ARGUMENT, 0,
+            "%s: the request is %zu bytes; the service takes at most %u "
+            "(send fewer records a request)",
+            method_path, plen, BULKUPSERT_MAX_REQUEST_BYTES);
+        return BULKUPSERT_INVALID_ARGUMENT;
+    }
     if ((payload = malloc(plen > 0 ? plen : 1)) == NULL) {
         rv = BULKUPSERT_INTERNAL;
         goto out;
@@ -170,6 +179,14 @@ call_encode(struct bulkupsert_client *client, const char *method_path,
     env.payload.data = payload;
 
     size_t elen = protobuf_c_message_get_packed_size(&env.base);
+    if (elen > BULKUPSERT_MAX_REQUEST_BYTES) {
+        bu__status_set(status, BULKUPSERT_INVALID_ARGUMENT, 0,
+            "%s: the request and its token are %zu bytes; the service takes "
+            "at most %u",
+            method_path, elen, BULKUPSERT_MAX_REQUEST_BYTES);
+        rv = BULKUPSERT_INVALID_ARGUMENT;
+        goto out;
+    }
     if (nng_msg_alloc(&msg, elen) != 0) {
         rv = BULKUPSERT_INTERNAL;
         goto out;
