@@ -1284,14 +1284,6 @@ bi_sp_request(const void *env, size_t len, uint32_t id, size_t *np)
     return f;
 }
 
-static int64_t
-bi_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 // bi_read_to_end reads what the server sends until it closes the
 // connection (EOF or a reset), for up to timeout_ms in all. Returns the
 // bytes read, or -1 when the connection was still open at the end.
@@ -1299,9 +1291,9 @@ static long
 bi_read_to_end(int fd, int timeout_ms)
 {
     long total = 0;
-    int64_t until = bi_now_ms() + timeout_ms;
+    int64_t until = harness_mono_ms() + timeout_ms;
     for (;;) {
-        int64_t left = until - bi_now_ms();
+        int64_t left = until - harness_mono_ms();
         struct pollfd pfd = { .fd = fd, .events = POLLIN };
         if (left <= 0 || poll(&pfd, 1, (int) left) <= 0) {
             return -1;

@@ -289,14 +289,6 @@ struct child {
     size_t nout;
 };
 
-static int64_t
-mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 // child_start runs rpc-cli with args (NULL-terminated) and acme's token,
 // its stdout a pipe, or with pty a pseudo-terminal of cols columns (and
 // TERM=xterm, NO_COLOR unset). Its stderr goes to DIR/child.err.
@@ -380,7 +372,7 @@ child_start(struct fixture *f, struct child *c, int pty, int cols,
 static int
 child_read(struct child *c, int64_t deadline)
 {
-    int64_t left = deadline - mono_ms();
+    int64_t left = deadline - harness_mono_ms();
     if (left <= 0) {
         return -1;
     }
@@ -406,7 +398,7 @@ child_read(struct child *c, int64_t deadline)
 static void
 child_wait_for(struct child *c, const char *needle)
 {
-    int64_t deadline = mono_ms() + 30000 * harness_slow();
+    int64_t deadline = harness_mono_ms() + 30000 * harness_slow();
     while (strstr(c->out, needle) == NULL) {
         if (child_read(c, deadline) != 0) {
             fail_msg(
@@ -420,9 +412,9 @@ child_wait_for(struct child *c, const char *needle)
 static int
 child_finish(struct child *c)
 {
-    int64_t deadline = mono_ms() + 30000 * harness_slow();
+    int64_t deadline = harness_mono_ms() + 30000 * harness_slow();
     while (child_read(c, deadline) == 0) { }
-    if (mono_ms() >= deadline) {
+    if (harness_mono_ms() >= deadline) {
         kill(c->pid, SIGKILL);
     }
     close(c->fd);

@@ -90,14 +90,6 @@ cr_sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static int64_t
-cr_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 // cr_submit sends job j until it has a definitive answer. A transport
 // error (no status from the server) or a 503/429 is retried with the same
 // idempotency key; anything else is a failure. Returns 0 or -1.
@@ -119,7 +111,7 @@ cr_submit(struct cr_sub *s, struct cr_job *j, size_t seq)
     b.req.idempotency_key = idem;
 
     int rv = -1;
-    int64_t deadline = cr_now_ms() + 60000 * harness_slow();
+    int64_t deadline = harness_mono_ms() + 60000 * harness_slow();
     int64_t streak = 0; // since when calls fail in transport
     for (int attempt = 0;; attempt++) {
         struct bulkupsert_status st = { 0 };
@@ -154,7 +146,7 @@ cr_submit(struct cr_sub *s, struct cr_job *j, size_t seq)
             bulkupsert_status_clear(&st);
             break;
         }
-        if (cr_now_ms() > deadline) {
+        if (harness_mono_ms() > deadline) {
             snprintf(s->failure, sizeof(s->failure),
                 "submit %s: no answer within %d s (%d tries; the last: "
                 "%s, HTTP %u: %s)",
@@ -169,7 +161,7 @@ cr_submit(struct cr_sub *s, struct cr_job *j, size_t seq)
         // in nng's redial (seen with nng 1.5.2 after a kill during the
         // handshake): replace it, and count it, since that is a client
         // library matter and not the server's invariants.
-        int64_t now = cr_now_ms();
+        int64_t now = harness_mono_ms();
         if (!transport) {
             streak = 0;
         } else if (streak == 0) {
@@ -351,7 +343,7 @@ cr_check_job(bulkupsert_client *c, const struct cr_job *j,
         if (job != NULL) {
             bulkupsert__v1__job__free_unpacked(job, NULL);
         }
-        if (cr_now_ms() > deadline) {
+        if (harness_mono_ms() > deadline) {
             print_message("crash: job %s not final in time (%s)\n", j->id,
                 bulkupsert_code_name(code));
             return 1;
@@ -432,7 +424,7 @@ test_kill9_under_load_loses_nothing(void **state)
     }
     int accepted = 0, lost = 0, miscounted = 0, mismatched = 0;
     int resent = 0, duplicates = 0, extra = 0, reopened = 0;
-    int64_t deadline = cr_now_ms() + 30000 * harness_slow();
+    int64_t deadline = harness_mono_ms() + 30000 * harness_slow();
     for (int i = 0; i < CR_THREADS; i++) {
         struct cr_sub *s = &subs[i];
         uint32_t model[CR_KEYS] = { 0 };

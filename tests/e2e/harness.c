@@ -675,6 +675,14 @@ harness_queue_count(struct harness *h, const char *sql)
     return v;
 }
 
+int64_t
+harness_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int
 harness_raw_call(const char *url, const void *req, size_t len,
     int timeout_ms, void **replyp, size_t *replylenp)

@@ -126,6 +126,9 @@ int harness_tcp_port(const struct harness *h);
 // DATA/queue.db; -1 when the database or row is missing.
 long long harness_queue_count(struct harness *h, const char *sql);
 
+// harness_mono_ms returns CLOCK_MONOTONIC in milliseconds.
+int64_t harness_mono_ms(void);
+
 // harness_raw_call sends len bytes as one request on a fresh nng req0
 // socket dialled to url, and waits up to timeout_ms for the reply, which
 // it returns in *replyp (malloc'd; free it) and *replylenp. Returns 0, or
