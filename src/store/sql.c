@@ -4,7 +4,6 @@
 
 #include "base/err.h"
 #include "base/log.h"
-#include "store/vfs.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -65,10 +64,7 @@ bu_sql_open(sqlite3 **dbp, const char *path, enum bu_sql_mode mode)
         // open read-write but never write.
         flags |= SQLITE_OPEN_READWRITE;
     }
-    // The VFS that starts writeback early when it registered
-    // (store/vfs.h), else the default.
-    int rc = sqlite3_open_v2(
-        path, &db, flags, bu_vfs_register() == BU_OK ? BU_VFS_NAME : NULL);
+    int rc = sqlite3_open_v2(path, &db, flags, NULL);
     if (rc != SQLITE_OK) {
         BU_ERROR("open %s: %s", path,
             db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));

@@ -29,7 +29,6 @@
 #include "store/schema.h"
 #include "store/sql.h"
 #include "store/tenant.h"
-#include "store/vfs.h"
 
 #define assert_rv(expr, want)                                               \
     do {                                                                    \
@@ -1080,36 +1079,6 @@ test_checkpointer_stopped_copies_inline(void **state)
     bu_checkpointer_free(cp);
 }
 
-// Connections of bu_sql_open go through the VFS that starts writeback
-// early: a transaction that writes 12 MiB of pages starts it at least
-// twice (every 4 MiB written to the WAL), and the rows read back.
-static void
-test_vfs_starts_writeback(void **state)
-{
-    struct fx *fx = *state;
-    char       path[160];
-
-    snprintf(path, sizeof(path), "%s/v.db", fx->dir);
-    sqlite3 *db = ckpt_open(path);
-    sqlite3_vfs *vfs = NULL;
-    assert_int_equal(
-        sqlite3_file_control(db, "main", SQLITE_FCNTL_VFS_POINTER, &vfs),
-        SQLITE_OK);
-    assert_non_null(vfs);
-    assert_string_equal(vfs->zName, BU_VFS_NAME);
-    uint64_t before = bu_vfs_kicks();
-    ckpt_fill(db, 3 * 1024); // 3072 pages of 4 KiB
-    assert_true(bu_vfs_kicks() >= before + 2);
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1,
-                         &st, NULL),
-        SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 3 * 1024);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-}
-
 static void
 test_checkpointer_bad_config(void **state)
 {
@@ -1189,8 +1158,6 @@ main(void)
         cmocka_unit_test_setup_teardown(
             test_checkpointer_stopped_copies_inline, fx_setup, fx_teardown),
         cmocka_unit_test(test_checkpointer_bad_config),
-        cmocka_unit_test_setup_teardown(
-            test_vfs_starts_writeback, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(
             test_tenant_checkpoint_with, fx_setup, fx_teardown),
     };
