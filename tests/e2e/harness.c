@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <poll.h>
 #include <signal.h>
 #include <sodium.h>
 #include <sqlite3.h>
@@ -362,6 +363,48 @@ harness_slurp(int fd, char *buf, size_t len)
     }
 }
 
+// harness_slurp_until is harness_slurp that stops at deadline_ms
+// (harness_mono_ms); returns 0 at the end of the input, -1 at the deadline
+// (buf then holds what came).
+static int
+harness_slurp_until(int fd, char *buf, size_t len, int64_t deadline_ms)
+{
+    size_t n = 0;
+    int    rv = 0;
+    for (;;) {
+        int64_t       left = deadline_ms - harness_mono_ms();
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        if (left <= 0) {
+            rv = -1;
+            break;
+        }
+        int pr = poll(&pfd, 1, left > 1000 ? 1000 : (int) left);
+        if (pr < 0 && errno == EINTR) {
+            continue;
+        }
+        if (pr == 0) {
+            continue;
+        }
+        char    tmp[4096];
+        ssize_t r = read(fd, tmp, sizeof(tmp));
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            break;
+        }
+        for (ssize_t i = 0; i < r; i++) {
+            if (buf != NULL && n + 1 < len) {
+                buf[n++] = tmp[i];
+            }
+        }
+    }
+    if (buf != NULL && len > 0) {
+        buf[n] = '\0';
+    }
+    return rv;
+}
+
 int
 harness_cli(struct harness *h, const char *token, const char *const *args,
     char *out, size_t outlen, char *err, size_t errlen)
@@ -398,7 +441,22 @@ harness_cli(struct harness *h, const char *token, const char *const *args,
         _exit(127);
     }
     close(pout[1]);
-    harness_slurp(pout[0], out, outlen);
+    // rpc-cli has two minutes (more under valgrind) to finish: a hung run
+    // shows its threads' stacks and fails its test, instead of stopping
+    // the whole test program until CTest's timeout.
+    if (harness_slurp_until(pout[0], out, outlen,
+            harness_mono_ms() + 120000 * harness_slow())
+        != 0) {
+        char cmd[128];
+        print_message("harness: rpc-cli (pid %d) still running after %d s; "
+                      "its stacks:\n",
+            (int) pid, 120 * harness_slow());
+        snprintf(cmd, sizeof(cmd),
+            "gdb -p %d -batch -ex 'thread apply all bt' 2>&1 | grep '^#'",
+            (int) pid);
+        (void) system(cmd);
+        kill(pid, SIGKILL);
+    }
     close(pout[0]);
     int status;
     waitpid(pid, &status, 0);
