@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -154,9 +153,6 @@ harness_spawn(struct harness *h, const char *const *extra)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        // Killed with the test program, however that ends (a timeout's
-        // signal included), so no daemon outlives its test.
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
         // Neither output may hold the test's pipes: ctest waits for them.
         int fd = open(h->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
@@ -420,7 +416,6 @@ harness_cli(struct harness *h, const char *token, const char *const *args,
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); // as the daemon's, above
         const char *argv[64];
         int n = 0;
         argv[n++] = BU_CLI_PATH;
