@@ -29,16 +29,30 @@
 #include <unistd.h>
 
 // Daemons started and not yet reaped: the atexit hook kills them even when
-// a failed assertion skipped the test's own stop.
+// a failed assertion skipped the test's own stop, and prints their logs
+// (that is when a test failed, and the log tells why) before it removes
+// their folders.
 #define HARNESS_MAX_LIVE 32
-static pid_t harness_live[HARNESS_MAX_LIVE];
+struct harness_live {
+    pid_t pid;
+    char  dir[256];
+    char  log[300];
+};
+static struct harness_live harness_live[HARNESS_MAX_LIVE];
+
+static void harness_dump_log_path(const char *log);
+static void harness_rmrf(const char *dir);
 
 static void
-harness_remember(pid_t pid)
+harness_remember(const struct harness *h)
 {
     for (int i = 0; i < HARNESS_MAX_LIVE; i++) {
-        if (harness_live[i] == 0) {
-            harness_live[i] = pid;
+        if (harness_live[i].pid == 0) {
+            harness_live[i].pid = h->pid;
+            snprintf(harness_live[i].dir, sizeof(harness_live[i].dir), "%s",
+                h->dir);
+            snprintf(harness_live[i].log, sizeof(harness_live[i].log), "%s",
+                h->log);
             return;
         }
     }
@@ -48,8 +62,8 @@ static void
 harness_forget(pid_t pid)
 {
     for (int i = 0; i < HARNESS_MAX_LIVE; i++) {
-        if (harness_live[i] == pid) {
-            harness_live[i] = 0;
+        if (harness_live[i].pid == pid) {
+            harness_live[i].pid = 0;
         }
     }
 }
@@ -65,27 +79,40 @@ static void
 harness_atexit(void)
 {
     for (int i = 0; i < HARNESS_MAX_LIVE; i++) {
-        if (harness_live[i] > 0) {
-            kill(harness_live[i], SIGKILL);
-            waitpid(harness_live[i], NULL, 0);
-            harness_live[i] = 0;
+        struct harness_live *l = &harness_live[i];
+        if (l->pid > 0) {
+            kill(l->pid, SIGKILL);
+            waitpid(l->pid, NULL, 0);
+            fprintf(stderr,
+                "bulkupsertd (pid %d) still ran when the test program "
+                "ended: a test failed before stopping it\n",
+                (int) l->pid);
+            harness_dump_log_path(l->log);
+            harness_rmrf(l->dir);
+            l->pid = 0;
         }
     }
 }
 
 static void
-harness_dump_log(struct harness *h)
+harness_dump_log_path(const char *log)
 {
-    FILE *f = fopen(h->log, "r");
+    FILE *f = fopen(log, "r");
     if (f == NULL) {
         return;
     }
     char line[512];
-    fprintf(stderr, "---- %s\n", h->log);
+    fprintf(stderr, "---- %s\n", log);
     while (fgets(line, sizeof(line), f) != NULL) {
         fputs(line, stderr);
     }
     fclose(f);
+}
+
+static void
+harness_dump_log(struct harness *h)
+{
+    harness_dump_log_path(h->log);
 }
 
 static void
@@ -164,7 +191,7 @@ harness_spawn(struct harness *h, const char *const *extra)
         _exit(127);
     }
     h->pid = pid;
-    harness_remember(pid);
+    harness_remember(h);
 
     // Ready when a call gets any answer from the service itself.
     bulkupsert_client *c = harness_client(h, NULL);
