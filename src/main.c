@@ -16,6 +16,7 @@
 #include "rpc/server.h"
 #include "rpc/service.h"
 #include "store/schema.h"
+#include "store/writeback.h"
 #include "work/pool.h"
 
 #include <errno.h>
@@ -359,6 +360,13 @@ main(int argc, char **argv)
     // All page caches together stay under this; SQLite recycles pages past
     // it instead of growing (DESIGN inv 6).
     sqlite3_soft_heap_limit64(MAIN_SQLITE_HEAP_LIMIT);
+    // Before any file is opened (store/writeback.h); without it SQLite
+    // writes as before, only with longer sync stalls.
+    bool writeback = bu_writeback_install() == BU_OK;
+    if (!writeback) {
+        BU_WARN("SQLite's pwrite64 cannot be replaced: writeback is not "
+                "started early");
+    }
     if (mkdir(o.data_dir, 0750) != 0 && errno != EEXIST) {
         BU_ERROR("data folder %s: %s", o.data_dir, strerror(errno));
         return 1;
@@ -458,6 +466,11 @@ out:
     bu_rpc_server_free(srv);
     bu_keyring_close(keyring);
     bu_arena_cache_release();
+    if (writeback) {
+        bu_writeback_uninstall();
+        BU_DEBUG("writeback started early %llu times",
+            (unsigned long long) bu_writeback_kicks());
+    }
     sqlite3_shutdown();
     if (status == 0) {
         BU_INFO("stopped");

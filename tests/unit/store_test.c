@@ -17,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <sqlite3.h>
@@ -29,6 +31,7 @@
 #include "store/schema.h"
 #include "store/sql.h"
 #include "store/tenant.h"
+#include "store/writeback.h"
 
 #define assert_rv(expr, want)                                               \
     do {                                                                    \
@@ -1121,9 +1124,102 @@ test_tenant_checkpoint_with(void **state)
     free(schema);
 }
 
-int
-main(void)
+// SQLite's writes start the kernel's writeback early: a transaction that
+// writes 12 MiB of pages has the thread kick it (every 4 MiB written
+// through the WAL's descriptor; kicks due before the thread gets to them
+// count once), and the rows read back.
+static void
+test_writeback_kicks(void **state)
 {
+    struct fx *fx = *state;
+    char       path[160];
+
+    assert_rv(bu_writeback_install(), BU_OK);
+    snprintf(path, sizeof(path), "%s/w.db", fx->dir);
+    sqlite3 *db = ckpt_open(path);
+    uint64_t before = bu_writeback_kicks();
+    ckpt_fill(db, 3 * 1024); // 3072 rows of a 4000-byte blob
+    for (int i = 0; i < 1000 && bu_writeback_kicks() == before; i++) {
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    assert_true(bu_writeback_kicks() > before);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1,
+                         &st, NULL),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 3 * 1024);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+// This program's path (argv[0]), to start it again as a probe.
+static const char *store_test_path = "/proc/self/exe";
+
+// close_probe is what this program does when started as
+// "store_test --close-probe PATH": open PATH, read it, close it. A close
+// that finds no other process holding the file checkpoints it and deletes
+// its WAL.
+static int
+close_probe(const char *path)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_exec(db, "SELECT count(*) FROM t", NULL, NULL, NULL);
+    }
+    sqlite3_close(db);
+    return rc == SQLITE_OK ? 0 : 1;
+}
+
+// Closing one connection keeps the locks of the process's other
+// connections to the same file (POSIX locks belong to the process and
+// file, and closing any descriptor of the file drops them all; SQLite
+// defers such closes, and nothing here may open a descriptor of its own).
+// While a connection is open, another process's close must leave the WAL
+// alone.
+static void
+test_close_keeps_other_locks(void **state)
+{
+    struct fx *fx = *state;
+    char       path[160], wal[170];
+
+    assert_rv(bu_writeback_install(), BU_OK);
+    snprintf(path, sizeof(path), "%s/l.db", fx->dir);
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    sqlite3 *keep = ckpt_open(path);
+    ckpt_fill(keep, 8);
+    sqlite3 *other = NULL;
+    assert_rv(bu_sql_open(&other, path, BU_SQL_WRITER), BU_OK);
+    ckpt_fill(other, 8);
+    sqlite3_close(other);
+    assert_true(ckpt_file_size(wal) > 0);
+
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl(store_test_path, "store_test", "--close-probe", path,
+            (char *) NULL);
+        _exit(127);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_true(ckpt_file_size(wal) > 0);
+    sqlite3_close(keep);
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--close-probe") == 0) {
+        return close_probe(argv[2]);
+    }
+    if (argc > 0 && strchr(argv[0], '/') != NULL) {
+        store_test_path = argv[0];
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_jobs_roundtrip, fx_setup, fx_teardown),
@@ -1160,6 +1256,14 @@ main(void)
         cmocka_unit_test(test_checkpointer_bad_config),
         cmocka_unit_test_setup_teardown(
             test_tenant_checkpoint_with, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_writeback_kicks, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_close_keeps_other_locks, fx_setup, fx_teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    if (bu_writeback_install() == BU_OK) {
+        bu_writeback_uninstall();
+    }
+    return failed;
 }
