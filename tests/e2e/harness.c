@@ -785,7 +785,9 @@ harness_raw_call(const char *url, const void *req, size_t len,
         (rv = nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, timeout_ms)) != 0 ||
         (rv = nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, timeout_ms)) != 0 ||
         (rv = nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 64u << 20)) != 0 ||
-        (rv = nng_dial(s, url, NULL, 0)) != 0) {
+        // Not a blocking dial: nng 1.5.2's can wait forever after the
+        // connection is up. The send waits (SENDTIMEO) for the pipe.
+        (rv = nng_dial(s, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
         nng_close(s);
         return rv;
     }

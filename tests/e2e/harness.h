@@ -132,8 +132,8 @@ int64_t harness_mono_ms(void);
 // harness_raw_call sends len bytes as one request on a fresh nng req0
 // socket dialled to url, and waits up to timeout_ms for the reply, which
 // it returns in *replyp (malloc'd; free it) and *replylenp. Returns 0, or
-// the nng error (NNG_ETIMEDOUT when no reply came, NNG_ECONNRESET when
-// the server dropped the connection). No resend: one request, one try.
+// the nng error (NNG_ETIMEDOUT when no connection or no reply came within
+// timeout_ms). No resend on a timer: one request, one try.
 int harness_raw_call(const char *url, const void *req, size_t len,
     int timeout_ms, void **replyp, size_t *replylenp);
 
