@@ -59,6 +59,24 @@ unlock_tenant(sqlite3 *db)
     sqlite3_close(db);
 }
 
+// set_import_ok calls SetImportEnabled and fails the test, with the
+// answer's code and message, unless it succeeded.
+static void
+set_import_ok(
+    bulkupsert_client *c, Bulkupsert__V1__SetImportEnabledRequest *req)
+{
+    struct bulkupsert_status                  st = { 0 };
+    Bulkupsert__V1__SetImportEnabledResponse *sr = NULL;
+    int code = bulkupsert_set_import_enabled(c, req, &sr, &st);
+    if (code != BULKUPSERT_OK) {
+        fail_msg("SetImportEnabled %s: %s: %s", req->column,
+            bulkupsert_code_name(code),
+            st.message != NULL ? st.message : "(no message)");
+    }
+    bulkupsert__v1__set_import_enabled_response__free_unpacked(sr, NULL);
+    bulkupsert_status_clear(&st);
+}
+
 // submit_one submits one record (key, name); returns the code and, when
 // OK, the job id in id (37 bytes).
 static int
@@ -259,20 +277,13 @@ test_idempotent_retry_after_column_change(void **state)
     off.column = "name";
     off.has_enabled = 1;
     off.enabled = 0;
-    Bulkupsert__V1__SetImportEnabledResponse *sr = NULL;
-    assert_int_equal(bulkupsert_set_import_enabled(c, &off, &sr, &st),
-        BULKUPSERT_OK);
-    bulkupsert__v1__set_import_enabled_response__free_unpacked(sr, NULL);
-    bulkupsert_status_clear(&st);
+    set_import_ok(c, &off);
     assert_int_equal(submit_one(c, "k9", "a", NULL, id, &st),
         BULKUPSERT_INVALID_ARGUMENT);
     bulkupsert_status_clear(&st);
     assert_string_equal(submit_ok(c, "k1", "a", "key-1"), first);
     off.enabled = 1;
-    assert_int_equal(bulkupsert_set_import_enabled(c, &off, &sr, &st),
-        BULKUPSERT_OK);
-    bulkupsert__v1__set_import_enabled_response__free_unpacked(sr, NULL);
-    bulkupsert_status_clear(&st);
+    set_import_ok(c, &off);
 
     bulkupsert_client_close(c);
     free(tok);
