@@ -9,6 +9,9 @@
 #include <stddef.h>
 #include <sys/stat.h>
 
+#define SQL_BUSY_TIMEOUT_MS 5000
+#define SQL_BUSY_RETRY_MS   5
+
 int
 bu_sql_err(int rc)
 {
@@ -48,6 +51,32 @@ bu_sql_exec(sqlite3 *db, const char *sql, const char *what)
     return BU_OK;
 }
 
+// sql_wal_mode puts db in WAL mode. SQLite does not call the busy handler
+// for this pragma: two connections that open a new file at once (a worker
+// and a handler, on a tenant's first request) make one of them fail at
+// once with SQLITE_BUSY. It is retried here for as long as the busy
+// timeout would have waited.
+static int
+sql_wal_mode(sqlite3 *db, const char *path)
+{
+    int waited_ms = 0;
+    for (;;) {
+        char *msg = NULL;
+        int rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, &msg);
+        if ((rc & 0xff) != SQLITE_BUSY || waited_ms >= SQL_BUSY_TIMEOUT_MS) {
+            if (rc != SQLITE_OK) {
+                BU_ERROR("%s: WAL mode: %s", path,
+                    msg != NULL ? msg : sqlite3_errstr(rc));
+            }
+            sqlite3_free(msg);
+            return bu_sql_err(rc);
+        }
+        sqlite3_free(msg);
+        sqlite3_sleep(SQL_BUSY_RETRY_MS);
+        waited_ms += SQL_BUSY_RETRY_MS;
+    }
+}
+
 int
 bu_sql_open(sqlite3 **dbp, const char *path, enum bu_sql_mode mode)
 {
@@ -71,13 +100,16 @@ bu_sql_open(sqlite3 **dbp, const char *path, enum bu_sql_mode mode)
         sqlite3_close(db);
         return bu_sql_err(rc) == BU_EIO ? BU_EIO : BU_ESTORE;
     }
-    sqlite3_busy_timeout(db, 5000);
+    sqlite3_busy_timeout(db, SQL_BUSY_TIMEOUT_MS);
     sqlite3_extended_result_codes(db, 1);
-    const char *pragmas = mode == BU_SQL_WRITER
-        ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-          "PRAGMA foreign_keys=ON;"
-        : "PRAGMA query_only=1;";
-    int         rv = bu_sql_exec(db, pragmas, path);
+    int rv = mode == BU_SQL_WRITER ? sql_wal_mode(db, path) : BU_OK;
+    if (rv == BU_OK) {
+        rv = bu_sql_exec(db,
+            mode == BU_SQL_WRITER
+                ? "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+                : "PRAGMA query_only=1;",
+            path);
+    }
     if (rv != BU_OK) {
         sqlite3_close(db);
         return rv;

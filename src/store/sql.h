@@ -17,10 +17,12 @@ enum bu_sql_mode {
     BU_SQL_READER, // read-only; the file must exist
 };
 
-// bu_sql_open opens path in WAL mode with a busy timeout. Returns BU_ENOENT
-// (reader and no file), BU_ESTORE (any other SQLite failure; the log names
-// path and SQLite's message). *dbp is written only on success; release with
-// sqlite3_close.
+// bu_sql_open opens path in WAL mode with a busy timeout (5 s, which also
+// bounds the wait for another connection that is converting a new file to
+// WAL at the same time). Returns BU_ENOENT (reader and no file), BU_EBUSY
+// (still locked after the timeout), BU_ESTORE (any other SQLite failure;
+// the log names path and SQLite's message). *dbp is written only on success;
+// release with sqlite3_close.
 int bu_sql_open(sqlite3 **dbp, const char *path, enum bu_sql_mode mode);
 
 // bu_sql_exec runs sql (one or more statements). Returns BU_OK or the
