@@ -159,6 +159,33 @@ struct pool_job {
     char    tenant[64];
 };
 
+// pool_busy_pause logs that tenant's database was locked past the busy
+// timeout and pauses before the next try.
+static void
+pool_busy_pause(const struct pool_worker *w, const char *tenant)
+{
+    BU_WARN("worker %d: tenant %s busy, retrying", w->index, tenant);
+    struct timespec ts = { 0, 200 * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+// pool_tenant_get_waiting is pool_tenant_get, waiting out a database
+// locked by another writer (a schema change, an operator's tool) the way
+// pool_apply_chunk does: opening a writer takes the write lock once.
+static int
+pool_tenant_get_waiting(
+    struct pool_worker *w, const char *tenant, struct pool_tenant **tp)
+{
+    int rv = BU_OK;
+    for (int attempt = 0;; attempt++) {
+        rv = pool_tenant_get(w, tenant, tp);
+        if (rv != BU_EBUSY || attempt == POOL_BUSY_RETRIES) {
+            return rv;
+        }
+        pool_busy_pause(w, tenant);
+    }
+}
+
 // pool_apply_chunk applies the jobs of one tenant in one transaction,
 // waiting out a database locked by another writer (a schema change, an
 // operator's tool): the jobs must not stay RUNNING.
@@ -170,13 +197,10 @@ pool_apply_chunk(struct pool_worker *w, struct pool_tenant *t,
     for (int attempt = 0;; attempt++) {
         rv = bu_apply_batch(t->db, items, n);
         if (rv != BU_EBUSY || attempt == POOL_BUSY_RETRIES) {
-            break;
+            return rv;
         }
-        BU_WARN("worker %d: tenant %s busy, retrying", w->index, t->name);
-        struct timespec ts = { 0, 200 * 1000000L };
-        nanosleep(&ts, NULL);
+        pool_busy_pause(w, t->name);
     }
-    return rv;
 }
 
 // pool_report sends the finished event of one applied (or failed) item.
@@ -223,7 +247,7 @@ pool_run_group(struct pool_worker *w, struct pool_job *const *jobs, size_t n)
         return; // the journal is stopping: the jobs stay for the next start
     }
     struct pool_tenant *t = NULL;
-    int                 rv = pool_tenant_get(w, tenant, &t);
+    int                 rv = pool_tenant_get_waiting(w, tenant, &t);
     if (rv != BU_OK) {
         BU_ERROR("worker %d: tenant %s: %s; its jobs resume at the next "
                  "start",

@@ -337,6 +337,45 @@ test_tenant_queue_limit_429(void **state)
     assert_int_equal(harness_stop(&h), 0);
 }
 
+// A worker that opens a tenant's database while another writer holds it
+// for longer than SQLite's busy timeout (5 s) waits it out and applies the
+// job, as it does for a locked transaction; it used to leave the job
+// RUNNING until the next start.
+static void
+test_worker_waits_out_a_locked_open(void **state)
+{
+    (void) state;
+    struct harness h;
+    harness_start(&h, NULL);
+    char *tok = harness_token(&h, "acme", ALLP, 3600);
+    bulkupsert_client *c = harness_client(&h, tok);
+    wait_state(c, submit_ok(c, "k0", "x", NULL),
+        BULKUPSERT__V1__JOB_STATE__JOB_STATE_COMPLETED);
+    bulkupsert_client_close(c);
+
+    // A new start: no worker has the database open.
+    assert_int_equal(harness_signal(&h, SIGTERM), 0);
+    harness_restart(&h, NULL);
+    c = harness_client(&h, tok);
+    sqlite3 *lock = lock_tenant(&h, "acme");
+    char held[37];
+    snprintf(held, sizeof(held), "%s", submit_ok(c, "k1", "x", NULL));
+    harness_sleep_ms(6500); // past the worker's first busy timeout
+    int now = job_state(c, held);
+    assert_true(now == BULKUPSERT__V1__JOB_STATE__JOB_STATE_QUEUED
+        || now == BULKUPSERT__V1__JOB_STATE__JOB_STATE_RUNNING);
+    unlock_tenant(lock);
+    wait_state(c, held, BULKUPSERT__V1__JOB_STATE__JOB_STATE_COMPLETED);
+    assert_int_equal(
+        harness_count(&h, "acme",
+            "SELECT count(*) FROM master_contact WHERE contact_key = 'k1'"),
+        1);
+
+    bulkupsert_client_close(c);
+    free(tok);
+    assert_int_equal(harness_stop(&h), 0);
+}
+
 struct add_call {
     struct harness *h;
     const char *token;
@@ -410,6 +449,7 @@ main(void)
         cmocka_unit_test(test_idempotency_conflict_and_retention),
         cmocka_unit_test(test_idempotent_retry_after_column_change),
         cmocka_unit_test(test_tenant_queue_limit_429),
+        cmocka_unit_test(test_worker_waits_out_a_locked_open),
         cmocka_unit_test(test_sigterm_answers_503_and_finishes_calls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
