@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -92,6 +93,69 @@ harness_atexit(void)
             l->pid = 0;
         }
     }
+}
+
+// The watchdog: a test program still running HARNESS_WATCHDOG_S seconds
+// after its first harness_start (CTest kills it at 300) prints its own
+// threads' stacks and its live daemons' stacks and logs, then ends them
+// and itself, so that a hang leaves evidence. BU_TEST_WATCHDOG_S
+// overrides the delay (to try it).
+#define HARNESS_WATCHDOG_S 270
+
+// harness_gdb_stacks prints the stacks of pid's threads on stderr. Only
+// async-signal-safe calls: it runs in the watchdog's signal handler.
+static void
+harness_gdb_stacks(pid_t pid)
+{
+    char digits[16], num[16];
+    int  n = 0;
+    for (unsigned v = (unsigned) pid; n == 0 || v > 0; v /= 10) {
+        digits[n++] = (char) ('0' + v % 10);
+    }
+    for (int i = 0; i < n; i++) {
+        num[i] = digits[n - 1 - i];
+    }
+    num[n] = '\0';
+    pid_t g = fork();
+    if (g == 0) {
+        dup2(2, 1);
+        execlp("gdb", "gdb", "-p", num, "-batch", "-ex",
+            "thread apply all bt 25", (char *) NULL);
+        _exit(127);
+    }
+    if (g > 0) {
+        waitpid(g, NULL, 0);
+    }
+}
+
+static void harness_atexit(void);
+
+static void
+harness_watchdog(int sig)
+{
+    (void) sig;
+    static const char msg[] = "harness: the test program still runs at "
+                              "its watchdog; the stacks of it and its "
+                              "daemons follow\n";
+    (void) !write(2, msg, sizeof(msg) - 1);
+    prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY);
+    harness_gdb_stacks(getpid());
+    for (int i = 0; i < HARNESS_MAX_LIVE; i++) {
+        if (harness_live[i].pid > 0) {
+            harness_gdb_stacks(harness_live[i].pid);
+        }
+    }
+    harness_atexit(); // the daemons' logs; kills them, removes folders
+    _exit(124);
+}
+
+static void
+harness_watchdog_start(void)
+{
+    const char *env = getenv("BU_TEST_WATCHDOG_S");
+    int         s = env != NULL ? atoi(env) : HARNESS_WATCHDOG_S;
+    signal(SIGALRM, harness_watchdog);
+    alarm(s > 0 ? (unsigned) s : HARNESS_WATCHDOG_S);
 }
 
 static void
@@ -231,6 +295,7 @@ harness_start(struct harness *h, const char *const *extra)
     static int hooked;
     if (!hooked) {
         atexit(harness_atexit);
+        harness_watchdog_start();
         hooked = 1;
     }
     assert_true(sodium_init() >= 0);
