@@ -145,6 +145,20 @@ wait_state(bulkupsert_client *c, const char *id, int state)
         job_state(c, id));
 }
 
+// start_with_acme starts a daemon with extra arguments (may be NULL) and
+// returns a client of tenant acme (its token in *tokp) whose first job has
+// completed, so that the tenant's database exists.
+static bulkupsert_client *
+start_with_acme(struct harness *h, const char *const *extra, char **tokp)
+{
+    harness_start(h, extra);
+    *tokp = harness_token(h, "acme", ALLP, 3600);
+    bulkupsert_client *c = harness_client(h, *tokp);
+    wait_state(c, submit_ok(c, "k0", "x", NULL),
+        BULKUPSERT__V1__JOB_STATE__JOB_STATE_COMPLETED);
+    return c;
+}
+
 static int
 cancel(bulkupsert_client *c, const char *id, struct bulkupsert_status *st)
 {
@@ -297,11 +311,8 @@ test_tenant_queue_limit_429(void **state)
     struct harness h;
     const char *args[] = { "--workers", "1", "--tenant-max-queued", "2",
         NULL };
-    harness_start(&h, args);
-    char *tok = harness_token(&h, "acme", ALLP, 3600);
-    bulkupsert_client *c = harness_client(&h, tok);
-    wait_state(c, submit_ok(c, "k0", "x", NULL),
-        BULKUPSERT__V1__JOB_STATE__JOB_STATE_COMPLETED);
+    char *tok = NULL;
+    bulkupsert_client *c = start_with_acme(&h, args, &tok);
 
     sqlite3 *lock = lock_tenant(&h, "acme");
     char held[37];
@@ -346,11 +357,8 @@ test_worker_waits_out_a_locked_open(void **state)
 {
     (void) state;
     struct harness h;
-    harness_start(&h, NULL);
-    char *tok = harness_token(&h, "acme", ALLP, 3600);
-    bulkupsert_client *c = harness_client(&h, tok);
-    wait_state(c, submit_ok(c, "k0", "x", NULL),
-        BULKUPSERT__V1__JOB_STATE__JOB_STATE_COMPLETED);
+    char *tok = NULL;
+    bulkupsert_client *c = start_with_acme(&h, NULL, &tok);
     bulkupsert_client_close(c);
 
     // A new start: no worker has the database open.
@@ -406,11 +414,8 @@ test_sigterm_answers_503_and_finishes_calls(void **state)
 {
     (void) state;
     struct harness h;
-    harness_start(&h, NULL);
-    char *tok = harness_token(&h, "acme", ALLP, 3600);
-    bulkupsert_client *c = harness_client(&h, tok);
-    wait_state(c, submit_ok(c, "k0", "x", NULL),
-        BULKUPSERT__V1__JOB_STATE__JOB_STATE_COMPLETED);
+    char *tok = NULL;
+    bulkupsert_client *c = start_with_acme(&h, NULL, &tok);
 
     // AddColumn waits for the tenant's write lock: a call in flight.
     sqlite3 *lock = lock_tenant(&h, "acme");
