@@ -1089,8 +1089,9 @@ main_scaling(struct bench *b)
     return 0;
 }
 
-// main_machine prints what the figures depend on: CPUs, memory, and the
-// cost of one fdatasync in the work folder.
+// main_machine prints what the figures depend on: CPUs, memory, the cost
+// of one fdatasync in the work folder, and how steady the CPUs are (the
+// times of a 1 ms task: latency percentiles cannot be below them).
 static void
 main_machine(struct bench *b)
 {
@@ -1116,12 +1117,21 @@ main_machine(struct bench *b)
             fprintf(stderr, "bulkupsert-bench: fsync probe: %s\n", b->err);
         }
     }
+    double cpu_min = -1, cpu_p50 = -1, cpu_p99 = -1;
+    if (baseline_cpu_probe(
+            500, &cpu_min, &cpu_p50, &cpu_p99, b->err, sizeof(b->err))
+        != 0) {
+        fprintf(stderr, "bulkupsert-bench: CPU probe: %s\n", b->err);
+    }
     printf("MACHINE nproc=%ld", ncpu);
     main_num(stdout, "mem_mb", mem_mb, 0);
     main_num(stdout, "fdatasync_p50_ms", p50[0], 3);
     main_num(stdout, "fdatasync_p99_ms", p99[0], 3);
     main_num(stdout, "append_fdatasync_p50_ms", p50[1], 3);
     main_num(stdout, "append_fdatasync_p99_ms", p99[1], 3);
+    main_num(stdout, "cpu_task_min_ms", cpu_min, 3);
+    main_num(stdout, "cpu_task_p50_ms", cpu_p50, 3);
+    main_num(stdout, "cpu_task_p99_ms", cpu_p99, 3);
     printf(" seed=%llu\n", (unsigned long long) b->salt);
     fflush(stdout);
 }
