@@ -320,7 +320,8 @@ journal_write_submit(struct bu_journal *j, struct bu_journal_submit *s)
     }
     memset(&s->existing, 0, sizeof(s->existing));
     int rv = bu_jobs_insert(j->jobs, s->job_id, s->tenant, s->idem, s->payload,
-        s->len, s->digest, s->total, bu_now_ms(), &s->existing.seq);
+        s->len, s->idem != NULL ? s->digest : NULL, s->total, bu_now_ms(),
+        &s->existing.seq);
     if (rv == BU_OK) {
         snprintf(
             s->existing.job_id, sizeof(s->existing.job_id), "%s", s->job_id);

@@ -40,7 +40,7 @@ struct bu_journal_submit {
     char        job_id[BU_JOB_ID_SIZE]; // the new job's id
     char        tenant[64];
     const char *idem;                   // idempotency key or NULL
-    uint8_t     digest[BU_DIGEST_SIZE]; // of the payload, for idem repeats
+    uint8_t     digest[BU_DIGEST_SIZE]; // of the payload; with idem only
     const void *payload;                // serialized request
     size_t      len;
     uint32_t    total; // records in the request
