@@ -8,12 +8,17 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 // bu_now_ms returns the Unix time in milliseconds.
 int64_t bu_now_ms(void);
 
 // bu_mono_ms returns a monotonic clock in milliseconds (for timeouts).
 int64_t bu_mono_ms(void);
+
+// bu_deadline_after returns the CLOCK_REALTIME time ms milliseconds from
+// now, the form pthread_cond_timedwait takes.
+struct timespec bu_deadline_after(int64_t ms);
 
 // bu_rfc3339_format writes secs as "YYYY-MM-DDTHH:MM:SSZ" into buf (at
 // least 21 bytes). Returns BU_EINVAL when buf is too small.

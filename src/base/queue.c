@@ -2,6 +2,7 @@
 // Mutex + condvar FIFO with close-to-stop semantics.
 #include "base/queue.h"
 
+#include "base/clock.h"
 #include "base/err.h"
 
 #include <errno.h>
@@ -92,14 +93,7 @@ bu_queue_get_all(struct bu_queue *q)
 struct bu_qnode *
 bu_queue_get_all_until(struct bu_queue *q, int timeout_ms, bool *closedp)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = bu_deadline_after(timeout_ms);
     pthread_mutex_lock(&q->mu);
     int rc = 0;
     while (q->head == NULL && !q->closed && rc != ETIMEDOUT) {

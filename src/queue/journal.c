@@ -533,13 +533,7 @@ journal_checkpoint_main(void *arg)
     struct bu_journal *j = arg;
     pthread_mutex_lock(&j->ckpt_mu);
     while (!j->ckpt_stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += JOURNAL_CHECKPOINT_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = bu_deadline_after(JOURNAL_CHECKPOINT_MS);
         pthread_cond_timedwait(&j->ckpt_cv, &j->ckpt_mu, &until);
         pthread_mutex_unlock(&j->ckpt_mu);
         (void) bu_jobs_checkpoint(j->ckpt, NULL, NULL);

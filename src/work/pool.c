@@ -6,6 +6,12 @@
  *
  * Stop: closing the pull sockets makes nng_recvmsg return NNG_ECLOSED in
  * each worker, which then exits after the job it is applying.
+ *
+ * Storage trouble (a full disk, an I/O error, a lock held by another
+ * program) never skips a job: the worker tries the same jobs again, after
+ * a pause that grows, until they apply or the pool stops, and the
+ * tenant's later jobs wait behind them in the pipe (DESIGN inv 3). Only a
+ * database that is not one, or is corrupt, fails its jobs for good.
  */
 #include "work/pool.h"
 
@@ -18,6 +24,7 @@
 #include "store/tenant.h"
 #include "work/apply.h"
 
+#include <errno.h>
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/pull.h>
 #include <nng/protocol/pipeline0/push.h>
@@ -28,8 +35,11 @@
 #include <time.h>
 
 #define POOL_MAX_WORKERS 64
-// Each busy wait is SQLite's busy timeout (5 s) plus 200 ms: ~5 minutes.
-#define POOL_BUSY_RETRIES 60
+// After a busy timeout (SQLite's, 5 s), the next try comes 200 ms later;
+// after other storage trouble, 500 ms later, doubling up to 30 s.
+#define POOL_BUSY_PAUSE_MS  200
+#define POOL_RETRY_FIRST_MS 500
+#define POOL_RETRY_MAX_MS   30000
 // A batch: the jobs taken from the pipe at once, and the request bytes one
 // transaction holds in memory. Random keys dirty a page per row until most
 // of the table's pages are dirty, so the more rows a transaction holds, the
@@ -80,6 +90,11 @@ struct bu_pool {
     bool                  dispatcher_started;
     // Copies the tenants' WALs back while the workers report and gather.
     struct bu_checkpointer *checkpointer;
+    // Set by bu_pool_stop; ends a worker's pause between two tries.
+    pthread_mutex_t stop_mu;
+    pthread_cond_t  stop_cv;
+    bool            stop_ready;
+    bool            stopping;
 };
 
 // FNV-1a: a stable tenant -> worker map.
@@ -159,48 +174,51 @@ struct pool_job {
     char    tenant[64];
 };
 
-// pool_busy_pause logs that tenant's database was locked past the busy
-// timeout and pauses before the next try.
-static void
-pool_busy_pause(const struct pool_worker *w, const char *tenant)
+// pool_permanent tells storage trouble that no retry can mend (the file is
+// not a database, or is corrupt) from the kind that passes.
+static bool
+pool_permanent(int rv)
 {
-    BU_WARN("worker %d: tenant %s busy, retrying", w->index, tenant);
-    struct timespec ts = { 0, 200 * 1000000L };
-    nanosleep(&ts, NULL);
+    return rv == BU_ECORRUPT || rv == BU_EINVAL;
 }
 
-// pool_tenant_get_waiting is pool_tenant_get, waiting out a database
-// locked by another writer (a schema change, an operator's tool) the way
-// pool_apply_chunk does: opening a writer takes the write lock once.
-static int
-pool_tenant_get_waiting(
-    struct pool_worker *w, const char *tenant, struct pool_tenant **tp)
+// pool_retry is called after try number attempt (0 first) at the tenant's
+// jobs failed with rv. It logs, pauses and returns true to try again, or
+// returns false at once for permanent trouble, and after (or during) the
+// pause once the pool is stopping.
+static bool
+pool_retry(struct pool_worker *w, const char *tenant, int rv, int attempt)
 {
-    int rv = BU_OK;
-    for (int attempt = 0;; attempt++) {
-        rv = pool_tenant_get(w, tenant, tp);
-        if (rv != BU_EBUSY || attempt == POOL_BUSY_RETRIES) {
-            return rv;
-        }
-        pool_busy_pause(w, tenant);
+    if (pool_permanent(rv)) {
+        return false;
     }
-}
-
-// pool_apply_chunk applies the jobs of one tenant in one transaction,
-// waiting out a database locked by another writer (a schema change, an
-// operator's tool): the jobs must not stay RUNNING.
-static int
-pool_apply_chunk(struct pool_worker *w, struct pool_tenant *t,
-    struct bu_apply_item *items, size_t n)
-{
-    int rv = BU_OK;
-    for (int attempt = 0;; attempt++) {
-        rv = bu_apply_batch(t->db, items, n);
-        if (rv != BU_EBUSY || attempt == POOL_BUSY_RETRIES) {
-            return rv;
+    int64_t pause_ms = POOL_BUSY_PAUSE_MS;
+    if (rv == BU_EBUSY) {
+        if (attempt % 12 == 0) { // about once a minute
+            BU_WARN("worker %d: tenant %s is locked by another writer; "
+                    "waiting (its later jobs wait too)",
+                w->index, tenant);
         }
-        pool_busy_pause(w, t->name);
+    } else {
+        pause_ms = POOL_RETRY_FIRST_MS;
+        for (int i = 0; i < attempt && pause_ms < POOL_RETRY_MAX_MS; i++) {
+            pause_ms *= 2;
+        }
+        pause_ms = pause_ms < POOL_RETRY_MAX_MS ? pause_ms : POOL_RETRY_MAX_MS;
+        BU_ERROR("worker %d: tenant %s: %s; trying again in %lld ms (its "
+                 "later jobs wait)",
+            w->index, tenant, bu_strerror(rv), (long long) pause_ms);
     }
+    struct bu_pool *pool = w->pool;
+    struct timespec until = bu_deadline_after(pause_ms);
+    pthread_mutex_lock(&pool->stop_mu);
+    int rc = 0;
+    while (!pool->stopping && rc != ETIMEDOUT) {
+        rc = pthread_cond_timedwait(&pool->stop_cv, &pool->stop_mu, &until);
+    }
+    bool go_on = !pool->stopping;
+    pthread_mutex_unlock(&pool->stop_mu);
+    return go_on;
 }
 
 // pool_report sends the finished event of one applied (or failed) item.
@@ -227,8 +245,24 @@ pool_report(struct pool_worker *w, const char *tenant,
     cfg->on_event(cfg->event_arg, &ev);
 }
 
+// pool_fail_jobs reports the claimed jobs among ids[from..n) FAILED with
+// rv: their tenant's database cannot be used at all.
+static void
+pool_fail_jobs(struct pool_worker *w, const char *tenant,
+    const char *const *ids, const int *claimed, size_t from, size_t n, int rv)
+{
+    for (size_t i = from; i < n; i++) {
+        if (claimed[i] == BU_OK) {
+            struct bu_apply_item item = { .job_id = ids[i], .rv = rv };
+            pool_report(w, tenant, &item);
+        }
+    }
+}
+
 // pool_run_group claims, applies and reports the jobs of one tenant, in
-// order, in transactions of up to POOL_BATCH_BYTES of requests.
+// order, in transactions of up to POOL_BATCH_BYTES of requests. Storage
+// trouble is retried (pool_retry) with the same jobs; when the pool stops
+// meanwhile, the jobs left stay RUNNING and resume at the next start.
 static void
 pool_run_group(struct pool_worker *w, struct pool_job *const *jobs, size_t n)
 {
@@ -247,29 +281,48 @@ pool_run_group(struct pool_worker *w, struct pool_job *const *jobs, size_t n)
         return; // the journal is stopping: the jobs stay for the next start
     }
     struct pool_tenant *t = NULL;
-    int                 rv = pool_tenant_get_waiting(w, tenant, &t);
+    int                 rv;
+    for (int attempt = 0; (rv = pool_tenant_get(w, tenant, &t)) != BU_OK;
+         attempt++) {
+        if (!pool_retry(w, tenant, rv, attempt)) {
+            break;
+        }
+    }
     if (rv != BU_OK) {
-        BU_ERROR("worker %d: tenant %s: %s; its jobs resume at the next "
-                 "start",
-            w->index, tenant, bu_strerror(rv));
+        if (pool_permanent(rv)) {
+            pool_fail_jobs(w, tenant, ids, claimed, 0, n, rv);
+        }
         return;
     }
     size_t i = 0;
     while (i < n) {
         // One chunk: claimed jobs whose payloads fit the byte bound.
         size_t k = 0, bytes = 0;
-        for (; i < n && (k == 0 || bytes < POOL_BATCH_BYTES); i++) {
+        size_t first = i;
+        rv = BU_OK;
+        for (; rv == BU_OK && i < n && (k == 0 || bytes < POOL_BATCH_BYTES);
+             i++) {
             if (claimed[i] != BU_OK) {
                 continue; // cancelled, or finished by an earlier dispatch
             }
             size_t   len = 0;
             uint8_t *p = NULL;
-            rv = bu_jobs_payload(w->jobs, ids[i], &p, &len);
-            if (rv != BU_OK) {
-                if (rv != BU_ENOENT) {
-                    BU_ERROR("job %s: payload: %s", ids[i], bu_strerror(rv));
+            for (int attempt = 0;
+                 (rv = bu_jobs_payload(w->jobs, ids[i], &p, &len)) != BU_OK
+                 && rv != BU_ENOENT;
+                 attempt++) {
+                BU_ERROR("job %s: reading its request: %s", ids[i],
+                    bu_strerror(rv));
+                if (!pool_retry(w, tenant, rv, attempt)) {
+                    break;
                 }
+            }
+            if (rv == BU_ENOENT) {
+                rv = BU_OK; // purged: nothing to apply
                 continue;
+            }
+            if (rv != BU_OK) {
+                break;
             }
             payloads[k] = p;
             items[k] = (struct bu_apply_item) {
@@ -282,20 +335,31 @@ pool_run_group(struct pool_worker *w, struct pool_job *const *jobs, size_t n)
             bytes += len;
         }
         int64_t t0 = bu_mono_ms();
-        rv = k > 0 ? pool_apply_chunk(w, t, items, k) : BU_OK;
+        for (int attempt = 0; rv == BU_OK && k > 0
+             && (rv = bu_apply_batch(t->db, items, k)) != BU_OK;
+             attempt++) {
+            if (pool_retry(w, tenant, rv, attempt)) {
+                rv = BU_OK;
+            }
+        }
         BU_DEBUG("worker %d: tenant %s: %zu jobs, %zu bytes in %lld ms",
             w->index, tenant, k, bytes, (long long) (bu_mono_ms() - t0));
-        if (rv != BU_OK) {
-            BU_ERROR("worker %d: tenant %s: %zu jobs not applied, they "
-                     "resume at the next start: %s",
-                w->index, tenant, k, bu_strerror(rv));
-        }
         for (size_t x = 0; x < k; x++) {
             if (rv == BU_OK) {
                 pool_report(w, tenant, &items[x]);
             }
             bu_free(payloads[x]);
             payloads[x] = NULL;
+        }
+        if (rv != BU_OK) {
+            if (pool_permanent(rv)) {
+                pool_fail_jobs(w, tenant, ids, claimed, first, n, rv);
+            } else {
+                BU_WARN("worker %d: tenant %s: stopping with %zu jobs not "
+                        "applied; they resume at the next start",
+                    w->index, tenant, n - first);
+            }
+            return;
         }
     }
     pool_tenant_purge(w, t);
@@ -453,6 +517,14 @@ bu_pool_start(struct bu_pool **poolp, const struct bu_pool_config *cfg)
     int rv = bu_queue_init(&pool->outbox);
     pool->outbox_ready = rv == BU_OK;
     if (rv == BU_OK) {
+        pool->stop_ready = pthread_mutex_init(&pool->stop_mu, NULL) == 0;
+        if (pool->stop_ready && pthread_cond_init(&pool->stop_cv, NULL) != 0) {
+            pthread_mutex_destroy(&pool->stop_mu);
+            pool->stop_ready = false;
+        }
+        rv = pool->stop_ready ? BU_OK : BU_ENOMEM;
+    }
+    if (rv == BU_OK) {
         rv = bu_checkpointer_start(&pool->checkpointer, BU_TENANT_WAL_FRAMES);
     }
     for (int i = 0; rv == BU_OK && i < cfg->nworkers; i++) {
@@ -521,6 +593,12 @@ bu_pool_stop(struct bu_pool *pool)
         pthread_join(pool->dispatcher, NULL);
         pool->dispatcher_started = false;
     }
+    if (pool->stop_ready) {
+        pthread_mutex_lock(&pool->stop_mu);
+        pool->stopping = true;
+        pthread_cond_broadcast(&pool->stop_cv);
+        pthread_mutex_unlock(&pool->stop_mu);
+    }
     for (int i = 0; i < pool->nworkers; i++) {
         nng_close(pool->workers[i].pull);
     }
@@ -557,5 +635,9 @@ bu_pool_free(struct bu_pool *pool)
         bu_queue_fini(&pool->outbox);
     }
     bu_checkpointer_free(pool->checkpointer);
+    if (pool->stop_ready) {
+        pthread_cond_destroy(&pool->stop_cv);
+        pthread_mutex_destroy(&pool->stop_mu);
+    }
     bu_free(pool);
 }

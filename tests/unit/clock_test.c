@@ -2,7 +2,8 @@
 /*
  * Tests of the RFC 3339 helpers that token claims depend on: the "Z" form
  * written by bu_rfc3339_format, and the strict §5.6 reader (uppercase T and
- * Z, real calendar dates, offsets, fractions, nothing trailing).
+ * Z, real calendar dates, offsets, fractions, nothing trailing), and the
+ * deadlines given to pthread_cond_timedwait.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -153,6 +154,24 @@ test_refused(void **state)
 }
 
 
+// bu_deadline_after: now plus ms on the real-time clock, with the
+// nanoseconds carried into the seconds.
+static void
+test_deadline_after(void **state)
+{
+    (void) state;
+    static const int64_t delays[] = { 0, 1, 999, 1000, 1500, 61999 };
+    for (size_t i = 0; i < sizeof(delays) / sizeof(delays[0]); i++) {
+        int64_t         before = bu_now_ms();
+        struct timespec ts = bu_deadline_after(delays[i]);
+        int64_t         after = bu_now_ms();
+        assert_true(ts.tv_nsec >= 0 && ts.tv_nsec < 1000000000L);
+        int64_t at = (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        assert_true(at >= before + delays[i]);
+        assert_true(at <= after + delays[i]);
+    }
+}
+
 static void
 test_duration_parse(void **state)
 {
@@ -185,6 +204,7 @@ main(void)
         return 1;
     }
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_deadline_after),
         cmocka_unit_test(test_duration_parse),
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_roundtrip),

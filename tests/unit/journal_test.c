@@ -6,10 +6,12 @@
  * commit and across them; per-tenant acceptance order with several
  * workers (DESIGN inv 3); recovery of jobs left QUEUED or RUNNING,
  * including one already applied before the "crash" (inv 2); and a stop
- * with jobs still in flight, resumed by the next start; and a dispatch that
- * never waits on a worker. Waits are bounded polls (30 s), never timing
+ * with jobs still in flight, resumed by the next start; a dispatch that
+ * never waits on a worker; and storage trouble (writes failing as on a
+ * full disk), retried without losing the tenant's order. Waits are bounded polls (30 s), never timing
  * assertions.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <setjmp.h>
@@ -21,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <nng/nng.h>
@@ -899,6 +902,167 @@ test_pool_dispatch_never_waits(void **state)
     pthread_mutex_destroy(&g.mu);
 }
 
+// ---- storage trouble: a tenant database's writes fail for a while ----
+
+// SQLite's unix VFS makes its writes through a system call table that a
+// program may change (xSetSystemCall): while fault.on is set, every write
+// to a file under tenants/ fails with ENOSPC, as on a full disk.
+static struct {
+    sqlite3_syscall_ptr orig;
+    atomic_bool         on;
+    atomic_int          failed; // writes refused so far
+} fault;
+
+static ssize_t
+fault_pwrite64(int fd, const void *buf, size_t n, off_t off)
+{
+    if (atomic_load(&fault.on)) {
+        char link[64], path[512];
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        ssize_t len = readlink(link, path, sizeof(path) - 1);
+        path[len > 0 ? len : 0] = '\0';
+        if (strstr(path, "/tenants/") != NULL) {
+            atomic_fetch_add(&fault.failed, 1);
+            errno = ENOSPC;
+            return -1;
+        }
+    }
+    return ((ssize_t(*)(int, const void *, size_t, off_t)) fault.orig)(
+        fd, buf, n, off);
+}
+
+static void
+fault_install(void)
+{
+    sqlite3_vfs *vfs = sqlite3_vfs_find(NULL);
+    assert_non_null(vfs);
+    fault.orig = vfs->xGetSystemCall(vfs, "pwrite64");
+    assert_non_null(fault.orig);
+    atomic_store(&fault.on, false);
+    atomic_store(&fault.failed, 0);
+    assert_int_equal(vfs->xSetSystemCall(vfs, "pwrite64",
+                         (sqlite3_syscall_ptr) fault_pwrite64),
+        SQLITE_OK);
+}
+
+static void
+fault_uninstall(void)
+{
+    sqlite3_vfs *vfs = sqlite3_vfs_find(NULL);
+    assert_int_equal(vfs->xSetSystemCall(vfs, "pwrite64", fault.orig),
+        SQLITE_OK);
+}
+
+// fault_wait_failures waits (bounded) until at least n writes failed.
+static bool
+fault_wait_failures(int n)
+{
+    int64_t deadline = bu_mono_ms() + WAIT_MS;
+    while (atomic_load(&fault.failed) < n && bu_mono_ms() < deadline) {
+        sleep_ms(5);
+    }
+    return atomic_load(&fault.failed) >= n;
+}
+
+// submit_one submits a one-record job and waits until it is accepted.
+static void
+submit_one(struct env *e, struct sub *sb, int nth, const char *key,
+    const char *name)
+{
+    sub_one(sb, "acme", NULL, key, name);
+    assert_rv(bu_journal_submit(e->j, &sb->s), BU_OK);
+    assert_true(wait_done(nth));
+    assert_rv(sb->rv, BU_OK);
+}
+
+// A job whose writes fail (a full disk) is tried again until the trouble
+// passes; a later job of the tenant waits behind it, so the later value
+// wins (DESIGN inv 3). Before, the failed job stayed RUNNING until the
+// next start while later jobs applied, and the restart then wrote its
+// older value over theirs.
+static void
+test_storage_trouble_is_retried_in_order(void **state)
+{
+    struct env *e = *state;
+    struct sub *subs = calloc(3, sizeof(*subs));
+    assert_non_null(subs);
+    fault_install();
+    env_open(e, 1);
+    assert_int_equal(env_run(e), 0);
+    const char **ids = sub_ids(subs, 3);
+
+    submit_one(e, &subs[0], 1, "k1", "zero"); // the database exists
+    assert_true(wait_final(e, ids, 1));
+    atomic_store(&fault.on, true);
+    submit_one(e, &subs[1], 2, "k1", "first");
+    assert_true(fault_wait_failures(1));
+    atomic_store(&fault.on, false); // the disk has room again
+    submit_one(e, &subs[2], 3, "k1", "second");
+    assert_true(wait_final(e, ids, 3));
+
+    for (size_t i = 0; i < 3; i++) {
+        struct bu_job_info info;
+        job_info(e, ids[i], &info);
+        assert_int_equal(info.state, BU_JOB_COMPLETED);
+        assert_int_equal(info.counts.total, 1);
+    }
+    char name[64];
+    assert_int_equal(tenant_peek(e, "acme",
+                         "SELECT name FROM master_contact"
+                         " WHERE contact_key = 'k1'",
+                         name, sizeof(name)),
+        1);
+    assert_string_equal(name, "second");
+    assert_applied_in_order(e, "acme", 3);
+    env_stop(e);
+    fault_uninstall();
+    reopen_recovers_nothing(e);
+    free(ids);
+    subs_free(subs, 3);
+}
+
+// A stop while a worker waits out storage trouble ends the wait: the job
+// stays unfinished and the next start applies it.
+static void
+test_stop_during_storage_trouble(void **state)
+{
+    struct env *e = *state;
+    struct sub *subs = calloc(2, sizeof(*subs));
+    assert_non_null(subs);
+    fault_install();
+    env_open(e, 1);
+    assert_int_equal(env_run(e), 0);
+    const char **ids = sub_ids(subs, 2);
+
+    submit_one(e, &subs[0], 1, "k1", "zero");
+    assert_true(wait_final(e, ids, 1));
+    atomic_store(&fault.on, true);
+    submit_one(e, &subs[1], 2, "k1", "first");
+    assert_true(fault_wait_failures(2)); // tried, paused, tried again
+    env_stop(e);
+    atomic_store(&fault.on, false);
+    fault_uninstall();
+
+    struct bu_job_info info;
+    job_info(e, ids[1], &info);
+    assert_false(bu_job_state_final(info.state));
+    env_open(e, 1);
+    assert_int_equal(env_run(e), 1);
+    assert_true(wait_final(e, ids, 2));
+    job_info(e, ids[1], &info);
+    assert_int_equal(info.state, BU_JOB_COMPLETED);
+    char name[64];
+    assert_int_equal(tenant_peek(e, "acme",
+                         "SELECT name FROM master_contact"
+                         " WHERE contact_key = 'k1'",
+                         name, sizeof(name)),
+        1);
+    assert_string_equal(name, "first");
+    env_stop(e);
+    free(ids);
+    subs_free(subs, 2);
+}
+
 int
 main(void)
 {
@@ -917,6 +1081,10 @@ main(void)
             test_journal_stop_unstarted, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(
             test_pool_dispatch_never_waits, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_storage_trouble_is_retried_in_order, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_stop_during_storage_trouble, env_setup, env_teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     nng_fini();
