@@ -975,6 +975,34 @@ submit_one(struct env *e, struct sub *sb, int nth, const char *key,
     assert_rv(sb->rv, BU_OK);
 }
 
+// trouble_begin starts the core with the write fault installed (off) and
+// applies a first job (k1 = "zero"), so that the tenant's database
+// exists. Returns the ids of the n subs.
+static const char **
+trouble_begin(struct env *e, struct sub *subs, size_t n)
+{
+    fault_install();
+    env_open(e, 1);
+    assert_int_equal(env_run(e), 0);
+    const char **ids = sub_ids(subs, n);
+    submit_one(e, &subs[0], 1, "k1", "zero");
+    assert_true(wait_final(e, ids, 1));
+    return ids;
+}
+
+// assert_k1_name checks the name stored for contact k1 of tenant acme.
+static void
+assert_k1_name(struct env *e, const char *want)
+{
+    char name[64];
+    assert_int_equal(tenant_peek(e, "acme",
+                         "SELECT name FROM master_contact"
+                         " WHERE contact_key = 'k1'",
+                         name, sizeof(name)),
+        1);
+    assert_string_equal(name, want);
+}
+
 // A job whose writes fail (a full disk) is tried again until the trouble
 // passes; a later job of the tenant waits behind it, so the later value
 // wins (DESIGN inv 3). Before, the failed job stayed RUNNING until the
@@ -986,13 +1014,7 @@ test_storage_trouble_is_retried_in_order(void **state)
     struct env *e = *state;
     struct sub *subs = calloc(3, sizeof(*subs));
     assert_non_null(subs);
-    fault_install();
-    env_open(e, 1);
-    assert_int_equal(env_run(e), 0);
-    const char **ids = sub_ids(subs, 3);
-
-    submit_one(e, &subs[0], 1, "k1", "zero"); // the database exists
-    assert_true(wait_final(e, ids, 1));
+    const char **ids = trouble_begin(e, subs, 3);
     atomic_store(&fault.on, true);
     submit_one(e, &subs[1], 2, "k1", "first");
     assert_true(fault_wait_failures(1));
@@ -1006,13 +1028,7 @@ test_storage_trouble_is_retried_in_order(void **state)
         assert_int_equal(info.state, BU_JOB_COMPLETED);
         assert_int_equal(info.counts.total, 1);
     }
-    char name[64];
-    assert_int_equal(tenant_peek(e, "acme",
-                         "SELECT name FROM master_contact"
-                         " WHERE contact_key = 'k1'",
-                         name, sizeof(name)),
-        1);
-    assert_string_equal(name, "second");
+    assert_k1_name(e, "second");
     assert_applied_in_order(e, "acme", 3);
     env_stop(e);
     fault_uninstall();
@@ -1029,13 +1045,7 @@ test_stop_during_storage_trouble(void **state)
     struct env *e = *state;
     struct sub *subs = calloc(2, sizeof(*subs));
     assert_non_null(subs);
-    fault_install();
-    env_open(e, 1);
-    assert_int_equal(env_run(e), 0);
-    const char **ids = sub_ids(subs, 2);
-
-    submit_one(e, &subs[0], 1, "k1", "zero");
-    assert_true(wait_final(e, ids, 1));
+    const char **ids = trouble_begin(e, subs, 2);
     atomic_store(&fault.on, true);
     submit_one(e, &subs[1], 2, "k1", "first");
     assert_true(fault_wait_failures(2)); // tried, paused, tried again
@@ -1051,13 +1061,7 @@ test_stop_during_storage_trouble(void **state)
     assert_true(wait_final(e, ids, 2));
     job_info(e, ids[1], &info);
     assert_int_equal(info.state, BU_JOB_COMPLETED);
-    char name[64];
-    assert_int_equal(tenant_peek(e, "acme",
-                         "SELECT name FROM master_contact"
-                         " WHERE contact_key = 'k1'",
-                         name, sizeof(name)),
-        1);
-    assert_string_equal(name, "first");
+    assert_k1_name(e, "first");
     env_stop(e);
     free(ids);
     subs_free(subs, 2);
