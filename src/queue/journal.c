@@ -366,6 +366,9 @@ journal_write_item(struct bu_journal *j, struct journal_item *it)
     case JOURNAL_SUBMIT:
         return it->submit->rv = journal_write_submit(j, it->submit);
     case JOURNAL_EVENT:
+        if (!bu_job_state_final(it->ev.state)) {
+            return bu_jobs_note(j->jobs, it->ev.job_id, it->ev.error);
+        }
         it->finished = true;
         return bu_jobs_set_finished(j->jobs, it->ev.job_id, it->ev.state,
             &it->ev.counts, it->ev.error, it->ev.at_ms);
@@ -410,7 +413,7 @@ journal_answer(struct bu_journal *j, struct journal_item *it, int rv)
         break;
     }
     case JOURNAL_EVENT:
-        if (rv == BU_OK) {
+        if (rv == BU_OK && it->finished) {
             journal_count(j, it->ev.tenant, -1);
         }
         break;

@@ -66,6 +66,7 @@ enum jobs_stmt {
     JOBS_FIND_IDEM,
     JOBS_SET_RUNNING,
     JOBS_SET_FINISHED,
+    JOBS_NOTE,
     JOBS_GET,
     JOBS_PAYLOAD,
     JOBS_UNFINISHED,
@@ -93,6 +94,8 @@ static const char *const jobs_sql[JOBS_NSTMT] = {
       " error = ?9, finished_at = ?10,"
       " started_at = CASE WHEN started_at = 0 THEN ?10 ELSE started_at END"
       " WHERE job_id = ?1",
+    [JOBS_NOTE]
+    = "UPDATE jobs SET error = ?2 WHERE job_id = ?1 AND state IN (1, 2)",
     [JOBS_GET] = "SELECT " JOBS_COLS " FROM jobs WHERE job_id = ?1",
     [JOBS_PAYLOAD] = "SELECT data FROM payloads WHERE seq ="
                      " (SELECT seq FROM jobs WHERE job_id = ?1)",
@@ -471,6 +474,19 @@ bu_jobs_set_finished(struct bu_jobs *jobs, const char *job_id,
     sqlite3_bind_int64(st, 10, finished_at_ms);
     int rv = jobs_done(jobs, st, sqlite3_step(st), "set finished");
     return rv == BU_OK ? jobs_drop_payload(jobs, job_id) : rv;
+}
+
+int
+bu_jobs_note(struct bu_jobs *jobs, const char *job_id, const char *note)
+{
+    sqlite3_stmt *st = jobs_stmt(jobs, JOBS_NOTE);
+    if (st == NULL) {
+        return BU_ESTORE;
+    }
+    sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, note, -1, SQLITE_STATIC);
+    int rv = jobs_done(jobs, st, sqlite3_step(st), "note");
+    return rv == BU_OK && sqlite3_changes(jobs->db) == 0 ? BU_ENOENT : rv;
 }
 
 int

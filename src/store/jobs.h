@@ -49,7 +49,7 @@ struct bu_job_info {
     int64_t              started_at_ms;  // 0 until running
     int64_t              finished_at_ms; // 0 until finished
     struct bu_job_counts counts;
-    char                 error[256]; // why it FAILED; empty otherwise
+    char                 error[256]; // why it FAILED, or why it waits
     uint8_t digest[16]; // of the request payload (zeros when unknown)
 };
 
@@ -123,6 +123,12 @@ int bu_jobs_set_finished(struct bu_jobs *jobs, const char *job_id,
     enum bu_job_state state, const struct bu_job_counts *counts,
     const char *error, // may be NULL
     int64_t     finished_at_ms);
+
+// bu_jobs_note records why an unfinished job waits (storage trouble its
+// worker retries) in its error, where GetJob shows it;
+// bu_jobs_set_finished replaces it. Returns BU_ENOENT when the job is
+// unknown or finished.
+int bu_jobs_note(struct bu_jobs *jobs, const char *job_id, const char *note);
 
 // bu_jobs_get reads the job with job_id. Returns BU_ENOENT when unknown.
 int bu_jobs_get(

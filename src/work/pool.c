@@ -182,22 +182,58 @@ pool_permanent(int rv)
     return rv == BU_ECORRUPT || rv == BU_EINVAL;
 }
 
-// pool_retry is called after try number attempt (0 first) at the tenant's
-// jobs failed with rv. It logs, pauses and returns true to try again, or
-// returns false at once for permanent trouble, and after (or during) the
-// pause once the pool is stopping.
+// The jobs of one tenant that a worker applies together: ids[i] goes
+// ahead when claimed[i] is BU_OK.
+struct pool_group {
+    const char        *tenant;
+    const char *const *ids;
+    const int         *claimed;
+    size_t             n;
+};
+
+// pool_note tells the journal why the group's claimed jobs from index from
+// on wait (GetJob shows it as their error until they finish).
+static void
+pool_note(struct pool_worker *w, const struct pool_group *g, size_t from,
+    const char *why)
+{
+    const struct bu_pool_config *cfg = &w->pool->cfg;
+    struct bu_job_event          ev = { .state = BU_JOB_RUNNING };
+    snprintf(ev.tenant, sizeof(ev.tenant), "%s", g->tenant);
+    snprintf(ev.error, sizeof(ev.error),
+        "waiting to be applied: %s; the server keeps trying", why);
+    ev.at_ms = bu_now_ms();
+    for (size_t i = from; i < g->n; i++) {
+        if (g->claimed[i] == BU_OK) {
+            snprintf(ev.job_id, sizeof(ev.job_id), "%s", g->ids[i]);
+            cfg->on_event(cfg->event_arg, &ev);
+        }
+    }
+}
+
+// pool_retry is called after try number attempt (0 first) at the group's
+// jobs from index from on failed with rv. It logs (and notes the jobs),
+// pauses and returns true to try again, or returns false at once for
+// permanent trouble, and after (or during) the pause once the pool is
+// stopping.
 static bool
-pool_retry(struct pool_worker *w, const char *tenant, int rv, int attempt)
+pool_retry(struct pool_worker *w, const struct pool_group *g, size_t from,
+    int rv, int attempt)
 {
     if (pool_permanent(rv)) {
         return false;
     }
-    int64_t pause_ms = POOL_BUSY_PAUSE_MS;
+    const char *tenant = g->tenant;
+    int64_t     pause_ms = POOL_BUSY_PAUSE_MS;
     if (rv == BU_EBUSY) {
         if (attempt % 12 == 0) { // about once a minute
             BU_WARN("worker %d: tenant %s is locked by another writer; "
                     "waiting (its later jobs wait too)",
                 w->index, tenant);
+        }
+        if (attempt == 0) {
+            pool_note(w, g, from,
+                "the tenant's database is locked by another program");
         }
     } else {
         pause_ms = POOL_RETRY_FIRST_MS;
@@ -208,6 +244,11 @@ pool_retry(struct pool_worker *w, const char *tenant, int rv, int attempt)
         BU_ERROR("worker %d: tenant %s: %s; trying again in %lld ms (its "
                  "later jobs wait)",
             w->index, tenant, bu_strerror(rv), (long long) pause_ms);
+        if (attempt == 0) {
+            char why[128];
+            snprintf(why, sizeof(why), "storage error (%s)", bu_strerror(rv));
+            pool_note(w, g, from, why);
+        }
     }
     struct bu_pool *pool = w->pool;
     struct timespec until = bu_deadline_after(pause_ms);
@@ -245,16 +286,16 @@ pool_report(struct pool_worker *w, const char *tenant,
     cfg->on_event(cfg->event_arg, &ev);
 }
 
-// pool_fail_jobs reports the claimed jobs among ids[from..n) FAILED with
-// rv: their tenant's database cannot be used at all.
+// pool_fail_jobs reports the group's claimed jobs from index from on
+// FAILED with rv: their tenant's database cannot be used at all.
 static void
-pool_fail_jobs(struct pool_worker *w, const char *tenant,
-    const char *const *ids, const int *claimed, size_t from, size_t n, int rv)
+pool_fail_jobs(
+    struct pool_worker *w, const struct pool_group *g, size_t from, int rv)
 {
-    for (size_t i = from; i < n; i++) {
-        if (claimed[i] == BU_OK) {
-            struct bu_apply_item item = { .job_id = ids[i], .rv = rv };
-            pool_report(w, tenant, &item);
+    for (size_t i = from; i < g->n; i++) {
+        if (g->claimed[i] == BU_OK) {
+            struct bu_apply_item item = { .job_id = g->ids[i], .rv = rv };
+            pool_report(w, g->tenant, &item);
         }
     }
 }
@@ -280,17 +321,19 @@ pool_run_group(struct pool_worker *w, struct pool_job *const *jobs, size_t n)
         && cfg->claim(cfg->event_arg, ids, n, claimed) != BU_OK) {
         return; // the journal is stopping: the jobs stay for the next start
     }
+    const struct pool_group g
+        = { .tenant = tenant, .ids = ids, .claimed = claimed, .n = n };
     struct pool_tenant *t = NULL;
     int                 rv;
     for (int attempt = 0; (rv = pool_tenant_get(w, tenant, &t)) != BU_OK;
          attempt++) {
-        if (!pool_retry(w, tenant, rv, attempt)) {
+        if (!pool_retry(w, &g, 0, rv, attempt)) {
             break;
         }
     }
     if (rv != BU_OK) {
         if (pool_permanent(rv)) {
-            pool_fail_jobs(w, tenant, ids, claimed, 0, n, rv);
+            pool_fail_jobs(w, &g, 0, rv);
         }
         return;
     }
@@ -313,7 +356,7 @@ pool_run_group(struct pool_worker *w, struct pool_job *const *jobs, size_t n)
                  attempt++) {
                 BU_ERROR("job %s: reading its request: %s", ids[i],
                     bu_strerror(rv));
-                if (!pool_retry(w, tenant, rv, attempt)) {
+                if (!pool_retry(w, &g, i, rv, attempt)) {
                     break;
                 }
             }
@@ -338,7 +381,7 @@ pool_run_group(struct pool_worker *w, struct pool_job *const *jobs, size_t n)
         for (int attempt = 0; rv == BU_OK && k > 0
              && (rv = bu_apply_batch(t->db, items, k)) != BU_OK;
              attempt++) {
-            if (pool_retry(w, tenant, rv, attempt)) {
+            if (pool_retry(w, &g, first, rv, attempt)) {
                 rv = BU_OK;
             }
         }
@@ -353,7 +396,7 @@ pool_run_group(struct pool_worker *w, struct pool_job *const *jobs, size_t n)
         }
         if (rv != BU_OK) {
             if (pool_permanent(rv)) {
-                pool_fail_jobs(w, tenant, ids, claimed, first, n, rv);
+                pool_fail_jobs(w, &g, first, rv);
             } else {
                 BU_WARN("worker %d: tenant %s: stopping with %zu jobs not "
                         "applied; they resume at the next start",

@@ -28,7 +28,9 @@
 
 #include "store/jobs.h"
 
-// A job finished: its final state and counts.
+// A job finished: its final state and counts. Or, with state RUNNING, a
+// note that is not final: the job waits out storage trouble (error says
+// which) and its worker tries it again.
 struct bu_job_event {
     char                 job_id[BU_JOB_ID_SIZE];
     char                 tenant[64];

@@ -936,7 +936,11 @@ fault_install(void)
 {
     sqlite3_vfs *vfs = sqlite3_vfs_find(NULL);
     assert_non_null(vfs);
-    fault.orig = vfs->xGetSystemCall(vfs, "pwrite64");
+    // Still installed when an earlier test failed before it uninstalled.
+    sqlite3_syscall_ptr cur = vfs->xGetSystemCall(vfs, "pwrite64");
+    if (cur != (sqlite3_syscall_ptr) fault_pwrite64) {
+        fault.orig = cur;
+    }
     assert_non_null(fault.orig);
     atomic_store(&fault.on, false);
     atomic_store(&fault.failed, 0);
@@ -990,6 +994,20 @@ trouble_begin(struct env *e, struct sub *subs, size_t n)
     return ids;
 }
 
+// wait_note waits (bounded) until job id has an error text, the note of a
+// job that waits out storage trouble, and leaves its record in *info.
+static bool
+wait_note(struct env *e, const char *id, struct bu_job_info *info)
+{
+    int64_t deadline = bu_mono_ms() + WAIT_MS;
+    job_info(e, id, info);
+    while (info->error[0] == '\0' && bu_mono_ms() < deadline) {
+        sleep_ms(10);
+        job_info(e, id, info);
+    }
+    return info->error[0] != '\0';
+}
+
 // assert_k1_name checks the name stored for contact k1 of tenant acme.
 static void
 assert_k1_name(struct env *e, const char *want)
@@ -1004,8 +1022,8 @@ assert_k1_name(struct env *e, const char *want)
 }
 
 // A job whose writes fail (a full disk) is tried again until the trouble
-// passes; a later job of the tenant waits behind it, so the later value
-// wins (DESIGN inv 3). Before, the failed job stayed RUNNING until the
+// passes, and says why it waits meanwhile; a later job of the tenant waits
+// behind it, so the later value wins (DESIGN inv 3). Before, the failed job stayed RUNNING until the
 // next start while later jobs applied, and the restart then wrote its
 // older value over theirs.
 static void
@@ -1018,15 +1036,21 @@ test_storage_trouble_is_retried_in_order(void **state)
     atomic_store(&fault.on, true);
     submit_one(e, &subs[1], 2, "k1", "first");
     assert_true(fault_wait_failures(1));
+    // GetJob tells why the job waits.
+    struct bu_job_info info;
+    assert_true(wait_note(e, ids[1], &info));
+    assert_false(bu_job_state_final(info.state));
+    assert_non_null(strstr(info.error, "waiting to be applied: storage "
+                                       "error (input/output error)"));
     atomic_store(&fault.on, false); // the disk has room again
     submit_one(e, &subs[2], 3, "k1", "second");
     assert_true(wait_final(e, ids, 3));
 
     for (size_t i = 0; i < 3; i++) {
-        struct bu_job_info info;
         job_info(e, ids[i], &info);
         assert_int_equal(info.state, BU_JOB_COMPLETED);
         assert_int_equal(info.counts.total, 1);
+        assert_string_equal(info.error, ""); // the note is gone
     }
     assert_k1_name(e, "second");
     assert_applied_in_order(e, "acme", 3);
