@@ -115,8 +115,10 @@ submit_ok(bulkupsert_client *c, const char *key, const char *name,
     return id;
 }
 
+// job_get returns the job's state (or -code when GetJob failed, e.g.
+// -NOT_FOUND) and copies its error, "" when it has none, into error.
 static int
-job_state(bulkupsert_client *c, const char *id)
+job_get(bulkupsert_client *c, const char *id, char *error, size_t len)
 {
     Bulkupsert__V1__GetJobRequest gr = BULKUPSERT__V1__GET_JOB_REQUEST__INIT;
     gr.job_id = (char *) id;
@@ -124,12 +126,21 @@ job_state(bulkupsert_client *c, const char *id)
     struct bulkupsert_status st = { 0 };
     int code = bulkupsert_get_job(c, &gr, &job, &st);
     bulkupsert_status_clear(&st);
+    error[0] = '\0';
     if (code != BULKUPSERT_OK) {
-        return -code; // e.g. -NOT_FOUND
+        return -code;
     }
     int state = job->state;
+    snprintf(error, len, "%s", job->error != NULL ? job->error : "");
     bulkupsert__v1__job__free_unpacked(job, NULL);
     return state;
+}
+
+static int
+job_state(bulkupsert_client *c, const char *id)
+{
+    char error[256];
+    return job_get(c, id, error, sizeof(error));
 }
 
 static void
@@ -351,7 +362,7 @@ test_tenant_queue_limit_429(void **state)
 // A worker that opens a tenant's database while another writer holds it
 // for longer than SQLite's busy timeout (5 s) waits it out and applies the
 // job, as it does for a locked transaction; it used to leave the job
-// RUNNING until the next start.
+// RUNNING until the next start. Meanwhile GetJob says why the job waits.
 static void
 test_worker_waits_out_a_locked_open(void **state)
 {
@@ -368,12 +379,22 @@ test_worker_waits_out_a_locked_open(void **state)
     sqlite3 *lock = lock_tenant(&h, "acme");
     char held[37];
     snprintf(held, sizeof(held), "%s", submit_ok(c, "k1", "x", NULL));
-    harness_sleep_ms(6500); // past the worker's first busy timeout
-    int now = job_state(c, held);
-    assert_true(now == BULKUPSERT__V1__JOB_STATE__JOB_STATE_QUEUED
-        || now == BULKUPSERT__V1__JOB_STATE__JOB_STATE_RUNNING);
+    // Past the worker's first busy timeout, GetJob tells why the job waits
+    // (the worker keeps trying while the lock is held).
+    char error[256];
+    int now = job_get(c, held, error, sizeof(error));
+    for (int i = 0; i < 3000 && error[0] == '\0'; i++) {
+        sleep_ms(10);
+        now = job_get(c, held, error, sizeof(error));
+    }
+    assert_int_equal(now, BULKUPSERT__V1__JOB_STATE__JOB_STATE_RUNNING);
+    assert_non_null(strstr(error, "waiting to be applied: the tenant's "
+                                  "database is locked by another program"));
     unlock_tenant(lock);
     wait_state(c, held, BULKUPSERT__V1__JOB_STATE__JOB_STATE_COMPLETED);
+    assert_int_equal(job_get(c, held, error, sizeof(error)),
+        BULKUPSERT__V1__JOB_STATE__JOB_STATE_COMPLETED);
+    assert_string_equal(error, ""); // the note went with the wait
     assert_int_equal(
         harness_count(&h, "acme",
             "SELECT count(*) FROM master_contact WHERE contact_key = 'k1'"),
