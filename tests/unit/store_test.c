@@ -316,6 +316,38 @@ test_jobs_payload_table(void **state)
     bu_jobs_close(w);
 }
 
+// A note says why an unfinished job waits; a new claim, and the job's end,
+// take it away; a finished job takes no note.
+static void
+test_jobs_note(void **state)
+{
+    struct fx         *fx = *state;
+    struct bu_jobs    *w = NULL;
+    struct bu_job_info info;
+    int64_t            seq;
+
+    assert_rv(bu_jobs_open(&w, fx->qpath, BU_SQL_WRITER), BU_OK);
+    assert_rv(bu_jobs_insert(w, ID1, "acme", NULL, "a", 1, NULL, 1, 1, &seq),
+        BU_OK);
+    assert_rv(bu_jobs_claim(w, ID1, 2), BU_OK);
+    assert_rv(bu_jobs_note(w, ID1, "waiting: disk full"), BU_OK);
+    assert_rv(bu_jobs_get(w, ID1, &info), BU_OK);
+    assert_int_equal(info.state, BU_JOB_RUNNING);
+    assert_string_equal(info.error, "waiting: disk full");
+    assert_rv(bu_jobs_claim(w, ID1, 3), BU_OK); // after a restart
+    assert_rv(bu_jobs_get(w, ID1, &info), BU_OK);
+    assert_string_equal(info.error, "");
+    assert_rv(bu_jobs_note(w, ID1, "waiting: locked"), BU_OK);
+    assert_rv(bu_jobs_set_finished(w, ID1, BU_JOB_COMPLETED, &no_counts, NULL,
+                  4),
+        BU_OK);
+    assert_rv(bu_jobs_get(w, ID1, &info), BU_OK);
+    assert_string_equal(info.error, "");
+    assert_rv(bu_jobs_note(w, ID1, "late"), BU_ENOENT);
+    assert_rv(bu_jobs_note(w, ID2, "unknown"), BU_ENOENT);
+    bu_jobs_close(w);
+}
+
 // A queue.db of the first layout (the payload a column of jobs) is brought
 // up to date on open: queued jobs keep their payloads, the column goes.
 static void
@@ -1277,6 +1309,8 @@ main(int argc, char **argv)
             test_jobs_duplicates, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(
             test_jobs_payload_table, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_jobs_note, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(
             test_jobs_migrates_payload_column, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(
