@@ -7,7 +7,8 @@
  * `job get --json` renders it), and tenant isolation. watch: a finished
  * job (summary and exit code, text and JSON), an unknown job, a job that
  * becomes final while watched (plain lines into a pipe, one line redrawn
- * in place on a pseudo-terminal).
+ * in place on a pseudo-terminal), and a job that waits out a lock past the
+ * busy timeout (import --wait and watch say why).
  *
  * Nothing depends on timing: a job is kept RUNNING (and the next QUEUED)
  * by holding its tenant database's write lock, as cli_test.c does, and the
@@ -896,6 +897,79 @@ test_watch_into_pipe_follows_the_job(void **state)
     free(running);
 }
 
+// file_wait_for waits (bounded) until the file at path holds needle, and
+// returns its text (static storage).
+static const char *
+file_wait_for(const char *path, const char *needle)
+{
+    static char text[1 << 16];
+    int64_t     deadline = harness_mono_ms() + 30000 * harness_slow();
+    for (;;) {
+        text[0] = '\0';
+        FILE *fp = fopen(path, "r");
+        if (fp != NULL) {
+            size_t n = fread(text, 1, sizeof(text) - 1, fp);
+            text[n] = '\0';
+            fclose(fp);
+        }
+        if (strstr(text, needle) != NULL) {
+            return text;
+        }
+        if (harness_mono_ms() >= deadline) {
+            fail_msg("%s never held \"%s\"; it holds:\n%s", path, needle,
+                text);
+        }
+        harness_sleep_ms(20);
+    }
+}
+
+// A job held back past SQLite's busy timeout (5 s) by a lock on its
+// tenant's database: `import --wait` and `job watch` say why it waits, and
+// end as usual once the lock goes.
+static void
+test_import_and_watch_say_why_a_job_waits(void **state)
+{
+    struct fixture *f = *state;
+    struct child   *c = calloc(1, sizeof(*c));
+    static const char why[]
+        = "waiting to be applied: the tenant's database is locked by "
+          "another program; the server keeps trying";
+    char csv[320], errpath[320];
+
+    assert_non_null(c);
+    free(submit_done(f, 0, NULL)); // creates the tenant's database
+    snprintf(csv, sizeof(csv), "%s/wait.csv", f->h.dir);
+    snprintf(errpath, sizeof(errpath), "%s/child.err", f->h.dir);
+    FILE *fp = fopen(csv, "w");
+    assert_non_null(fp);
+    fputs("contact_key,name\nw1,Waiting\n", fp);
+    fclose(fp);
+
+    lock_tenant(f);
+    const char *const imp[]
+        = { "import", csv, "--wait", "--progress", "none", NULL };
+    child_start(f, c, 0, 0, imp);
+    const char *err = file_wait_for(errpath, why);
+    assert_has(err, "rpc-cli: import: job ");
+    unlock_tenant(f);
+    assert_int_equal(child_finish(c), 0);
+    assert_has(c->out, "inserted        1");
+
+    lock_tenant(f);
+    char *a = submit_job(f, f->acme, 0);
+    const char *const wa[] = { "job", "watch", a, "--interval", "50", NULL };
+    child_start(f, c, 0, 0, wa);
+    child_wait_for(c, why);
+    unlock_tenant(f);
+    assert_int_equal(child_finish(c), 0);
+    // The note stands on a RUNNING line of its own, after the one without.
+    assert_has(c->out, "RUNNING  elapsed ");
+    assert_has(c->out, "  (waiting to be applied: the tenant's database");
+    assert_has(c->out, "state        COMPLETED\n");
+    free(a);
+    free(c);
+}
+
 static void
 test_watch_on_terminal_redraws_one_line(void **state)
 {
@@ -985,6 +1059,8 @@ main(void)
             test_watch_into_pipe_follows_the_job, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_watch_on_terminal_redraws_one_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_import_and_watch_say_why_a_job_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_help_and_usage, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -193,11 +193,12 @@ struct import {
     uint64_t            records; // records of the requests so far
     unsigned            retries; // resends made by the client
     size_t              duplicates;
-    int                 poll_off;   // stop reading jobs while sending
-    int64_t             poll_ms;    // last read of jobs
-    int64_t             save_ms;    // last save
-    size_t              saved;      // requests in the last save
-    FILE               *rejects;    // rows of this run's rejections
+    int                 poll_off;       // stop reading jobs while sending
+    int64_t             poll_ms;        // last read of jobs
+    char                wait_note[256]; // the note last shown, "" for none
+    int64_t             save_ms;        // last save
+    size_t              saved;          // requests in the last save
+    FILE               *rejects;        // rows of this run's rejections
     FILE               *errors_fp;  // --errors FILE.tmp, open from the start
     char               *errors_tmp; // its name (malloc'd)
     int                 lock_fd;    // the flock of --resume STATE, or -1
@@ -524,6 +525,22 @@ import_state_final(int state)
     return state >= BULKUPSERT__V1__JOB_STATE__JOB_STATE_COMPLETED;
 }
 
+// Shows, once, why the first unfinished job waits, when the server says
+// (its error while unfinished: storage trouble the server keeps trying).
+static void
+import_show_note(struct import *imp, const char *job_id, const char *note)
+{
+    if (note == NULL || note[0] == '\0') {
+        imp->wait_note[0] = '\0';
+        return;
+    }
+    if (strcmp(note, imp->wait_note) != 0) {
+        snprintf(imp->wait_note, sizeof(imp->wait_note), "%s", note);
+        progress_clear(&imp->prog);
+        cli_error("import: job %s: %s", job_id, note);
+    }
+}
+
 // Reads the jobs in input order until one has not finished. Returns the
 // status code of the failed call (st filled; clear it) or BULKUPSERT_OK.
 static int
@@ -547,6 +564,7 @@ import_poll(struct import *imp, struct bulkupsert_status *st)
         }
         bulkupsert_status_clear(st);
         if (!import_state_final(job->state)) {
+            import_show_note(imp, req.job_id, job->error);
             bulkupsert__v1__job__free_unpacked(job, NULL);
             return BULKUPSERT_OK;
         }

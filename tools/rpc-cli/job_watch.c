@@ -85,11 +85,12 @@ struct watch_args {
 
 // Where and how progress is shown.
 struct watch_out {
-    FILE *fp;     // NULL: no progress output
-    int   redraw; // a terminal: one line redrawn in place
-    int   color;  // colour the state (only on stdout, through cli_sgr)
-    int   drawn;  // a redrawn line is on the screen
-    int   last;   // the state of the last plain line; -1 before any
+    FILE *fp;        // NULL: no progress output
+    int   redraw;    // a terminal: one line redrawn in place
+    int   color;     // colour the state (only on stdout, through cli_sgr)
+    int   drawn;     // a redrawn line is on the screen
+    int   last;      // the state of the last plain line; -1 before any
+    char  note[256]; // why the job waits, as the last plain line said
 };
 
 // Returns CLI_EXIT_OK, an exit code after a usage error, or -1 when help
@@ -193,10 +194,13 @@ watch_progress(struct watch_out *o, const Bulkupsert__V1__Job *job)
         = BULKUPSERT__V1__JOB_COUNTS__INIT;
     const Bulkupsert__V1__JobCounts *c
         = job->counts != NULL ? job->counts : &none;
-    char elapsed[32] = "-";
-    char line[256];
+    char        elapsed[32] = "-";
+    char        line[512];
+    const char *note = job->error != NULL ? job->error : "";
 
-    if (o->fp == NULL || (!o->redraw && (int) job->state == o->last)) {
+    if (o->fp == NULL
+        || (!o->redraw && (int) job->state == o->last
+            && strcmp(note, o->note) == 0)) {
         return;
     }
     if (job->accepted_at_ms > 0) {
@@ -209,11 +213,16 @@ watch_progress(struct watch_out *o, const Bulkupsert__V1__Job *job)
                 "  updated %" PRIu32 "  unchanged %" PRIu32 "  failed %" PRIu32,
                 state, elapsed, c->total, c->inserted, c->updated, c->unchanged,
                 c->failed);
-    size_t      len = n < 0 ? 0 : strlen(line);
-    size_t      slen = strlen(state);
+    if (n >= 0 && (size_t) n < sizeof(line) && note[0] != '\0') {
+        // Why the job waits (storage trouble the server keeps trying).
+        snprintf(line + n, sizeof(line) - (size_t) n, "  (%s)", note);
+    }
+    size_t len = n < 0 ? 0 : strlen(line);
+    size_t slen = strlen(state);
     if (!o->redraw) {
         fprintf(o->fp, "%s\n", line);
         o->last = (int) job->state;
+        snprintf(o->note, sizeof(o->note), "%s", note);
         fflush(o->fp);
         return;
     }
