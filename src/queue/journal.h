@@ -91,7 +91,8 @@ int bu_journal_cancel(struct bu_journal *j, const char *tenant,
     const char *job_id, struct bu_job_info *infop);
 
 // bu_journal_job_event records a worker's job event (a bu_job_event_fn;
-// arg is the journal). Never blocks; an event that cannot be queued is
+// arg is the journal): a final state, or a note of why an unfinished job
+// waits (bu_jobs_note). Never blocks; an event that cannot be queued is
 // logged and left to recovery (the tenant database holds the truth).
 void bu_journal_job_event(void *arg, const struct bu_job_event *ev);
 
