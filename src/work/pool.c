@@ -8,10 +8,13 @@
  * each worker, which then exits after the job it is applying.
  *
  * Storage trouble (a full disk, an I/O error, a lock held by another
- * program) never skips a job: the worker tries the same jobs again, after
- * a pause that grows, until they apply or the pool stops, and the
- * tenant's later jobs wait behind them in the pipe (DESIGN inv 3). Only a
- * database that is not one, or is corrupt, fails its jobs for good.
+ * program) never skips a job. The worker holds the tenant: its jobs not
+ * yet applied, and every later job of the tenant behind them, wait in the
+ * worker's held list (bounded by the service's queue limits), in order
+ * (DESIGN inv 3), and are tried again after a pause that grows, while the
+ * worker goes on with its other tenants. Only a database that is not one,
+ * or is corrupt, fails its jobs for good. A stop leaves held jobs
+ * unfinished in queue.db: the next start resumes them.
  */
 #include "work/pool.h"
 
@@ -35,9 +38,9 @@
 #include <time.h>
 
 #define POOL_MAX_WORKERS 64
-// After a busy timeout (SQLite's, 5 s), the next try comes 200 ms later;
-// after other storage trouble, 500 ms later, doubling up to 30 s.
-#define POOL_BUSY_PAUSE_MS  200
+// A held tenant is tried again 500 ms after its first failure, then at
+// doubling intervals up to 30 s (each try against a lock also waits out
+// SQLite's busy timeout, 5 s).
 #define POOL_RETRY_FIRST_MS 500
 #define POOL_RETRY_MAX_MS   30000
 // A batch: the jobs taken from the pipe at once, and the request bytes one
@@ -51,6 +54,8 @@
 #define POOL_BATCH_BYTES (64u * 1024u * 1024u)
 // How long a worker waits for the next job of a batch.
 #define POOL_BATCH_WAIT_MS 3
+
+struct pool_held;
 
 struct pool_tenant {
     char                 name[64];
@@ -69,6 +74,8 @@ struct pool_worker {
     struct bu_jobs     *jobs;    // reader; owned by the worker thread
     struct pool_tenant *tenants; // max_open_tenants; worker thread only
     uint64_t            clock;   // LRU tick; worker thread only
+    struct pool_held   *held;    // tenants held by storage trouble
+    size_t              nheld, held_cap; // worker thread only
 };
 
 // A job on its way to a worker's pipe.
@@ -90,11 +97,6 @@ struct bu_pool {
     bool                  dispatcher_started;
     // Copies the tenants' WALs back while the workers report and gather.
     struct bu_checkpointer *checkpointer;
-    // Set by bu_pool_stop; ends a worker's pause between two tries.
-    pthread_mutex_t stop_mu;
-    pthread_cond_t  stop_cv;
-    bool            stop_ready;
-    bool            stopping;
 };
 
 // FNV-1a: a stable tenant -> worker map.
@@ -174,92 +176,22 @@ struct pool_job {
     char    tenant[64];
 };
 
+// A tenant held by storage trouble: its jobs, in dispatch order, wait here
+// until a try at them succeeds.
+struct pool_held {
+    char             tenant[64];
+    struct pool_job *jobs;
+    size_t           n, cap;
+    int              attempt; // tries that failed
+    int64_t          next_ms; // bu_mono_ms of the next try
+};
+
 // pool_permanent tells storage trouble that no retry can mend (the file is
 // not a database, or is corrupt) from the kind that passes.
 static bool
 pool_permanent(int rv)
 {
     return rv == BU_ECORRUPT || rv == BU_EINVAL;
-}
-
-// The jobs of one tenant that a worker applies together: ids[i] goes
-// ahead when claimed[i] is BU_OK.
-struct pool_group {
-    const char        *tenant;
-    const char *const *ids;
-    const int         *claimed;
-    size_t             n;
-};
-
-// pool_note tells the journal why the group's claimed jobs from index from
-// on wait (GetJob shows it as their error until they finish).
-static void
-pool_note(struct pool_worker *w, const struct pool_group *g, size_t from,
-    const char *why)
-{
-    const struct bu_pool_config *cfg = &w->pool->cfg;
-    struct bu_job_event          ev = { .state = BU_JOB_RUNNING };
-    snprintf(ev.tenant, sizeof(ev.tenant), "%s", g->tenant);
-    snprintf(ev.error, sizeof(ev.error),
-        "waiting to be applied: %s; the server keeps trying", why);
-    ev.at_ms = bu_now_ms();
-    for (size_t i = from; i < g->n; i++) {
-        if (g->claimed[i] == BU_OK) {
-            snprintf(ev.job_id, sizeof(ev.job_id), "%s", g->ids[i]);
-            cfg->on_event(cfg->event_arg, &ev);
-        }
-    }
-}
-
-// pool_retry is called after try number attempt (0 first) at the group's
-// jobs from index from on failed with rv. It logs (and notes the jobs),
-// pauses and returns true to try again, or returns false at once for
-// permanent trouble, and after (or during) the pause once the pool is
-// stopping.
-static bool
-pool_retry(struct pool_worker *w, const struct pool_group *g, size_t from,
-    int rv, int attempt)
-{
-    if (pool_permanent(rv)) {
-        return false;
-    }
-    const char *tenant = g->tenant;
-    int64_t     pause_ms = POOL_BUSY_PAUSE_MS;
-    if (rv == BU_EBUSY) {
-        if (attempt % 12 == 0) { // about once a minute
-            BU_WARN("worker %d: tenant %s is locked by another writer; "
-                    "waiting (its later jobs wait too)",
-                w->index, tenant);
-        }
-        if (attempt == 0) {
-            pool_note(w, g, from,
-                "the tenant's database is locked by another program");
-        }
-    } else {
-        pause_ms = POOL_RETRY_FIRST_MS;
-        for (int i = 0; i < attempt && pause_ms < POOL_RETRY_MAX_MS; i++) {
-            pause_ms *= 2;
-        }
-        pause_ms = pause_ms < POOL_RETRY_MAX_MS ? pause_ms : POOL_RETRY_MAX_MS;
-        BU_ERROR("worker %d: tenant %s: %s; trying again in %lld ms (its "
-                 "later jobs wait)",
-            w->index, tenant, bu_strerror(rv), (long long) pause_ms);
-        if (attempt == 0) {
-            char why[128];
-            snprintf(why, sizeof(why), "storage error (%s)", bu_strerror(rv));
-            pool_note(w, g, from, why);
-        }
-    }
-    struct bu_pool *pool = w->pool;
-    struct timespec until = bu_deadline_after(pause_ms);
-    pthread_mutex_lock(&pool->stop_mu);
-    int rc = 0;
-    while (!pool->stopping && rc != ETIMEDOUT) {
-        rc = pthread_cond_timedwait(&pool->stop_cv, &pool->stop_mu, &until);
-    }
-    bool go_on = !pool->stopping;
-    pthread_mutex_unlock(&pool->stop_mu);
-    return go_on;
 }
 
 // pool_report sends the finished event of one applied (or failed) item.
@@ -286,91 +218,84 @@ pool_report(struct pool_worker *w, const char *tenant,
     cfg->on_event(cfg->event_arg, &ev);
 }
 
-// pool_fail_jobs reports the group's claimed jobs from index from on
-// FAILED with rv: their tenant's database cannot be used at all.
+// pool_note tells the journal why jobs[0..n) wait (GetJob shows it as
+// their error until they are claimed again or finish).
 static void
-pool_fail_jobs(
-    struct pool_worker *w, const struct pool_group *g, size_t from, int rv)
+pool_note(struct pool_worker *w, const struct pool_job *jobs, size_t n, int rv)
 {
-    for (size_t i = from; i < g->n; i++) {
-        if (g->claimed[i] == BU_OK) {
-            struct bu_apply_item item = { .job_id = g->ids[i], .rv = rv };
-            pool_report(w, g->tenant, &item);
-        }
+    const struct bu_pool_config *cfg = &w->pool->cfg;
+    struct bu_job_event          ev = { .state = BU_JOB_RUNNING };
+    if (rv == BU_EBUSY) {
+        snprintf(ev.error, sizeof(ev.error),
+            "waiting to be applied: the tenant's database is locked by "
+            "another program; the server keeps trying");
+    } else {
+        snprintf(ev.error, sizeof(ev.error),
+            "waiting to be applied: storage error (%s); the server keeps "
+            "trying",
+            bu_strerror(rv));
+    }
+    ev.at_ms = bu_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        snprintf(ev.tenant, sizeof(ev.tenant), "%s", jobs[i].tenant);
+        snprintf(ev.job_id, sizeof(ev.job_id), "%s", jobs[i].job_id);
+        cfg->on_event(cfg->event_arg, &ev);
     }
 }
 
-// pool_run_group claims, applies and reports the jobs of one tenant, in
-// order, in transactions of up to POOL_BATCH_BYTES of requests. Storage
-// trouble is retried (pool_retry) with the same jobs; when the pool stops
-// meanwhile, the jobs left stay RUNNING and resume at the next start.
-static void
-pool_run_group(struct pool_worker *w, struct pool_job *const *jobs, size_t n)
+// pool_apply_jobs claims, applies and reports jobs[0..n) of one tenant
+// (n <= POOL_BATCH_JOBS), in order, in transactions of up to
+// POOL_BATCH_BYTES of requests. A tenant database that cannot be used at
+// all fails the claimed jobs left (FAILED). Returns BU_OK when every job
+// is done with (applied, failed, cancelled); or the storage trouble that
+// stopped it, with *donep the number of jobs done with before the first
+// that was not, which stays claimed (RUNNING) or QUEUED.
+static int
+pool_apply_jobs(struct pool_worker *w, const struct pool_job *jobs, size_t n,
+    size_t *donep)
 {
     const struct bu_pool_config *cfg = &w->pool->cfg;
-    const char                  *tenant = jobs[0]->tenant;
+    const char                  *tenant = jobs[0].tenant;
     const char                  *ids[POOL_BATCH_JOBS];
     int                          claimed[POOL_BATCH_JOBS];
     struct bu_apply_item         items[POOL_BATCH_JOBS];
     uint8_t                     *payloads[POOL_BATCH_JOBS] = { 0 };
+    *donep = 0;
     for (size_t i = 0; i < n; i++) {
-        ids[i] = jobs[i]->job_id;
+        ids[i] = jobs[i].job_id;
         claimed[i] = BU_OK;
     }
     if (cfg->claim != NULL
         && cfg->claim(cfg->event_arg, ids, n, claimed) != BU_OK) {
-        return; // the journal is stopping: the jobs stay for the next start
+        return BU_ECLOSED; // the journal is stopping
     }
-    const struct pool_group g
-        = { .tenant = tenant, .ids = ids, .claimed = claimed, .n = n };
     struct pool_tenant *t = NULL;
-    int                 rv;
-    for (int attempt = 0; (rv = pool_tenant_get(w, tenant, &t)) != BU_OK;
-         attempt++) {
-        if (!pool_retry(w, &g, 0, rv, attempt)) {
-            break;
-        }
-    }
-    if (rv != BU_OK) {
-        if (pool_permanent(rv)) {
-            pool_fail_jobs(w, &g, 0, rv);
-        }
-        return;
-    }
-    size_t i = 0;
-    while (i < n) {
+    int                 rv = pool_tenant_get(w, tenant, &t);
+    size_t              first = 0, i = 0;
+    while (rv == BU_OK && i < n) {
         // One chunk: claimed jobs whose payloads fit the byte bound.
         size_t k = 0, bytes = 0;
-        size_t first = i;
-        rv = BU_OK;
-        for (; rv == BU_OK && i < n && (k == 0 || bytes < POOL_BATCH_BYTES);
-             i++) {
+        first = i;
+        for (; i < n && (k == 0 || bytes < POOL_BATCH_BYTES); i++) {
             if (claimed[i] != BU_OK) {
                 continue; // cancelled, or finished by an earlier dispatch
             }
             size_t   len = 0;
             uint8_t *p = NULL;
-            for (int attempt = 0;
-                 (rv = bu_jobs_payload(w->jobs, ids[i], &p, &len)) != BU_OK
-                 && rv != BU_ENOENT;
-                 attempt++) {
-                BU_ERROR("job %s: reading its request: %s", ids[i],
-                    bu_strerror(rv));
-                if (!pool_retry(w, &g, i, rv, attempt)) {
-                    break;
-                }
-            }
+            rv = bu_jobs_payload(w->jobs, ids[i], &p, &len);
             if (rv == BU_ENOENT) {
                 rv = BU_OK; // purged: nothing to apply
                 continue;
             }
             if (rv != BU_OK) {
+                BU_ERROR("job %s: reading its request: %s", ids[i],
+                    bu_strerror(rv));
                 break;
             }
             payloads[k] = p;
             items[k] = (struct bu_apply_item) {
                 .job_id = ids[i],
-                .seq = jobs[i]->seq,
+                .seq = jobs[i].seq,
                 .payload = p,
                 .len = len,
             };
@@ -378,12 +303,8 @@ pool_run_group(struct pool_worker *w, struct pool_job *const *jobs, size_t n)
             bytes += len;
         }
         int64_t t0 = bu_mono_ms();
-        for (int attempt = 0; rv == BU_OK && k > 0
-             && (rv = bu_apply_batch(t->db, items, k)) != BU_OK;
-             attempt++) {
-            if (pool_retry(w, &g, first, rv, attempt)) {
-                rv = BU_OK;
-            }
+        if (rv == BU_OK && k > 0) {
+            rv = bu_apply_batch(t->db, items, k);
         }
         BU_DEBUG("worker %d: tenant %s: %zu jobs, %zu bytes in %lld ms",
             w->index, tenant, k, bytes, (long long) (bu_mono_ms() - t0));
@@ -394,18 +315,183 @@ pool_run_group(struct pool_worker *w, struct pool_job *const *jobs, size_t n)
             bu_free(payloads[x]);
             payloads[x] = NULL;
         }
-        if (rv != BU_OK) {
-            if (pool_permanent(rv)) {
-                pool_fail_jobs(w, &g, first, rv);
-            } else {
-                BU_WARN("worker %d: tenant %s: stopping with %zu jobs not "
-                        "applied; they resume at the next start",
-                    w->index, tenant, n - first);
-            }
-            return;
+    }
+    if (rv == BU_OK) {
+        *donep = n;
+        pool_tenant_purge(w, t);
+        return BU_OK;
+    }
+    if (!pool_permanent(rv)) {
+        *donep = first;
+        return rv;
+    }
+    for (size_t x = first; x < n; x++) {
+        if (claimed[x] == BU_OK) {
+            struct bu_apply_item item = { .job_id = ids[x], .rv = rv };
+            pool_report(w, tenant, &item);
         }
     }
-    pool_tenant_purge(w, t);
+    *donep = n;
+    return BU_OK;
+}
+
+// pool_held_find returns the worker's held entry of tenant, or NULL.
+static struct pool_held *
+pool_held_find(struct pool_worker *w, const char *tenant)
+{
+    for (size_t i = 0; i < w->nheld; i++) {
+        if (strcmp(w->held[i].tenant, tenant) == 0) {
+            return &w->held[i];
+        }
+    }
+    return NULL;
+}
+
+// pool_held_add appends jobs[0..n) to the tenant's held entry, making one
+// when needed. Returns the entry, or NULL when out of memory (the jobs
+// then stay unfinished in queue.db until the next start).
+static struct pool_held *
+pool_held_add(struct pool_worker *w, const struct pool_job *jobs, size_t n)
+{
+    struct pool_held *h = pool_held_find(w, jobs[0].tenant);
+    if (h == NULL) {
+        if (w->nheld == w->held_cap) {
+            size_t            cap = w->held_cap > 0 ? 2 * w->held_cap : 4;
+            struct pool_held *p = bu_realloc(w->held, cap * sizeof(*p));
+            if (p == NULL) {
+                return NULL;
+            }
+            w->held = p;
+            w->held_cap = cap;
+        }
+        h = &w->held[w->nheld++];
+        memset(h, 0, sizeof(*h));
+        snprintf(h->tenant, sizeof(h->tenant), "%s", jobs[0].tenant);
+    }
+    if (h->n + n > h->cap) {
+        size_t cap = h->cap > 0 ? h->cap : POOL_BATCH_JOBS;
+        while (cap < h->n + n) {
+            cap *= 2;
+        }
+        struct pool_job *p = bu_realloc(h->jobs, cap * sizeof(*p));
+        if (p == NULL) {
+            return NULL;
+        }
+        h->jobs = p;
+        h->cap = cap;
+    }
+    memcpy(h->jobs + h->n, jobs, n * sizeof(*jobs));
+    h->n += n;
+    return h;
+}
+
+// pool_held_drop ends the held entry h (all its jobs done with).
+static void
+pool_held_drop(struct pool_worker *w, struct pool_held *h)
+{
+    bu_free(h->jobs);
+    *h = w->held[--w->nheld];
+}
+
+// pool_held_failed records a failed try (rv) at h and schedules the next.
+static void
+pool_held_failed(struct pool_worker *w, struct pool_held *h, int rv)
+{
+    int64_t pause_ms = POOL_RETRY_FIRST_MS;
+    for (int i = 0; i < h->attempt && pause_ms < POOL_RETRY_MAX_MS; i++) {
+        pause_ms *= 2;
+    }
+    pause_ms = pause_ms < POOL_RETRY_MAX_MS ? pause_ms : POOL_RETRY_MAX_MS;
+    h->attempt++;
+    h->next_ms = bu_mono_ms() + pause_ms;
+    BU_ERROR("worker %d: tenant %s: %s; its %zu jobs wait, trying again in "
+             "%lld ms",
+        w->index, h->tenant,
+        rv == BU_EBUSY ? "locked by another program" : bu_strerror(rv), h->n,
+        (long long) pause_ms);
+    pool_note(w, h->jobs, h->n, rv);
+}
+
+// pool_run_group runs the jobs of one tenant, in order: behind the jobs
+// already held for that tenant, or now; the ones that meet storage
+// trouble are held.
+static void
+pool_run_group(struct pool_worker *w, struct pool_job *const *jobs, size_t n)
+{
+    struct pool_job copy[POOL_BATCH_JOBS];
+    for (size_t i = 0; i < n; i++) {
+        copy[i] = *jobs[i];
+    }
+    struct pool_held *h = pool_held_find(w, copy[0].tenant);
+    if (h != NULL) {
+        if (pool_held_add(w, copy, n) == NULL) {
+            BU_ERROR("worker %d: tenant %s: out of memory holding %zu jobs; "
+                     "they resume at the next start",
+                w->index, copy[0].tenant, n);
+        }
+        return;
+    }
+    size_t done = 0;
+    int    rv = pool_apply_jobs(w, copy, n, &done);
+    if (rv == BU_OK || rv == BU_ECLOSED) {
+        return;
+    }
+    if ((h = pool_held_add(w, copy + done, n - done)) == NULL) {
+        BU_ERROR("worker %d: tenant %s: out of memory holding %zu jobs; "
+                 "they resume at the next start",
+            w->index, copy[0].tenant, n - done);
+        return;
+    }
+    pool_held_failed(w, h, rv);
+}
+
+// pool_run_held tries again the held tenants whose time has come, each
+// from its first job on, POOL_BATCH_JOBS at a time.
+static void
+pool_run_held(struct pool_worker *w)
+{
+    int64_t now = bu_mono_ms();
+    for (size_t i = 0; i < w->nheld;) {
+        struct pool_held *h = &w->held[i];
+        if (h->next_ms > now) {
+            i++;
+            continue;
+        }
+        int rv = BU_OK;
+        while (rv == BU_OK && h->n > 0) {
+            size_t k = h->n < POOL_BATCH_JOBS ? h->n : POOL_BATCH_JOBS;
+            size_t done = 0;
+            rv = pool_apply_jobs(w, h->jobs, k, &done);
+            memmove(h->jobs, h->jobs + done, (h->n - done) * sizeof(*h->jobs));
+            h->n -= done;
+        }
+        if (rv == BU_OK) {
+            BU_INFO("worker %d: tenant %s: its held jobs are applied",
+                w->index, h->tenant);
+            pool_held_drop(w, h); // the last entry moved into slot i
+        } else if (rv == BU_ECLOSED) {
+            return;
+        } else {
+            pool_held_failed(w, h, rv);
+            i++;
+        }
+    }
+}
+
+// pool_held_wait_ms returns how long the worker may wait for its pipe
+// before a held tenant is due: NNG_DURATION_INFINITE when none is held.
+static int
+pool_held_wait_ms(const struct pool_worker *w)
+{
+    if (w->nheld == 0) {
+        return NNG_DURATION_INFINITE;
+    }
+    int64_t next = w->held[0].next_ms;
+    for (size_t i = 1; i < w->nheld; i++) {
+        next = w->held[i].next_ms < next ? w->held[i].next_ms : next;
+    }
+    int64_t wait = next - bu_mono_ms();
+    return wait <= 0 ? 0 : wait > 60000 ? 60000 : (int) wait;
 }
 
 // pool_parse reads "<seq> <job_id> <tenant>" from a pipe message.
@@ -462,7 +548,12 @@ pool_worker_main(void *arg)
     }
     for (;;) {
         nng_msg *msg;
-        int      rv = nng_recvmsg(w->pull, &msg, 0);
+        nng_socket_set_ms(w->pull, NNG_OPT_RECVTIMEO, pool_held_wait_ms(w));
+        int rv = nng_recvmsg(w->pull, &msg, 0);
+        if (rv == NNG_ETIMEDOUT) {
+            pool_run_held(w);
+            continue;
+        }
         if (rv != 0) {
             if (rv != NNG_ECLOSED) {
                 BU_ERROR("worker %d: recv: %s", w->index, nng_strerror(rv));
@@ -487,10 +578,20 @@ pool_worker_main(void *arg)
             }
             nng_msg_free(msg);
         } while (n < POOL_BATCH_JOBS && nng_recvmsg(w->pull, &msg, 0) == 0);
-        nng_socket_set_ms(w->pull, NNG_OPT_RECVTIMEO, NNG_DURATION_INFINITE);
         pool_run_batch(w, batch, n);
+        pool_run_held(w);
     }
     bu_free(batch);
+    // Held jobs stay unfinished in queue.db for the next start.
+    for (size_t i = 0; i < w->nheld; i++) {
+        BU_WARN("worker %d: tenant %s: stopping with %zu jobs held; they "
+                "resume at the next start",
+            w->index, w->held[i].tenant, w->held[i].n);
+        bu_free(w->held[i].jobs);
+    }
+    bu_free(w->held);
+    w->held = NULL;
+    w->nheld = w->held_cap = 0;
     for (int i = 0; i < w->pool->cfg.max_open_tenants; i++) {
         pool_tenant_close(&w->tenants[i]);
     }
@@ -560,14 +661,6 @@ bu_pool_start(struct bu_pool **poolp, const struct bu_pool_config *cfg)
     int rv = bu_queue_init(&pool->outbox);
     pool->outbox_ready = rv == BU_OK;
     if (rv == BU_OK) {
-        pool->stop_ready = pthread_mutex_init(&pool->stop_mu, NULL) == 0;
-        if (pool->stop_ready && pthread_cond_init(&pool->stop_cv, NULL) != 0) {
-            pthread_mutex_destroy(&pool->stop_mu);
-            pool->stop_ready = false;
-        }
-        rv = pool->stop_ready ? BU_OK : BU_ENOMEM;
-    }
-    if (rv == BU_OK) {
         rv = bu_checkpointer_start(&pool->checkpointer, BU_TENANT_WAL_FRAMES);
     }
     for (int i = 0; rv == BU_OK && i < cfg->nworkers; i++) {
@@ -636,12 +729,6 @@ bu_pool_stop(struct bu_pool *pool)
         pthread_join(pool->dispatcher, NULL);
         pool->dispatcher_started = false;
     }
-    if (pool->stop_ready) {
-        pthread_mutex_lock(&pool->stop_mu);
-        pool->stopping = true;
-        pthread_cond_broadcast(&pool->stop_cv);
-        pthread_mutex_unlock(&pool->stop_mu);
-    }
     for (int i = 0; i < pool->nworkers; i++) {
         nng_close(pool->workers[i].pull);
     }
@@ -678,9 +765,5 @@ bu_pool_free(struct bu_pool *pool)
         bu_queue_fini(&pool->outbox);
     }
     bu_checkpointer_free(pool->checkpointer);
-    if (pool->stop_ready) {
-        pthread_cond_destroy(&pool->stop_cv);
-        pthread_mutex_destroy(&pool->stop_mu);
-    }
     bu_free(pool);
 }

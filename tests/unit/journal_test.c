@@ -911,6 +911,7 @@ static struct {
     sqlite3_syscall_ptr orig;
     atomic_bool         on;
     atomic_int          failed; // writes refused so far
+    const char         *match;  // the files hit: paths holding this
 } fault;
 
 static ssize_t
@@ -921,7 +922,7 @@ fault_pwrite64(int fd, const void *buf, size_t n, off_t off)
         snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
         ssize_t len = readlink(link, path, sizeof(path) - 1);
         path[len > 0 ? len : 0] = '\0';
-        if (strstr(path, "/tenants/") != NULL) {
+        if (strstr(path, fault.match) != NULL) {
             atomic_fetch_add(&fault.failed, 1);
             errno = ENOSPC;
             return -1;
@@ -944,6 +945,7 @@ fault_install(void)
     assert_non_null(fault.orig);
     atomic_store(&fault.on, false);
     atomic_store(&fault.failed, 0);
+    fault.match = "/tenants/";
     assert_int_equal(vfs->xSetSystemCall(vfs, "pwrite64",
                          (sqlite3_syscall_ptr) fault_pwrite64),
         SQLITE_OK);
@@ -1091,6 +1093,45 @@ test_stop_during_storage_trouble(void **state)
     subs_free(subs, 2);
 }
 
+// While one tenant's database cannot be written, the worker goes on with
+// its other tenants; the held tenant's jobs, later ones included, apply in
+// order once the trouble passes.
+static void
+test_other_tenants_go_on_while_one_is_held(void **state)
+{
+    struct env *e = *state;
+    struct sub *subs = calloc(4, sizeof(*subs));
+    assert_non_null(subs);
+    const char **ids = trouble_begin(e, subs, 4); // one worker for both
+    fault.match = "/tenants/acme.db";
+    atomic_store(&fault.on, true);
+    submit_one(e, &subs[1], 2, "k1", "first");
+    assert_true(fault_wait_failures(1));
+    sub_one(&subs[2], "beta", NULL, "b1", "other tenant");
+    assert_rv(bu_journal_submit(e->j, &subs[2].s), BU_OK);
+    assert_true(wait_done(3));
+    assert_true(wait_final(e, &ids[2], 1)); // beta is not held back
+    submit_one(e, &subs[3], 4, "k1", "second");
+    struct bu_job_info info;
+    job_info(e, ids[1], &info);
+    assert_false(bu_job_state_final(info.state));
+    job_info(e, ids[3], &info);
+    assert_false(bu_job_state_final(info.state));
+
+    atomic_store(&fault.on, false);
+    assert_true(wait_final(e, ids, 4));
+    for (size_t i = 0; i < 4; i++) {
+        job_info(e, ids[i], &info);
+        assert_int_equal(info.state, BU_JOB_COMPLETED);
+    }
+    assert_k1_name(e, "second");
+    assert_applied_in_order(e, "acme", 3);
+    env_stop(e);
+    fault_uninstall();
+    free(ids);
+    subs_free(subs, 4);
+}
+
 int
 main(void)
 {
@@ -1113,6 +1154,8 @@ main(void)
             test_storage_trouble_is_retried_in_order, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(
             test_stop_during_storage_trouble, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_other_tenants_go_on_while_one_is_held,
+            env_setup, env_teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     nng_fini();
