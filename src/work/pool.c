@@ -27,7 +27,6 @@
 #include "store/tenant.h"
 #include "work/apply.h"
 
-#include <errno.h>
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/pull.h>
 #include <nng/protocol/pipeline0/push.h>
