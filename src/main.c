@@ -3,8 +3,9 @@
  * bulkupsertd: parses flags, initialises the libraries before any thread
  * exists, starts the subsystems in dependency order (journal, workers,
  * recovery, handlers, transport), then waits for signals on the main thread:
- * SIGHUP re-reads the keyring, SIGINT/SIGTERM stop the server in the reverse
- * order, with every accepted job either applied or still queued on disk.
+ * SIGHUP re-reads the keyring and the revocation list, SIGINT/SIGTERM stop the
+ * server in the reverse order, with every accepted job either applied or still
+ * queued on disk.
  */
 #define _DEFAULT_SOURCE // getopt_long
 #include "auth/keyring.h"
@@ -31,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MAIN_MAX_URLS          16
 #define MAIN_VERSION           "0.1.0"
@@ -42,6 +44,8 @@ struct main_opts {
     const char *data_dir;
     const char *keyring;
     char        keyring_default[4096];
+    const char *revoked;
+    char        revoked_default[4096];
     int         workers;
     int         handlers;
     int         contexts;
@@ -75,6 +79,10 @@ main_usage(FILE *f)
         "  --keyring FILE          public keys allowed to sign tokens, one\n"
         "                          k4.public PASERK a line (default\n"
         "                          DATA/keyring); re-read on SIGHUP\n"
+        "  --revoked FILE          token ids (jti) refused whatever key\n"
+        "                          signed them, one a line (default\n"
+        "                          DATA/revoked; none when that file is\n"
+        "                          missing); re-read on SIGHUP\n"
         "  --workers N             worker threads applying jobs (default 2)\n"
         "  --handlers N            request handler threads (default 2)\n"
         "  --contexts N            requests received at once (default 64)\n"
@@ -96,7 +104,8 @@ main_usage(FILE *f)
         "  -h, --help              this text\n"
         "  --version               the version\n"
         "\n"
-        "Signals: SIGHUP re-reads the keyring; SIGINT and SIGTERM stop.\n"
+        "Signals: SIGHUP re-reads the keyring and the revocation list;\n"
+        "SIGINT and SIGTERM stop.\n"
         "Example:\n"
         "  bulkupsertd --listen tcp://127.0.0.1:7450 --data-dir "
         "/var/lib/bu\n");
@@ -143,6 +152,7 @@ main_parse(int argc, char **argv, struct main_opts *o)
         OPT_LISTEN = 256,
         OPT_DATA,
         OPT_KEYRING,
+        OPT_REVOKED,
         OPT_WORKERS,
         OPT_HANDLERS,
         OPT_CONTEXTS,
@@ -160,6 +170,7 @@ main_parse(int argc, char **argv, struct main_opts *o)
         { "listen", required_argument, NULL, OPT_LISTEN },
         { "data-dir", required_argument, NULL, OPT_DATA },
         { "keyring", required_argument, NULL, OPT_KEYRING },
+        { "revoked", required_argument, NULL, OPT_REVOKED },
         { "workers", required_argument, NULL, OPT_WORKERS },
         { "handlers", required_argument, NULL, OPT_HANDLERS },
         { "contexts", required_argument, NULL, OPT_CONTEXTS },
@@ -192,6 +203,9 @@ main_parse(int argc, char **argv, struct main_opts *o)
             break;
         case OPT_KEYRING:
             o->keyring = optarg;
+            break;
+        case OPT_REVOKED:
+            o->revoked = optarg;
             break;
         case OPT_WORKERS:
             if (!main_int("--workers", optarg, 1, 64, &v)) {
@@ -294,6 +308,16 @@ main_parse(int argc, char **argv, struct main_opts *o)
             o->data_dir);
         o->keyring = o->keyring_default;
     }
+    if (o->revoked == NULL) {
+        snprintf(o->revoked_default, sizeof(o->revoked_default), "%s/revoked",
+            o->data_dir);
+        o->revoked = o->revoked_default;
+    } else if (access(o->revoked, F_OK) != 0) {
+        // Named on purpose, so a missing file is a mistake, not "none".
+        fprintf(stderr, "bulkupsertd: --revoked %s: %s\n", o->revoked,
+            strerror(errno));
+        return 3;
+    }
     return 0;
 }
 
@@ -309,10 +333,12 @@ main_wait(const sigset_t *set, struct bu_keyring *keyring)
         if (sig == SIGHUP) {
             int rv = bu_keyring_reload(keyring);
             if (rv == BU_OK) {
-                BU_INFO(
-                    "keyring reloaded: %zu keys", bu_keyring_count(keyring));
+                BU_INFO("keyring reloaded: %zu keys, %zu revoked token ids",
+                    bu_keyring_count(keyring),
+                    bu_keyring_revoked_count(keyring));
             } else {
-                BU_ERROR("keyring reload failed, old keys stay: %s",
+                BU_ERROR("keyring reload failed, the old keys and revoked "
+                         "token ids stay: %s",
                     bu_strerror(rv));
             }
             continue;
@@ -385,6 +411,10 @@ main(int argc, char **argv)
         BU_ERROR("keyring %s: %s", o.keyring, bu_strerror(rv));
         goto out;
     }
+    if ((rv = bu_keyring_revocations(keyring, o.revoked)) != BU_OK) {
+        BU_ERROR("revocation list %s: %s", o.revoked, bu_strerror(rv));
+        goto out;
+    }
     if ((rv = bu_journal_open(&journal, o.data_dir)) != BU_OK) {
         BU_ERROR("queue %s/queue.db: %s", o.data_dir, bu_strerror(rv));
         goto out;
@@ -435,10 +465,10 @@ main(int argc, char **argv)
         BU_ERROR("transport: %s", bu_strerror(rv));
         goto out;
     }
-    BU_INFO("bulkupsertd %s ready: data %s, %zu keys, %d workers, "
-            "%zu jobs resumed",
-        MAIN_VERSION, o.data_dir, bu_keyring_count(keyring), o.workers,
-        recovered);
+    BU_INFO("bulkupsertd %s ready: data %s, %zu keys, %zu revoked token ids, "
+            "%d workers, %zu jobs resumed",
+        MAIN_VERSION, o.data_dir, bu_keyring_count(keyring),
+        bu_keyring_revoked_count(keyring), o.workers, recovered);
     main_wait(&set, keyring);
     status = 0;
 

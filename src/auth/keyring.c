@@ -5,7 +5,8 @@
  * completely into a fresh key array before anything changes; only then is
  * the array swapped in under the mutex, so a reload with a bad line leaves
  * the old set in force. A lookup copies the key out under the same mutex,
- * and no lock is held while reading the file.
+ * and no lock is held while reading the file. The revocation list is a
+ * sorted array of strings, swapped in with the keys.
  */
 #include "auth/keyring.h"
 
@@ -28,11 +29,14 @@ struct keyring_entry {
 };
 
 struct bu_keyring {
-    char *path; // set at open, then read-only
+    char *path;         // set at open, then read-only
+    char *revoked_path; // NULL: no list; set before sharing, then read-only
 
     pthread_mutex_t       mtx;
-    struct keyring_entry *keys;  // guarded by mtx; owned
-    size_t                nkeys; // guarded by mtx
+    struct keyring_entry *keys;     // guarded by mtx; owned
+    size_t                nkeys;    // guarded by mtx
+    char                **revoked;  // guarded by mtx; sorted; owned
+    size_t                nrevoked; // guarded by mtx
 
     atomic_uint_fast64_t generation; // reloads that took effect
 };
@@ -141,6 +145,103 @@ keyring_load(const char *path, struct keyring_entry **keysp, size_t *nkeysp)
     return BU_OK;
 }
 
+static void
+revoked_free(char **ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        bu_free(ids[i]);
+    }
+    bu_free(ids);
+}
+
+static int
+revoked_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+// revoked_line checks one jti line s; returns NULL or why it is refused.
+static const char *
+revoked_line(const char *s)
+{
+    if (strncmp(s, "v4.", 3) == 0 || strncmp(s, "k4.", 3) == 0) {
+        return "a token or key, not a jti (rpc-cli token revoke reads the "
+               "jti out of a token)";
+    }
+    if (strlen(s) > BU_KEYRING_JTI_MAX) {
+        return "longer than any jti (127 characters)";
+    }
+    return NULL;
+}
+
+// revoked_load parses the revocation file at path into a new sorted array
+// *idsp of *np ids (release with revoked_free). A missing file is empty.
+static int
+revoked_load(const char *path, char ***idsp, size_t *np)
+{
+    char        **ids = NULL;
+    size_t        n = 0, room = 0;
+    char         *line = NULL; // from getline: released with free
+    size_t        cap = 0;
+    unsigned long lineno = 0;
+    int           rv = BU_OK;
+
+    FILE *fp = fopen(path, "r");
+    if (fp == NULL) {
+        if (errno == ENOENT) {
+            *idsp = NULL;
+            *np = 0;
+            return BU_OK;
+        }
+        BU_WARN("revocation list %s: %s", path, strerror(errno));
+        return BU_EIO;
+    }
+    while (getline(&line, &cap, fp) != -1) {
+        lineno++;
+        char *s = keyring_trim(line);
+        if (*s == '\0' || *s == '#') {
+            continue;
+        }
+        const char *why = revoked_line(s);
+        if (why != NULL) {
+            BU_WARN(
+                "revocation list %s line %lu refused: %s", path, lineno, why);
+            rv = BU_EPARSE;
+            break;
+        }
+        if (n == room) {
+            room = room == 0 ? 16 : room * 2;
+            char **grown = bu_realloc(ids, room * sizeof(*ids));
+            if (grown == NULL) {
+                rv = BU_ENOMEM;
+                break;
+            }
+            ids = grown;
+        }
+        if ((ids[n] = bu_strdup(s)) == NULL) {
+            rv = BU_ENOMEM;
+            break;
+        }
+        n++;
+    }
+    if (rv == BU_OK && (ferror(fp) || !feof(fp))) {
+        rv = errno == ENOMEM ? BU_ENOMEM : BU_EIO;
+        BU_WARN("revocation list %s: %s", path, bu_strerror(rv));
+    }
+    free(line);
+    fclose(fp);
+    if (rv != BU_OK) {
+        revoked_free(ids, n);
+        return rv;
+    }
+    if (n > 1) {
+        qsort(ids, n, sizeof(*ids), revoked_cmp);
+    }
+    *idsp = ids;
+    *np = n;
+    return BU_OK;
+}
+
 int
 bu_keyring_open(struct bu_keyring **krp, const char *path)
 {
@@ -179,8 +280,40 @@ bu_keyring_close(struct bu_keyring *kr)
     }
     pthread_mutex_destroy(&kr->mtx);
     bu_free(kr->keys);
+    revoked_free(kr->revoked, kr->nrevoked);
     bu_free(kr->path);
+    bu_free(kr->revoked_path);
     bu_free(kr);
+}
+
+int
+bu_keyring_revocations(struct bu_keyring *kr, const char *path)
+{
+    char **ids = NULL;
+    size_t n = 0;
+    char  *copy = NULL;
+
+    if (path != NULL) {
+        if ((copy = bu_strdup(path)) == NULL) {
+            return BU_ENOMEM;
+        }
+        int rv = revoked_load(path, &ids, &n);
+        if (rv != BU_OK) {
+            bu_free(copy);
+            return rv;
+        }
+    }
+    pthread_mutex_lock(&kr->mtx);
+    char **old = kr->revoked;
+    size_t nold = kr->nrevoked;
+    kr->revoked = ids;
+    kr->nrevoked = n;
+    atomic_fetch_add(&kr->generation, 1);
+    pthread_mutex_unlock(&kr->mtx);
+    revoked_free(old, nold);
+    bu_free(kr->revoked_path);
+    kr->revoked_path = copy;
+    return BU_OK;
 }
 
 int
@@ -188,18 +321,30 @@ bu_keyring_reload(struct bu_keyring *kr)
 {
     struct keyring_entry *keys;
     size_t                nkeys;
+    char                **ids = NULL;
+    size_t                nids = 0;
 
     int rv = keyring_load(kr->path, &keys, &nkeys);
     if (rv != BU_OK) {
         return rv;
     }
+    if (kr->revoked_path != NULL
+        && (rv = revoked_load(kr->revoked_path, &ids, &nids)) != BU_OK) {
+        bu_free(keys);
+        return rv;
+    }
     pthread_mutex_lock(&kr->mtx);
     struct keyring_entry *old = kr->keys;
+    char                **old_ids = kr->revoked;
+    size_t                nold_ids = kr->nrevoked;
     kr->keys = keys;
     kr->nkeys = nkeys;
+    kr->revoked = ids;
+    kr->nrevoked = nids;
     atomic_fetch_add(&kr->generation, 1);
     pthread_mutex_unlock(&kr->mtx);
     bu_free(old);
+    revoked_free(old_ids, nold_ids);
     return BU_OK;
 }
 
@@ -216,6 +361,30 @@ bu_keyring_count(struct bu_keyring *kr)
     size_t n = kr->nkeys;
     pthread_mutex_unlock(&kr->mtx);
     return n;
+}
+
+size_t
+bu_keyring_revoked_count(struct bu_keyring *kr)
+{
+    pthread_mutex_lock(&kr->mtx);
+    size_t n = kr->nrevoked;
+    pthread_mutex_unlock(&kr->mtx);
+    return n;
+}
+
+int
+bu_keyring_is_revoked(struct bu_keyring *kr, const char *jti)
+{
+    if (jti == NULL) {
+        return 0;
+    }
+    pthread_mutex_lock(&kr->mtx);
+    int found = kr->nrevoked > 0
+        && bsearch(&jti, kr->revoked, kr->nrevoked, sizeof(*kr->revoked),
+               revoked_cmp)
+            != NULL;
+    pthread_mutex_unlock(&kr->mtx);
+    return found;
 }
 
 int

@@ -6,6 +6,11 @@
  * looked up by their PASERK id (kid). bu_keyring_reload re-reads the file
  * and swaps the key set atomically, so keys rotate without a restart.
  *
+ * The keyring also holds the revocation list: the token ids ("jti") that
+ * are refused whatever key signed them, read from a second text file with
+ * one jti a line (same comment rules). A reload re-reads both files and
+ * swaps both sets together; a missing revocation file is an empty list.
+ *
  * Thread-safe: lookups and reloads may run from any thread (a mutex guards
  * the key set; a lookup copies the key out).
  */
@@ -28,8 +33,17 @@ int bu_keyring_open(struct bu_keyring **krp, const char *path);
 // bu_keyring_close releases kr; NULL is ignored.
 void bu_keyring_close(struct bu_keyring *kr);
 
-// bu_keyring_reload re-reads the file given to open. On any error the old
-// key set stays in force and the error is returned (as for open).
+// bu_keyring_revocations makes kr read its revocation list from path (NULL:
+// none) now and at every reload; call it before kr is shared with other
+// threads. A missing file is an empty list. A line longer than
+// BU_KEYRING_JTI_MAX characters, or one that holds a whole token instead
+// of its jti, is refused (BU_EPARSE, the log names the line); BU_EIO when
+// the file cannot be read; BU_ENOMEM. On an error nothing changes.
+#define BU_KEYRING_JTI_MAX 127
+int bu_keyring_revocations(struct bu_keyring *kr, const char *path);
+// bu_keyring_reload re-reads the file given to open and the revocation
+// file. On any error in either the old key set and the old revocation list
+// stay in force and the error is returned (as for open).
 int bu_keyring_reload(struct bu_keyring *kr);
 
 // bu_keyring_generation returns how many reloads have taken effect: a
@@ -39,6 +53,10 @@ uint64_t bu_keyring_generation(struct bu_keyring *kr);
 // bu_keyring_count returns the number of keys now loaded.
 size_t bu_keyring_count(struct bu_keyring *kr);
 
+// bu_keyring_revoked_count returns the number of token ids now revoked.
+size_t bu_keyring_revoked_count(struct bu_keyring *kr);
+// bu_keyring_is_revoked returns 1 when jti is on the revocation list.
+int bu_keyring_is_revoked(struct bu_keyring *kr, const char *jti);
 // bu_keyring_find copies the public key whose PASERK id is kid into *keyp.
 // Returns BU_ENOENT when there is none.
 int bu_keyring_find(

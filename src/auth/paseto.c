@@ -505,3 +505,30 @@ bu_paseto_v4_footer(const char *token, uint8_t **fp, size_t *flenp)
     *flenp = footlen;
     return BU_OK;
 }
+
+int
+bu_paseto_v4_message_unverified(const char *token, uint8_t **mp, size_t *mlenp)
+{
+    const char *body64;
+    const char *foot64;
+    size_t      body64len;
+    size_t      foot64len;
+    uint8_t    *body;
+    size_t      bodylen;
+
+    int rv = paseto_split(token, &body64, &body64len, &foot64, &foot64len);
+    if (rv != BU_OK
+        || (rv = paseto_b64_decode(body64, body64len, &body, &bodylen))
+            != BU_OK) {
+        return rv;
+    }
+    if (bodylen < PASETO_SIG_LEN) {
+        bu_free(body);
+        return BU_EPARSE;
+    }
+    // The message is the body without its signature; cut it there.
+    body[bodylen - PASETO_SIG_LEN] = '\0';
+    *mp = body;
+    *mlenp = bodylen - PASETO_SIG_LEN;
+    return BU_OK;
+}

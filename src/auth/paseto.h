@@ -98,4 +98,11 @@ int bu_paseto_v4_verify(const struct bu_paseto_key *pub, const char *token,
 // Returns BU_EPARSE, BU_ENOMEM.
 int bu_paseto_v4_footer(const char *token, uint8_t **fp, size_t *flenp);
 
+// bu_paseto_v4_message_unverified decodes the message of a v4.public token
+// without verifying its signature: for a tool reading a token it already
+// holds (to revoke it), never for a decision to trust it. *mp is
+// NUL-terminated (release with bu_free). Returns BU_EPARSE, BU_ENOMEM.
+int bu_paseto_v4_message_unverified(
+    const char *token, uint8_t **mp, size_t *mlenp);
+
 #endif // BU_AUTH_PASETO_H

@@ -286,8 +286,9 @@ token_claims_check(
     }
     if (!token_time(root, "iat", &c.iat) || !token_time(root, "exp", &c.exp)
         || !token_string(root, "sub", c.sub, sizeof(c.sub))
-        || !token_string(root, "jti", c.jti, sizeof(c.jti))) {
-        goto out;
+        || !token_string(root, "jti", c.jti, sizeof(c.jti))
+        || c.jti[0] == '\0') {
+        goto out; // a token without a jti could never be revoked
     }
     // "nbf" is not issued here, but a token that carries one is held to it.
     if (json_object_get(root, "nbf") != NULL
@@ -326,14 +327,22 @@ bu_token_verify(struct bu_keyring *keyring, const char *token, int64_t now,
         rv = bu_paseto_v4_verify(&key, token, NULL, 0, &m, &mlen, NULL, NULL);
     }
     // The claims are read only once the signature has checked.
+    struct bu_claims claims;
     if (rv == BU_OK) {
-        rv = token_claims_check(m, mlen, now, claimsp);
+        rv = token_claims_check(m, mlen, now, &claims);
+    }
+    if (rv == BU_OK && bu_keyring_is_revoked(keyring, claims.jti)) {
+        rv = BU_EREVOKED;
+    }
+    if (rv == BU_OK) {
+        *claimsp = claims;
     }
     bu_free(m);
     bu_paseto_key_wipe(&key);
     // Fail closed with as little detail as the caller needs: everything
-    // but a bad signature, an expired token and OOM is BU_EAUTH.
-    if (rv != BU_OK && rv != BU_ESIG && rv != BU_EEXPIRED && rv != BU_ENOMEM) {
+    // but a bad signature, an expired or revoked token and OOM is BU_EAUTH.
+    if (rv != BU_OK && rv != BU_ESIG && rv != BU_EEXPIRED && rv != BU_EREVOKED
+        && rv != BU_ENOMEM) {
         rv = BU_EAUTH;
     }
     return rv;

@@ -58,10 +58,12 @@ int bu_token_issue(const struct bu_paseto_key *secret,
 // object with a string "kid"), picks that key from keyring, verifies the
 // signature, then parses and checks the claims: a JSON object, "tenant"
 // valid, "perms" an array of strings, "exp" and "iat" RFC 3339 with
-// iat <= now + 60 s skew and now < exp, "sub"/"jti" strings when present.
-// *claimsp is written only on success.
+// iat <= now + 60 s skew and now < exp, "jti" a non-empty string, "sub" a
+// string when present; last, that the jti is not on the keyring's
+// revocation list. *claimsp is written only on success.
 // Returns BU_EAUTH (malformed, unknown kid, bad claims), BU_ESIG (bad
-// signature), BU_EEXPIRED, BU_ENOMEM. Every non-OK result means 401.
+// signature), BU_EEXPIRED, BU_EREVOKED, BU_ENOMEM. Every non-OK result
+// means 401.
 int bu_token_verify(struct bu_keyring *keyring, const char *token, int64_t now,
     struct bu_claims *claimsp);
 

@@ -30,7 +30,8 @@
     X(BU_ESTORE, "storage error")                                             \
     X(BU_ECORRUPT, "stored data is corrupt")                                  \
     X(BU_ECONNECT, "connection failed")                                       \
-    X(BU_EPROTO, "protocol error")
+    X(BU_EPROTO, "protocol error")                                            \
+    X(BU_EREVOKED, "token revoked")
 
 enum bu_err {
 #define BU_ERR_ENUM(name, text) name,

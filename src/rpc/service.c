@@ -1104,6 +1104,10 @@ svc_authenticate(struct svc_call *sc)
         svc_fail(sc, BULKUPSERT__V1__CODE__UNAUTHENTICATED, SVC_RC_NONE,
             "token signature does not verify");
         break;
+    case BU_EREVOKED:
+        svc_fail(sc, BULKUPSERT__V1__CODE__UNAUTHENTICATED, SVC_RC_NONE,
+            "token revoked: its jti is on the server's revocation list");
+        break;
     case BU_ENOMEM:
         svc_fail(sc, BULKUPSERT__V1__CODE__INTERNAL, SVC_RC_UNEXPECTED,
             "out of memory");

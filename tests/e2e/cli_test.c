@@ -303,6 +303,70 @@ test_keygen_and_token_issue(void **state)
     free(ring_before);
 }
 
+
+// token revoke: the token works, its jti goes on DATA/revoked, and once the
+// daemon re-reads the list (SIGHUP) it answers 401 "token revoked" while
+// another token of the same key still works. --json of token issue names
+// the jti; a token given on stdin is revoked the same way.
+static void
+test_token_revoke(void **state)
+{
+    struct fixture *f = *state;
+    struct harness *h = &f->h;
+    char            revoked[400];
+
+    snprintf(revoked, sizeof(revoked), "%s/revoked", h->data);
+    CLI(0, h, NULL, "token", "issue", "--secret", h->secret, "--tenant",
+        "acme", "--perm", "DataSpace.Read", "--json");
+    json_t     *issued = json_parse_out();
+    const char *jti = json_string_value(json_object_get(issued, "jti"));
+    assert_non_null(jti);
+    assert_int_equal(strlen(jti), 32);
+    char *tok = strdup(
+        json_string_value(json_object_get(issued, "token")));
+    char *jti_copy = strdup(jti);
+    json_decref(issued);
+    CLI(0, h, tok, "columns", "list");
+
+    CLI(0, h, NULL, "token", "revoke", "--revoked", revoked, tok);
+    assert_int_equal(strncmp(harness_cli_out, jti_copy, 32), 0);
+    char *list = read_file(revoked);
+    assert_has(list, "# revoked ");
+    assert_has(list, ": tenant acme, sub rpc-cli, expires 20");
+    assert_has(list, jti_copy);
+    free(list);
+    // Not yet re-read: still accepted.
+    CLI(0, h, tok, "columns", "list");
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    int rv = 0;
+    for (int i = 0; i < 100 * harness_slow() && rv == 0; i++) {
+        const char *args[] = { "columns", "list", NULL };
+        rv = harness_cli(h, tok, args, harness_cli_out,
+            sizeof(harness_cli_out), harness_cli_err, sizeof(harness_cli_err));
+        if (rv == 0) {
+            harness_sleep_ms(50);
+        }
+    }
+    assert_int_equal(rv, 1);
+    assert_has(harness_cli_err, "UNAUTHENTICATED (http 401)");
+    assert_has(harness_cli_err, "token revoked");
+    CLI(0, h, f->tok, "columns", "list");
+
+    // By --jti, and a token with no jti to read.
+    CLI(0, h, NULL, "token", "revoke", "--revoked", revoked, "--jti",
+        "by-hand-1", "--json");
+    assert_has(harness_cli_out, "{\"jti\": \"by-hand-1\", \"revoked\": ");
+    CLI(2, h, NULL, "token", "revoke", "--revoked", revoked, "--jti", "a b");
+    assert_has(harness_cli_err, "is not a token id");
+    CLI(2, h, NULL, "token", "revoke", "--revoked", revoked,
+        "v4.public.not-a-token");
+    assert_has(harness_cli_err, "not a v4.public token");
+    CLI(2, h, NULL, "token", "revoke", "--jti", "x");
+    assert_has(harness_cli_err, "missing --revoked FILE");
+    free(jti_copy);
+    free(tok);
+}
+
 // ---------------------------------------------------------------------------
 // submit
 
@@ -1044,6 +1108,7 @@ main(void)
         cmocka_unit_test_setup_teardown(
             test_columns_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_revoke, setup, teardown),
         cmocka_unit_test_setup_teardown(test_help_and_usage, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -408,6 +408,73 @@ test_alloc_failures(void **state)
     bu_keyring_close(kr);
 }
 
+// The revocation list: comments, blanks and spaces; a missing file is an
+// empty list; a bad line (a whole token, an over-long id) is refused with
+// the old list kept; every allocation failing in turn leaves it whole.
+static void
+test_revocation_list(void **state)
+{
+    struct fixture    *fx = *state;
+    struct bu_keyring *kr = NULL;
+    char               rpath[128];
+    char               longid[200];
+
+    const char *lines[] = { fx->a.pub_str, NULL };
+    write_lines(fx->path, lines);
+    snprintf(rpath, sizeof(rpath), "%s/revoked", fx->dir);
+    assert_rv(bu_keyring_open(&kr, fx->path), BU_OK);
+    assert_false(bu_keyring_is_revoked(kr, "j-1"));
+
+    unlink(rpath);
+    uint64_t gen = bu_keyring_generation(kr);
+    assert_rv(bu_keyring_revocations(kr, rpath), BU_OK);
+    assert_int_equal(bu_keyring_revoked_count(kr), 0);
+    assert_true(bu_keyring_generation(kr) > gen);
+
+    write_file(rpath, "# leaked 2026-11-27\n\tj-2 \n\nj-1\nj-2\nzz\n");
+    assert_rv(bu_keyring_reload(kr), BU_OK);
+    assert_int_equal(bu_keyring_revoked_count(kr), 4);
+    assert_true(bu_keyring_is_revoked(kr, "j-1"));
+    assert_true(bu_keyring_is_revoked(kr, "j-2"));
+    assert_true(bu_keyring_is_revoked(kr, "zz"));
+    assert_false(bu_keyring_is_revoked(kr, "j-3"));
+    assert_false(bu_keyring_is_revoked(kr, "# leaked 2026-11-27"));
+    assert_false(bu_keyring_is_revoked(kr, NULL));
+
+    // A token pasted instead of its jti, and an id no token can carry.
+    write_file(rpath, "j-3\nv4.public.eyJ0ZW5hbnQiOiJhY21lIn0\n");
+    assert_rv(bu_keyring_reload(kr), BU_EPARSE);
+    memset(longid, 'x', sizeof(longid) - 1);
+    longid[BU_KEYRING_JTI_MAX + 1] = '\0';
+    const char *toolong[] = { "j-3", longid, NULL };
+    write_lines(rpath, toolong);
+    assert_rv(bu_keyring_reload(kr), BU_EPARSE);
+    assert_true(bu_keyring_is_revoked(kr, "j-1"));
+    assert_false(bu_keyring_is_revoked(kr, "j-3"));
+    longid[BU_KEYRING_JTI_MAX] = '\0';
+    write_lines(rpath, toolong);
+    assert_rv(bu_keyring_reload(kr), BU_OK);
+    assert_true(bu_keyring_is_revoked(kr, longid));
+    assert_false(bu_keyring_is_revoked(kr, "j-1"));
+
+    // Out of memory at any step of a reload: the old list stays.
+    write_file(rpath, "a\nb\nc\n");
+    for (long n = 0;; n++) {
+        bu_alloc_fail_after(n);
+        int rv = bu_keyring_reload(kr);
+        bu_alloc_fail_after(-1);
+        if (rv == BU_OK) {
+            break;
+        }
+        assert_rv(rv, BU_ENOMEM);
+        assert_int_equal(bu_keyring_revoked_count(kr), 2);
+        assert_true(bu_keyring_is_revoked(kr, "j-3"));
+    }
+    assert_int_equal(bu_keyring_revoked_count(kr), 3);
+    bu_keyring_close(kr);
+    unlink(rpath);
+}
+
 int
 main(void)
 {
@@ -423,6 +490,7 @@ main(void)
         cmocka_unit_test(test_reload_new_key),
         cmocka_unit_test(test_reload_concurrent_find),
         cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_revocation_list),
     };
     return cmocka_run_group_tests(tests, keyring_setup, keyring_teardown);
 }

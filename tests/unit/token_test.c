@@ -150,7 +150,7 @@ verify_footer(struct fixture *fx, const char *footer)
 {
     static const char claims[] = "{\"tenant\":\"acme\",\"perms\":[],"
                                  "\"iat\":\"" NOW_S "\",\"exp\":\"" HOUR_S
-                                 "\"}";
+                                 "\",\"jti\":\"j-1\"}";
     struct bu_claims c;
     char *token = raw_token_footer(fx, claims, footer);
     int rv = bu_token_verify(fx->kr, token, NOW, &c);
@@ -379,7 +379,7 @@ test_tampered(void **state)
     char footer[128];
     snprintf(footer, sizeof(footer), "{\"kid\":\"%s\"}", fx->kid);
     const char *claims = "{\"tenant\":\"acme\",\"perms\":[],\"iat\":\"" NOW_S
-                         "\",\"exp\":\"" HOUR_S "\"}";
+                         "\",\"exp\":\"" HOUR_S "\",\"jti\":\"j-1\"}";
     assert_rv(bu_paseto_keypair(&sk, &pk), BU_OK);
     assert_rv(bu_paseto_v4_sign(&sk, (const uint8_t *) claims,
                   strlen(claims), (const uint8_t *) footer, strlen(footer),
@@ -409,7 +409,7 @@ test_bad_tenant(void **state)
     for (size_t k = 0; k < sizeof(tenants) / sizeof(tenants[0]); k++) {
         snprintf(claims, sizeof(claims),
             "{\"tenant\":\"%s\",\"perms\":[],\"iat\":\"" NOW_S
-            "\",\"exp\":\"" HOUR_S "\"}",
+            "\",\"exp\":\"" HOUR_S "\",\"jti\":\"j-1\"}",
             tenants[k]);
         if (verify_raw(fx, claims) != BU_EAUTH) {
             fail_msg("accepted tenant \"%s\"", tenants[k]);
@@ -418,13 +418,13 @@ test_bad_tenant(void **state)
     // A tenant that is not a string.
     assert_rv(verify_raw(fx,
                   "{\"tenant\":7,\"perms\":[],\"iat\":\"" NOW_S
-                  "\",\"exp\":\"" HOUR_S "\"}"),
+                  "\",\"exp\":\"" HOUR_S "\",\"jti\":\"j-1\"}"),
         BU_EAUTH);
     // The 63-character maximum is fine.
     t64[63] = '\0';
     snprintf(claims, sizeof(claims),
         "{\"tenant\":\"%s\",\"perms\":[],\"iat\":\"" NOW_S
-        "\",\"exp\":\"" HOUR_S "\"}",
+        "\",\"exp\":\"" HOUR_S "\",\"jti\":\"j-1\"}",
         t64);
     assert_rv(verify_raw(fx, claims), BU_OK);
 }
@@ -438,7 +438,7 @@ test_perms_in_token(void **state)
 
 #define PERMS_CLAIMS(perms)                                                 \
     "{\"tenant\":\"acme\",\"perms\":" perms ",\"iat\":\"" NOW_S             \
-    "\",\"exp\":\"" HOUR_S "\"}"
+    "\",\"exp\":\"" HOUR_S "\",\"jti\":\"j-1\"}"
 
     // Unknown names are ignored.
     token = raw_token(fx, PERMS_CLAIMS("[\"DataSpace.Read\",\"Root\"]"));
@@ -467,7 +467,7 @@ test_missing_claims(void **state)
     // The complete set verifies; each required claim left out does not.
     assert_rv(verify_raw(fx,
                   "{\"tenant\":\"acme\",\"perms\":[],\"iat\":\"" NOW_S
-                  "\",\"exp\":\"" HOUR_S "\"}"),
+                  "\",\"exp\":\"" HOUR_S "\",\"jti\":\"j-1\"}"),
         BU_OK);
     assert_rv(verify_raw(fx,
                   "{\"perms\":[],\"iat\":\"" NOW_S "\",\"exp\":\"" HOUR_S
@@ -475,7 +475,7 @@ test_missing_claims(void **state)
         BU_EAUTH);
     assert_rv(verify_raw(fx,
                   "{\"tenant\":\"acme\",\"iat\":\"" NOW_S
-                  "\",\"exp\":\"" HOUR_S "\"}"),
+                  "\",\"exp\":\"" HOUR_S "\",\"jti\":\"j-1\"}"),
         BU_EAUTH);
     assert_rv(verify_raw(fx,
                   "{\"tenant\":\"acme\",\"perms\":[],\"exp\":\"" HOUR_S
@@ -488,7 +488,7 @@ test_missing_claims(void **state)
     // Wrong types and formats.
     assert_rv(verify_raw(fx,
                   "{\"tenant\":\"acme\",\"perms\":[],\"iat\":1893456000,"
-                  "\"exp\":\"" HOUR_S "\"}"),
+                  "\"exp\":\"" HOUR_S "\",\"jti\":\"j-1\"}"),
         BU_EAUTH);
     assert_rv(verify_raw(fx,
                   "{\"tenant\":\"acme\",\"perms\":[],\"iat\":\"" NOW_S
@@ -502,6 +502,15 @@ test_missing_claims(void **state)
                   "{\"tenant\":\"acme\",\"perms\":[],\"iat\":\"" NOW_S
                   "\",\"exp\":\"" HOUR_S "\",\"jti\":null}"),
         BU_EAUTH);
+    // No jti, or an empty one: such a token could never be revoked.
+    assert_rv(verify_raw(fx,
+                  "{\"tenant\":\"acme\",\"perms\":[],\"iat\":\"" NOW_S
+                  "\",\"exp\":\"" HOUR_S "\"}"),
+        BU_EAUTH);
+    assert_rv(verify_raw(fx,
+                  "{\"tenant\":\"acme\",\"perms\":[],\"iat\":\"" NOW_S
+                  "\",\"exp\":\"" HOUR_S "\",\"jti\":\"\"}"),
+        BU_EAUTH);
     // exp before iat.
     assert_rv(verify_raw(fx,
                   "{\"tenant\":\"acme\",\"perms\":[],\"iat\":\"" HOUR_S
@@ -510,11 +519,13 @@ test_missing_claims(void **state)
     // A not-before in the future is honoured.
     assert_rv(verify_raw(fx,
                   "{\"tenant\":\"acme\",\"perms\":[],\"iat\":\"" NOW_S
-                  "\",\"exp\":\"" HOUR_S "\",\"nbf\":\"" HOUR_S "\"}"),
+                  "\",\"exp\":\"" HOUR_S "\",\"nbf\":\"" HOUR_S
+                  "\",\"jti\":\"j-1\"}"),
         BU_EAUTH);
     assert_rv(verify_raw(fx,
                   "{\"tenant\":\"acme\",\"perms\":[],\"iat\":\"" NOW_S
-                  "\",\"exp\":\"" HOUR_S "\",\"nbf\":\"" NOW_S "\"}"),
+                  "\",\"exp\":\"" HOUR_S "\",\"nbf\":\"" NOW_S
+                  "\",\"jti\":\"j-1\"}"),
         BU_OK);
     // A sub too long for struct bu_claims.
     char claims[512];
@@ -594,7 +605,7 @@ test_footer_not_json(void **state)
     // No footer at all.
     struct bu_claims c;
     const char *claims = "{\"tenant\":\"acme\",\"perms\":[],\"iat\":\"" NOW_S
-                         "\",\"exp\":\"" HOUR_S "\"}";
+                         "\",\"exp\":\"" HOUR_S "\",\"jti\":\"j-1\"}";
     char *token = NULL;
     assert_rv(bu_paseto_v4_sign(&fx->secret, (const uint8_t *) claims,
                   strlen(claims), NULL, 0, NULL, 0, &token),
@@ -620,7 +631,7 @@ test_oversize_token(void **state)
     for (;; pad++) {
         int n = snprintf(claims, BU_TOKEN_MAX_BYTES,
             "{\"tenant\":\"acme\",\"perms\":[],\"iat\":\"" NOW_S
-            "\",\"exp\":\"" HOUR_S "\",\"pad\":\"");
+            "\",\"exp\":\"" HOUR_S "\",\"jti\":\"j-1\",\"pad\":\"");
         memset(claims + n, 'p', pad);
         strcpy(claims + n + pad, "\"}");
         token = raw_token(fx, claims);
@@ -771,6 +782,53 @@ test_cache_keyring_reload(void **state)
     bu_free(token);
 }
 
+// A revoked jti is refused, from the memo too, once the list is re-read;
+// other tokens of the same key go on verifying.
+static void
+test_revoked_jti(void **state)
+{
+    struct fixture       *fx = *state;
+    struct bu_token_cache cache = { .tick = 0 };
+    struct bu_claims      in = claims_default();
+    struct bu_claims      out;
+    char                 *leaked = NULL, *other = NULL;
+    char                  path[128];
+
+    strcpy(in.jti, "leaked-1");
+    assert_rv(bu_token_issue(&fx->secret, &in, &leaked), BU_OK);
+    strcpy(in.jti, "kept-2");
+    assert_rv(bu_token_issue(&fx->secret, &in, &other), BU_OK);
+    assert_rv(
+        bu_token_cache_verify(&cache, fx->kr, leaked, NOW, &out), BU_OK);
+
+    snprintf(path, sizeof(path), "%s/revoked", fx->dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("# leaked in a log\n  leaked-1  \n\nsomething-else\n", fp);
+    fclose(fp);
+    assert_rv(bu_keyring_revocations(fx->kr, path), BU_OK);
+    assert_int_equal(bu_keyring_revoked_count(fx->kr), 2);
+
+    assert_rv(bu_token_verify(fx->kr, leaked, NOW, &out), BU_EREVOKED);
+    assert_rv(
+        bu_token_cache_verify(&cache, fx->kr, leaked, NOW, &out), BU_EREVOKED);
+    assert_rv(bu_token_cache_verify(&cache, fx->kr, other, NOW, &out), BU_OK);
+    assert_string_equal(out.jti, "kept-2");
+
+    // Taken off the list and re-read: the token verifies again.
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_rv(bu_keyring_reload(fx->kr), BU_OK);
+    assert_rv(
+        bu_token_cache_verify(&cache, fx->kr, leaked, NOW, &out), BU_OK);
+    assert_rv(bu_keyring_revocations(fx->kr, NULL), BU_OK);
+    unlink(path);
+    bu_token_cache_clear(&cache);
+    bu_free(leaked);
+    bu_free(other);
+}
+
 int
 main(void)
 {
@@ -796,6 +854,7 @@ main(void)
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_cache_repeats),
         cmocka_unit_test(test_cache_keyring_reload),
+        cmocka_unit_test(test_revoked_jti),
     };
     return cmocka_run_group_tests(tests, token_setup, token_teardown);
 }

@@ -13,6 +13,7 @@
 
 #include "cli.h"
 
+#include "auth/keyring.h"
 #include "auth/paseto.h"
 #include "auth/token.h"
 #include "base/alloc.h"
@@ -57,11 +58,14 @@ static const char keygen_usage[] =
 static const char token_usage[] =
     "Usage: rpc-cli token issue --secret FILE --tenant T --perm P[,P...]\n"
     "                           [--ttl DURATION] [--sub NAME] [--jti ID] [--json]\n"
+    "       rpc-cli token revoke --revoked FILE (TOKEN | - | --jti ID) [--json]\n"
     "\n"
     "Commands:\n"
     "  issue                 sign an access token for one tenant\n"
+    "  revoke                add a token's id to the server's revocation list\n"
     "\n"
-    "Run 'rpc-cli token issue --help' for its options.\n"
+    "Run 'rpc-cli token issue --help' or 'rpc-cli token revoke --help' for\n"
+    "their options.\n"
     "\n"
     "Example:\n"
     "  rpc-cli token issue --secret ops-2024.key --tenant acme \\\n"
@@ -88,10 +92,12 @@ static const char token_issue_usage[] =
     "  --ttl DURATION        lifetime: N followed by s, m, h or d\n"
     "                        (default 24h)\n"
     "  --sub NAME            who the token is for (default rpc-cli)\n"
-    "  --jti ID              token id, for revocation (default: random)\n"
+    "  --jti ID              token id, which 'token revoke --jti' takes;\n"
+    "                        printable, no spaces, not starting with '#'\n"
+    "                        (default: 32 random hex digits)\n"
     "  --json                print {\"token\", \"tenant\", \"sub\",\n"
-    "                        \"permissions\", \"issued_at\", \"expires_at\"}\n"
-    "                        as one JSON object instead\n"
+    "                        \"permissions\", \"issued_at\", \"expires_at\",\n"
+    "                        \"jti\"} as one JSON object instead\n"
     "  -h, --help            show this help\n"
     "\n"
     "Example:\n"
@@ -162,25 +168,16 @@ keys_write_secret(const char *path, const char *line)
     return CLI_EXIT_OK;
 }
 
-// Appends the comment and public key lines to the keyring at path, first
-// ending an unterminated last line. Returns an exit code after printing any
-// failure.
-static int
-keys_append_keyring(const char *path, const char *kid, const char *pub)
+int
+keys_append_entry(
+    const char *cmd, const char *path, const char *comment, const char *line)
 {
-    char        when[32];
-    char        comment[160];
     char        last = '\n';
     struct stat sb;
 
-    if (bu_rfc3339_format(bu_now_ms() / 1000, when, sizeof(when)) != BU_OK) {
-        snprintf(when, sizeof(when), "unknown time");
-    }
-    snprintf(comment, sizeof(comment), "# kid %s added %s\n", kid, when);
-
     int fd = open(path, O_CREAT | O_RDWR | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) {
-        cli_error("keygen: cannot open keyring %s: %s", path, strerror(errno));
+        cli_error("%s: cannot open %s: %s", cmd, path, strerror(errno));
         return CLI_EXIT_FAIL;
     }
     int failed = fstat(fd, &sb) != 0;
@@ -193,7 +190,7 @@ keys_append_keyring(const char *path, const char *kid, const char *pub)
     }
     if (!failed) {
         failed = keys_write_all(fd, comment, strlen(comment)) != 0
-            || keys_write_all(fd, pub, strlen(pub)) != 0
+            || keys_write_all(fd, line, strlen(line)) != 0
             || keys_write_all(fd, "\n", 1) != 0 || fsync(fd) != 0;
     }
     int saved = errno;
@@ -202,11 +199,25 @@ keys_append_keyring(const char *path, const char *kid, const char *pub)
         saved = errno;
     }
     if (failed) {
-        cli_error(
-            "keygen: cannot append to keyring %s: %s", path, strerror(saved));
+        cli_error("%s: cannot append to %s: %s", cmd, path, strerror(saved));
         return CLI_EXIT_FAIL;
     }
     return CLI_EXIT_OK;
+}
+
+// Appends the comment and public key lines to the keyring at path. Returns
+// an exit code after printing any failure.
+static int
+keys_append_keyring(const char *path, const char *kid, const char *pub)
+{
+    char when[32];
+    char comment[160];
+
+    if (bu_rfc3339_format(bu_now_ms() / 1000, when, sizeof(when)) != BU_OK) {
+        snprintf(when, sizeof(when), "unknown time");
+    }
+    snprintf(comment, sizeof(comment), "# kid %s added %s\n", kid, when);
+    return keys_append_entry("keygen", path, comment, pub);
 }
 
 // Parses the command line of keygen into *secretp and *keyringp. Returns
@@ -500,6 +511,20 @@ keys_parse_perms(const char *list, uint32_t *permsp)
     }
 }
 
+int
+keys_jti_listable(const char *jti)
+{
+    if (jti[0] == '\0' || jti[0] == '#' || strlen(jti) > BU_KEYRING_JTI_MAX) {
+        return 0;
+    }
+    for (const unsigned char *p = (const unsigned char *) jti; *p; p++) {
+        if (*p <= ' ' || *p == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 struct issue_args {
     int         json;
     const char *secret_path;
@@ -599,6 +624,12 @@ issue_parse(int argc, char *argv[], struct issue_args *a)
         return cli_usage_error("token issue",
             "--jti must have 1 to %zu characters", sizeof(limits.jti) - 1);
     }
+    if (a->jti != NULL && !keys_jti_listable(a->jti)) {
+        return cli_usage_error("token issue",
+            "--jti '%s' could not be revoked: use printable characters, no "
+            "spaces, not starting with '#'",
+            a->jti);
+    }
     return CLI_EXIT_OK;
 }
 
@@ -624,9 +655,7 @@ issue_print_json(const char *token, const struct bu_claims *claims)
         cli_error("token issue: out of memory");
         return CLI_EXIT_FAIL;
     }
-    if (claims->jti[0] != '\0') {
-        json_object_set_new(obj, "jti", json_string(claims->jti));
-    }
+    json_object_set_new(obj, "jti", json_string(claims->jti));
     int rv = cli_print_json("token issue", obj);
     json_decref(obj);
     return rv;
@@ -653,6 +682,12 @@ token_issue(int argc, char *argv[])
     snprintf(claims.tenant, sizeof(claims.tenant), "%s", a.tenant);
     if (a.jti != NULL) {
         snprintf(claims.jti, sizeof(claims.jti), "%s", a.jti);
+    } else {
+        // Chosen here rather than by bu_token_issue, so that it can be
+        // printed: it is what revoking this token takes.
+        uint8_t rnd[16];
+        randombytes_buf(rnd, sizeof(rnd));
+        sodium_bin2hex(claims.jti, sizeof(claims.jti), rnd, sizeof(rnd));
     }
     claims.perms = a.perms;
     claims.iat = bu_now_ms() / 1000;
@@ -680,7 +715,7 @@ int
 cmd_token(int argc, char *argv[])
 {
     if (argc < 2) {
-        return cli_usage_error("token", "missing subcommand (issue)");
+        return cli_usage_error("token", "missing subcommand (issue, revoke)");
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(token_usage, stdout);
@@ -688,6 +723,9 @@ cmd_token(int argc, char *argv[])
     }
     if (strcmp(argv[1], "issue") == 0) {
         return token_issue(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "revoke") == 0) {
+        return token_revoke(argc - 1, argv + 1);
     }
     return cli_usage_error("token", "unknown subcommand '%s'", argv[1]);
 }

@@ -44,6 +44,7 @@ static const char main_usage[] =
     "  keygen                make a signing key pair: secret file + keyring\n"
     "                        line\n"
     "  token issue           sign an access token for one tenant\n"
+    "  token revoke          put a token's id on the server's revocation list\n"
     "Run 'rpc-cli COMMAND --help' for a command's options and an example,\n"
     "and 'man rpc-cli' for the whole manual.\n"
     "\n"
