@@ -6,8 +6,14 @@
  *   then, in order: answer each item, bu_pool_dispatch() for new jobs
  *
  * A failed transaction fails every item of the turn (submits answer 500
- * and nothing was accepted; claims and cancels get the error) and drops its
- * events, which recovery redoes from the tenant databases' applied-markers.
+ * and nothing was accepted; claims and cancels get the error). Its events
+ * of finished jobs are kept and written again, first in a later turn, after
+ * a pause that doubles from JOURNAL_RETRY_MIN_MS to JOURNAL_RETRY_MAX_MS
+ * while turns keep failing: a job applied in its tenant's database must
+ * not stay RUNNING (and counted against the queue limits) until a restart.
+ * Only a stop drops them; recovery then redoes them from the tenant
+ * databases' applied-markers. Notes (events of unfinished jobs) are
+ * dropped.
  *
  * Between turns the thread waits at most a purge interval, so finished jobs
  * past their retention are deleted even when nothing else happens.
@@ -38,6 +44,8 @@
 #define JOURNAL_DEFAULT_RETENTION_MS (7LL * 24 * 3600 * 1000)
 #define JOURNAL_PURGE_BATCH          1000
 #define JOURNAL_CHECKPOINT_MS        100
+#define JOURNAL_RETRY_MIN_MS         100
+#define JOURNAL_RETRY_MAX_MS         5000
 
 enum journal_kind {
     JOURNAL_SUBMIT,
@@ -85,6 +93,8 @@ struct bu_journal {
     bool                started;
     int64_t             retention_ms;
     int64_t             last_purge_ms; // journal thread only
+    struct bu_qnode    *retry; // events of failed turns; journal thread only
+    int                 retry_attempt; // failed turns in a row; ditto
     atomic_size_t       pending;       // accepted, not finished
     struct bu_countmap *pending_by_tenant;
 };
@@ -435,7 +445,16 @@ journal_answer(struct bu_journal *j, struct journal_item *it, int rv)
     }
 }
 
-// journal_turn writes one backlog chain in one transaction and answers it.
+// journal_keep_for_retry tells the items a failed turn keeps: the events
+// of finished jobs.
+static bool
+journal_keep_for_retry(const struct journal_item *it)
+{
+    return it->kind == JOURNAL_EVENT && bu_job_state_final(it->ev.state);
+}
+
+// journal_turn writes one backlog chain in one transaction and answers it;
+// when it fails, the events to write again go to j->retry, in order.
 static void
 journal_turn(struct bu_journal *j, struct bu_qnode *chain)
 {
@@ -459,11 +478,71 @@ journal_turn(struct bu_journal *j, struct bu_qnode *chain)
         BU_ERROR("queue.db write: %s", bu_strerror(rv));
         bu_jobs_rollback(j->jobs);
     }
+    j->retry_attempt = rv == BU_OK ? 0 : j->retry_attempt + 1;
+    struct bu_qnode **tail = &j->retry;
+    while (*tail != NULL) {
+        tail = &(*tail)->next;
+    }
     struct bu_qnode *next;
     for (struct bu_qnode *n = chain; n != NULL; n = next) {
         next = n->next;
-        journal_answer(j, (struct journal_item *) n, rv);
+        struct journal_item *it = (struct journal_item *) n;
+        if (rv != BU_OK && journal_keep_for_retry(it)) {
+            it->finished = false;
+            n->next = NULL;
+            *tail = n;
+            tail = &n->next;
+            continue;
+        }
+        journal_answer(j, it, rv);
         bu_free(n);
+    }
+}
+
+// journal_retry_wait_ms is the pause before events of failed turns are
+// written again.
+static int
+journal_retry_wait_ms(const struct bu_journal *j)
+{
+    int64_t wait = JOURNAL_RETRY_MIN_MS;
+    for (int i = 1; i < j->retry_attempt && wait < JOURNAL_RETRY_MAX_MS; i++) {
+        wait *= 2;
+    }
+    return wait > JOURNAL_RETRY_MAX_MS ? JOURNAL_RETRY_MAX_MS : (int) wait;
+}
+
+// journal_retry_chain puts the events kept for retry in front of chain.
+static struct bu_qnode *
+journal_retry_chain(struct bu_journal *j, struct bu_qnode *chain)
+{
+    if (j->retry == NULL) {
+        return chain;
+    }
+    struct bu_qnode *head = j->retry, *last = head;
+    while (last->next != NULL) {
+        last = last->next;
+    }
+    last->next = chain;
+    j->retry = NULL;
+    return head;
+}
+
+// journal_drop_retries forgets the events still kept at a stop.
+static void
+journal_drop_retries(struct bu_journal *j)
+{
+    size_t           n = 0;
+    struct bu_qnode *next;
+    for (struct bu_qnode *q = j->retry; q != NULL; q = next) {
+        next = q->next;
+        bu_free(q);
+        n++;
+    }
+    j->retry = NULL;
+    if (n > 0) {
+        BU_WARN("%zu finished jobs not recorded in queue.db; the next start "
+                "finds them applied and records them",
+            n);
     }
 }
 
@@ -513,13 +592,21 @@ journal_main(void *arg)
     int                every = journal_purge_interval_ms(j);
     journal_purge(j);
     for (;;) {
-        bool             closed;
+        bool closed;
+        int  wait = j->retry != NULL ? journal_retry_wait_ms(j) : every;
         struct bu_qnode *chain
-            = bu_queue_get_all_until(&j->queue, every, &closed);
+            = bu_queue_get_all_until(&j->queue, wait, &closed);
+        if (chain == NULL && closed) {
+            // One last try at the kept events, then the stop drops them.
+            if (j->retry != NULL) {
+                journal_turn(j, journal_retry_chain(j, NULL));
+            }
+            journal_drop_retries(j);
+            break;
+        }
+        chain = journal_retry_chain(j, chain);
         if (chain != NULL) {
             journal_turn(j, chain);
-        } else if (closed) {
-            break;
         }
         if (bu_now_ms() - j->last_purge_ms >= every) {
             journal_purge(j);
@@ -575,6 +662,7 @@ bu_journal_stop(struct bu_journal *j)
         while ((chain = bu_queue_get_all(&j->queue)) != NULL) {
             journal_turn(j, chain);
         }
+        journal_drop_retries(j);
     }
     if (j->ckpt_started) {
         pthread_mutex_lock(&j->ckpt_mu);

@@ -70,6 +70,7 @@ enum jobs_stmt {
     JOBS_GET,
     JOBS_PAYLOAD,
     JOBS_UNFINISHED,
+    JOBS_OLDEST_UNFINISHED,
     JOBS_CLAIM,
     JOBS_CANCEL,
     JOBS_PURGE,
@@ -101,6 +102,8 @@ static const char *const jobs_sql[JOBS_NSTMT] = {
                      " (SELECT seq FROM jobs WHERE job_id = ?1)",
     [JOBS_UNFINISHED]
     = "SELECT " JOBS_COLS " FROM jobs WHERE state <= 2 ORDER BY seq",
+    [JOBS_OLDEST_UNFINISHED]
+    = "SELECT min(seq) FROM jobs WHERE tenant = ?1 AND state <= 2",
     // A claim starts a new try: the note of an earlier one goes.
     [JOBS_CLAIM]
     = "UPDATE jobs SET state = 2, error = NULL, started_at = CASE WHEN"
@@ -517,6 +520,25 @@ bu_jobs_payload(
         }
     }
     int rv2 = jobs_done(jobs, st, rc, "payload");
+    return rv2 != BU_OK ? rv2 : rv;
+}
+
+int
+bu_jobs_oldest_unfinished(
+    struct bu_jobs *jobs, const char *tenant, int64_t *seqp)
+{
+    sqlite3_stmt *st = jobs_stmt(jobs, JOBS_OLDEST_UNFINISHED);
+    if (st == NULL) {
+        return BU_ESTORE;
+    }
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    int rv = BU_ENOENT;
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        *seqp = sqlite3_column_int64(st, 0);
+        rv = BU_OK;
+    }
+    int rv2 = jobs_done(jobs, st, rc, "oldest unfinished");
     return rv2 != BU_OK ? rv2 : rv;
 }
 

@@ -130,6 +130,12 @@ int bu_jobs_set_finished(struct bu_jobs *jobs, const char *job_id,
 // unknown or finished.
 int bu_jobs_note(struct bu_jobs *jobs, const char *job_id, const char *note);
 
+// bu_jobs_oldest_unfinished writes the seq of the tenant's oldest job
+// still QUEUED or RUNNING into *seqp. Returns BU_ENOENT when there is none,
+// BU_ESTORE.
+int bu_jobs_oldest_unfinished(
+    struct bu_jobs *jobs, const char *tenant, int64_t *seqp);
+
 // bu_jobs_get reads the job with job_id. Returns BU_ENOENT when unknown.
 int bu_jobs_get(
     struct bu_jobs *jobs, const char *job_id, struct bu_job_info *infop);

@@ -955,13 +955,15 @@ bu_tenant_db_set_import(struct bu_tenant_db *db, const char *name, int enabled,
 }
 
 int
-bu_tenant_db_purge(struct bu_tenant_db *db, int64_t before_ms)
+bu_tenant_db_purge(
+    struct bu_tenant_db *db, int64_t before_ms, int64_t below_seq)
 {
     sqlite3_stmt *st = NULL;
-    int           rv = tenant_prepare(
-                  db, "DELETE FROM applied_jobs WHERE applied_at < ?1", &st);
+    int           rv = tenant_prepare(db,
+                  "DELETE FROM applied_jobs WHERE applied_at < ?1 AND seq < ?2", &st);
     if (rv == BU_OK) {
         sqlite3_bind_int64(st, 1, before_ms);
+        sqlite3_bind_int64(st, 2, below_seq);
         rv = tenant_step_done(db, st, "purge");
     }
     sqlite3_finalize(st);

@@ -118,8 +118,12 @@ int bu_tenant_db_mark_applied(struct bu_tenant_db *db, const char *job_id,
     size_t n); // serialized JobRecords
 
 // bu_tenant_db_purge deletes the records of jobs applied before before_ms
-// (their counts and results; the contacts stay). Writer only.
-int bu_tenant_db_purge(struct bu_tenant_db *db, int64_t before_ms);
+// whose seq is below below_seq (their counts and results; the contacts
+// stay). A record is what makes a replayed job change nothing twice, so
+// the caller keeps those of jobs queue.db has not yet recorded as
+// finished. Writer only.
+int bu_tenant_db_purge(
+    struct bu_tenant_db *db, int64_t before_ms, int64_t below_seq);
 
 // bu_tenant_db_results copies the serialized JobRecords of job_id into
 // *blobp (release with bu_free). Returns BU_ENOENT when it was not applied.

@@ -150,7 +150,10 @@ pool_tenant_get(
 }
 
 // pool_tenant_purge drops applied-job records past their retention, at most
-// once a minute (or a tenth of the retention) per tenant.
+// once a minute (or a tenth of the retention) per tenant. The records of the
+// tenant's jobs still unfinished in queue.db stay, whatever their age: a
+// job whose finished event did not reach queue.db is applied again at the
+// next start, and only its record makes that change nothing.
 static void
 pool_tenant_purge(struct pool_worker *w, struct pool_tenant *t)
 {
@@ -161,7 +164,14 @@ pool_tenant_purge(struct pool_worker *w, struct pool_tenant *t)
         return;
     }
     t->last_purge_ms = now;
-    int rv = bu_tenant_db_purge(t->db, now - keep);
+    int64_t below = INT64_MAX;
+    int     rv = bu_jobs_oldest_unfinished(w->jobs, t->name, &below);
+    if (rv != BU_OK && rv != BU_ENOENT) {
+        BU_WARN("tenant %s: purge of old job results put off: %s", t->name,
+            bu_strerror(rv));
+        return;
+    }
+    rv = bu_tenant_db_purge(t->db, now - keep, below);
     if (rv != BU_OK) {
         BU_WARN("tenant %s: purge of old job results: %s", t->name,
             bu_strerror(rv));
@@ -264,9 +274,18 @@ pool_apply_jobs(struct pool_worker *w, const struct pool_job *jobs, size_t n,
         ids[i] = jobs[i].job_id;
         claimed[i] = BU_OK;
     }
-    if (cfg->claim != NULL
-        && cfg->claim(cfg->event_arg, ids, n, claimed) != BU_OK) {
-        return BU_ECLOSED; // the journal is stopping
+    if (cfg->claim != NULL) {
+        // A claim that queue.db could not take leaves the jobs QUEUED:
+        // storage trouble like any other, so they are held and tried
+        // again, and the tenant's later jobs wait behind them.
+        int rv = cfg->claim(cfg->event_arg, ids, n, claimed);
+        if (rv != BU_OK) {
+            if (rv != BU_ECLOSED) {
+                BU_ERROR("worker %d: tenant %s: claiming %zu jobs: %s",
+                    w->index, tenant, n, bu_strerror(rv));
+            }
+            return pool_permanent(rv) ? BU_ESTORE : rv;
+        }
     }
     struct pool_tenant *t = NULL;
     int                 rv = pool_tenant_get(w, tenant, &t);

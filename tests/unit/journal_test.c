@@ -8,8 +8,12 @@
  * including one already applied before the "crash" (inv 2); and a stop
  * with jobs still in flight, resumed by the next start; a dispatch that
  * never waits on a worker; and storage trouble (writes failing as on a
- * full disk), retried without losing the tenant's order. Waits are bounded polls (30 s), never timing
- * assertions.
+ * full disk), retried without losing the tenant's order; queue.db writes
+ * failing for a claim or a finished event; and the applied-markers of jobs
+ * queue.db has not recorded as finished surviving the retention purge.
+ * The pool is wired as main wires it (claims and events through the
+ * journal), with hooks that fail or drop one of them. Waits are bounded
+ * polls (30 s), never timing assertions.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -253,6 +257,14 @@ env_teardown(void **state)
     return rc == 0 ? 0 : -1;
 }
 
+// The journal's claim and event functions, through hooks that can fail or
+// drop one of them (see "queue.db trouble" below).
+static int hooked_claim(void *arg, const char *const *ids, size_t n, int *rvs);
+static void hooked_event(void *arg, const struct bu_job_event *ev);
+
+// The pool's retention of applied-markers (0: kept for ever).
+static int64_t env_retention_ms;
+
 // env_open opens the journal and starts the pool (not the journal thread).
 static void
 env_open(struct env *e, int nworkers)
@@ -262,7 +274,9 @@ env_open(struct env *e, int nworkers)
         .data_dir = e->dir,
         .nworkers = nworkers,
         .max_open_tenants = 2,
-        .on_event = bu_journal_job_event,
+        .retention_ms = env_retention_ms,
+        .claim = hooked_claim,
+        .on_event = hooked_event,
         .event_arg = e->j,
     };
     assert_rv(bu_pool_start(&e->pool, &cfg), BU_OK);
@@ -1132,6 +1146,155 @@ test_other_tenants_go_on_while_one_is_held(void **state)
     subs_free(subs, 4);
 }
 
+// ---- queue.db trouble: a claim or a finished event cannot be written ----
+
+static struct {
+    atomic_int claim_fail; // the next N claims' turns fail (queue.db writes)
+    atomic_int event_fail; // the next N finished events' turns fail
+    atomic_int event_drop; // the next N finished events are lost
+} hook;
+
+static int
+hooked_claim(void *arg, const char *const *ids, size_t n, int *rvs)
+{
+    if (atomic_load(&hook.claim_fail) > 0) {
+        atomic_fetch_sub(&hook.claim_fail, 1);
+        fault.match = "queue.db";
+        atomic_store(&fault.on, true);
+        int rv = bu_journal_claim(arg, ids, n, rvs);
+        atomic_store(&fault.on, false);
+        fault.match = "/tenants/";
+        return rv;
+    }
+    return bu_journal_claim(arg, ids, n, rvs);
+}
+
+static void
+hooked_event(void *arg, const struct bu_job_event *ev)
+{
+    if (bu_job_state_final(ev->state) && atomic_load(&hook.event_drop) > 0) {
+        atomic_fetch_sub(&hook.event_drop, 1);
+        return; // as if the process had died before queue.db heard of it
+    }
+    if (bu_job_state_final(ev->state) && atomic_load(&hook.event_fail) > 0) {
+        atomic_fetch_sub(&hook.event_fail, 1);
+        int before = atomic_load(&fault.failed);
+        fault.match = "queue.db";
+        atomic_store(&fault.on, true);
+        bu_journal_job_event(arg, ev);
+        // The journal's turn with the event fails (bounded wait).
+        (void) fault_wait_failures(before + 1);
+        atomic_store(&fault.on, false);
+        fault.match = "/tenants/";
+        return;
+    }
+    bu_journal_job_event(arg, ev);
+}
+
+// A claim whose queue.db turn fails leaves its job QUEUED: the worker holds
+// the tenant and claims it again, and the tenant's next job waits behind
+// it, so the later value wins. (The claim failure used to drop the job
+// until the next start while the next job applied: the older value then
+// overwrote the newer one.)
+static void
+test_failed_claim_is_retried_in_order(void **state)
+{
+    struct env *e = *state;
+    struct sub *subs = calloc(3, sizeof(*subs));
+    assert_non_null(subs);
+    const char **ids = trouble_begin(e, subs, 3);
+    atomic_store(&hook.claim_fail, 1);
+    submit_one(e, &subs[1], 2, "k1", "first");
+    assert_true(fault_wait_failures(1));
+    submit_one(e, &subs[2], 3, "k1", "second");
+    assert_true(wait_final(e, ids, 3));
+    for (size_t i = 0; i < 3; i++) {
+        struct bu_job_info info;
+        job_info(e, ids[i], &info);
+        assert_int_equal(info.state, BU_JOB_COMPLETED);
+    }
+    assert_k1_name(e, "second");
+    assert_applied_in_order(e, "acme", 3);
+    assert_true(wait_pending_zero(e));
+    env_stop(e);
+    fault_uninstall();
+    reopen_recovers_nothing(e);
+    free(ids);
+    subs_free(subs, 3);
+}
+
+// A finished event whose queue.db turn fails is written again: the job
+// reaches COMPLETED and leaves the queue counts without a restart.
+static void
+test_failed_event_is_written_again(void **state)
+{
+    struct env *e = *state;
+    struct sub *subs = calloc(2, sizeof(*subs));
+    assert_non_null(subs);
+    const char **ids = trouble_begin(e, subs, 2);
+    atomic_store(&hook.event_fail, 1);
+    submit_one(e, &subs[1], 2, "k1", "first");
+    assert_true(wait_final(e, ids, 2));
+    assert_int_equal(atomic_load(&hook.event_fail), 0);
+    struct bu_job_info info;
+    job_info(e, ids[1], &info);
+    assert_int_equal(info.state, BU_JOB_COMPLETED);
+    assert_int_equal(info.counts.updated, 1);
+    assert_true(wait_pending_zero(e));
+    assert_k1_name(e, "first");
+    env_stop(e);
+    fault_uninstall();
+    reopen_recovers_nothing(e);
+    free(ids);
+    subs_free(subs, 2);
+}
+
+// A job applied in its tenant's database whose finished event was lost
+// stays RUNNING in queue.db; its applied-marker must outlive the marker
+// retention until then, or the next start applies it a second time, after
+// (and over) the tenant's later jobs.
+static void
+test_purge_keeps_markers_of_unfinished_jobs(void **state)
+{
+    struct env *e = *state;
+    struct sub *subs = calloc(3, sizeof(*subs));
+    assert_non_null(subs);
+    env_retention_ms = 1000;
+    const char **ids = trouble_begin(e, subs, 3);
+    atomic_store(&hook.event_drop, 1);
+    submit_one(e, &subs[1], 2, "k1", "lost");
+    // Applied, but queue.db never hears of it.
+    int64_t deadline = bu_mono_ms() + WAIT_MS;
+    while (tenant_int(e, "acme", "SELECT count(*) FROM applied_jobs") < 2
+        && bu_mono_ms() < deadline) {
+        sleep_ms(10);
+    }
+    sleep_ms(1500); // its marker is past the retention
+    submit_one(e, &subs[2], 3, "k1", "later");
+    assert_true(wait_final(e, &ids[2], 1));
+    // The later job's batch ran the purge: the lost job's marker stays.
+    char sql[160];
+    snprintf(sql, sizeof(sql),
+        "SELECT count(*) FROM applied_jobs WHERE job_id = '%s'", ids[1]);
+    assert_int_equal(tenant_int(e, "acme", sql), 1);
+    env_stop(e);
+
+    // The next start finds it applied: nothing changes twice.
+    env_open(e, 1);
+    assert_int_equal(env_run(e), 1);
+    assert_true(wait_final(e, ids, 3));
+    assert_k1_name(e, "later");
+    struct bu_job_info info;
+    job_info(e, ids[1], &info);
+    assert_int_equal(info.state, BU_JOB_COMPLETED);
+    assert_int_equal(info.counts.updated, 1);
+    env_stop(e);
+    env_retention_ms = 0;
+    fault_uninstall();
+    free(ids);
+    subs_free(subs, 3);
+}
+
 int
 main(void)
 {
@@ -1155,6 +1318,12 @@ main(void)
         cmocka_unit_test_setup_teardown(
             test_stop_during_storage_trouble, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_other_tenants_go_on_while_one_is_held,
+            env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_failed_claim_is_retried_in_order, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_failed_event_is_written_again, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_purge_keeps_markers_of_unfinished_jobs,
             env_setup, env_teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
