@@ -74,8 +74,9 @@ main_usage(FILE *f)
         "Options:\n"
         "  --listen URL            address to serve (repeatable; tcp:// or\n"
         "                          ipc://), default tcp://127.0.0.1:7450\n"
-        "  --data-dir DIR          data folder, created if missing\n"
-        "                          (default ./bulkupsert-data)\n"
+        "  --data-dir DIR          data folder, created if missing (its\n"
+        "                          parent must exist; default\n"
+        "                          ./bulkupsert-data)\n"
         "  --keyring FILE          public keys allowed to sign tokens, one\n"
         "                          k4.public PASERK a line (default\n"
         "                          DATA/keyring); re-read on SIGHUP\n"
@@ -486,9 +487,10 @@ out:
     bu_rpc_server_close(srv);
     bu_service_stop(svc);
     if (!journal_started) {
-        // Workers may wait on claims that only the journal answers.
-        bu_journal_stop(journal);
-        journal = NULL;
+        // Workers may wait on claims that only the journal answers: close
+        // it (claims then get BU_ECLOSED), but free it only once they
+        // have stopped.
+        bu_journal_close(journal);
     }
     bu_pool_stop(pool);
     bu_journal_stop(journal);

@@ -91,6 +91,7 @@ struct bu_journal {
     struct bu_pool     *pool;
     pthread_t           thread;
     bool                started;
+    bool                closed; // bu_journal_close has run (its caller's)
     int64_t             retention_ms;
     int64_t             last_purge_ms; // journal thread only
     struct bu_qnode    *retry; // events of failed turns; journal thread only
@@ -648,11 +649,12 @@ bu_journal_start(struct bu_journal *j, struct bu_pool *pool)
 }
 
 void
-bu_journal_stop(struct bu_journal *j)
+bu_journal_close(struct bu_journal *j)
 {
-    if (j == NULL) {
+    if (j == NULL || j->closed) {
         return;
     }
+    j->closed = true;
     bu_queue_close(&j->queue);
     if (j->started) {
         pthread_join(j->thread, NULL);
@@ -664,6 +666,15 @@ bu_journal_stop(struct bu_journal *j)
         }
         journal_drop_retries(j);
     }
+}
+
+void
+bu_journal_stop(struct bu_journal *j)
+{
+    if (j == NULL) {
+        return;
+    }
+    bu_journal_close(j);
     if (j->ckpt_started) {
         pthread_mutex_lock(&j->ckpt_mu);
         j->ckpt_stop = true;

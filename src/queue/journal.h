@@ -102,8 +102,16 @@ size_t bu_journal_pending(struct bu_journal *j);
 // bu_journal_pending_tenant returns that number for one tenant.
 size_t bu_journal_pending_tenant(struct bu_journal *j, const char *tenant);
 
-// bu_journal_stop writes what is queued, stops the thread and closes
-// queue.db; NULL is ignored. Operations still queued complete.
+// bu_journal_close writes what is queued and stops the thread; later
+// submits, claims and events are refused (BU_ECLOSED), so workers that
+// still run get an answer, while j stays valid for them until
+// bu_journal_stop. Called by the thread that calls bu_journal_stop; a
+// second call does nothing.
+void bu_journal_close(struct bu_journal *j);
+
+// bu_journal_stop closes j as bu_journal_close (unless done), then closes
+// queue.db and frees j; NULL is ignored. Operations still queued complete.
+// No worker may use j any more: stop the pool first.
 void bu_journal_stop(struct bu_journal *j);
 
 #endif // BU_QUEUE_JOURNAL_H

@@ -1411,6 +1411,20 @@ bu_service_stop(struct bu_service *svc)
         }
         bu_token_cache_clear(&t->tokens);
     }
+    // Submits the journal holds (a drain that timed out: queue.db locked,
+    // a slow disk) are answered by the journal thread, which then frees
+    // their calls, and each call's release touches svc: wait for them.
+    // Each journal turn ends within SQLite's busy timeout, so this ends.
+    for (int64_t next_log = bu_mono_ms() + 5000;
+         atomic_load(&svc->ncalls) > 0;) {
+        if (bu_mono_ms() >= next_log) {
+            BU_WARN("stopping: %zu submits still wait for queue.db",
+                (size_t) atomic_load(&svc->ncalls));
+            next_log += 5000;
+        }
+        struct timespec ts = { 0, 10 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
     bu_queue_fini(&svc->calls);
     bu_countmap_free(svc->tenant_inflight);
     bu_free(svc->threads);

@@ -70,8 +70,8 @@ void bu_service_drain(struct bu_service *svc);
 int bu_service_quiesce(struct bu_service *svc, int timeout_ms);
 
 // bu_service_stop answers the calls still queued with 503, stops and joins
-// the handler threads and frees svc. Submits already handed to the journal
-// complete through the journal. NULL is ignored.
+// the handler threads, waits until the journal has answered the submits it
+// holds (the journal must still run), and frees svc. NULL is ignored.
 void bu_service_stop(struct bu_service *svc);
 
 #endif // BU_RPC_SERVICE_H

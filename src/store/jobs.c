@@ -104,11 +104,12 @@ static const char *const jobs_sql[JOBS_NSTMT] = {
     = "SELECT " JOBS_COLS " FROM jobs WHERE state <= 2 ORDER BY seq",
     [JOBS_OLDEST_UNFINISHED]
     = "SELECT min(seq) FROM jobs WHERE tenant = ?1 AND state <= 2",
-    // A claim starts a new try: the note of an earlier one goes.
-    [JOBS_CLAIM]
-    = "UPDATE jobs SET state = 2, error = NULL, started_at = CASE WHEN"
-      " started_at = 0 THEN ?2 ELSE started_at END"
-      " WHERE job_id = ?1 AND state IN (1, 2)",
+    // A claim keeps the note of an earlier try (why the job waits): a try
+    // against a lock takes seconds, and the note stays true until the
+    // job's final state replaces it.
+    [JOBS_CLAIM] = "UPDATE jobs SET state = 2, started_at = CASE WHEN"
+                   " started_at = 0 THEN ?2 ELSE started_at END"
+                   " WHERE job_id = ?1 AND state IN (1, 2)",
     [JOBS_CANCEL] = "UPDATE jobs SET state = 6,"
                     " finished_at = ?2 WHERE job_id = ?1 AND state = 1",
     [JOBS_PURGE] = "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs"

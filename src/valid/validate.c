@@ -67,13 +67,19 @@ bu_verdict_fini(struct bu_verdict *v)
     memset(v, 0, sizeof(*v));
 }
 
-// A printable name for a column the client sent: the name itself when it
-// is valid UTF-8, else NULL (the reason then says where it was).
+// A printable copy-free name for what the client sent (a column name, a
+// contact_key), for an error to quote: s itself when it is valid UTF-8 of
+// at most max_chars characters, else NULL (the reason then says where it
+// was). The bound keeps an answer from quoting megabytes of one value for
+// every error of its record.
 static const char *
-validate_safe_name(const char *s)
+validate_safe_name(const char *s, size_t max_chars)
 {
-    size_t chars;
-    return bu_utf8_count(s, strlen(s), &chars) ? s : NULL;
+    size_t n = strnlen(s, 4 * max_chars + 1), chars;
+    return n <= 4 * max_chars && bu_utf8_count(s, n, &chars)
+            && chars <= max_chars
+        ? s
+        : NULL;
 }
 
 static int
@@ -99,12 +105,14 @@ validate_shape(const struct bu_schema             *schema,
     }
     for (size_t i = 0; rv == BU_OK && i < req->n_columns; i++) {
         const char *name = req->columns[i];
-        const char *safe = validate_safe_name(name);
+        const char *safe = validate_safe_name(name, BU_COLUMN_NAME_MAX);
         int         idx = bu_schema_find(schema, name);
         v->colmap[i] = idx;
         if (safe == NULL) {
-            rv = verdict_add(
-                v, -1, NULL, NULL, "columns[%zu] is not valid UTF-8", i);
+            rv = verdict_add(v, -1, NULL, NULL,
+                "columns[%zu] is not a column name: not valid UTF-8, or "
+                "longer than %d characters",
+                i, BU_COLUMN_NAME_MAX);
         } else if (idx < 0) {
             rv = verdict_add(v, -1, NULL, safe,
                 "unknown column \"%s\" (columns[%zu])", safe, i);
@@ -342,7 +350,8 @@ bu_validate_cell(const struct bu_column *col, Bulkupsert__V1__Value *value,
     return 1;
 }
 
-// The record's contact_key when it is printable, else NULL.
+// The record's contact_key when it is printable and not too long for the
+// column, else NULL.
 static const char *
 validate_record_key(const struct bu_verdict       *v,
     const Bulkupsert__V1__SubmitBulkUpsertRequest *req,
@@ -353,7 +362,8 @@ validate_record_key(const struct bu_verdict       *v,
             && v->colmap[i] >= 0) {
             const Bulkupsert__V1__Value *val = rec->values[i];
             if (val->kind_case == BULKUPSERT__V1__VALUE__KIND_STRING_VALUE) {
-                return validate_safe_name(val->string_value);
+                return validate_safe_name(
+                    val->string_value, BU_CONTACT_KEY_MAX);
             }
         }
     }

@@ -467,6 +467,61 @@ test_sigterm_answers_503_and_finishes_calls(void **state)
     assert_int_equal(harness_stop(&h), -1); // already stopped
 }
 
+struct submit_call {
+    bulkupsert_client *c;
+    int code;
+};
+
+static void *
+submit_main(void *arg)
+{
+    struct submit_call *sc = arg;
+    struct bulkupsert_status st = { 0 };
+    char id[37];
+    sc->code = submit_one(sc->c, "k5", "held", NULL, id, &st);
+    bulkupsert_status_clear(&st);
+    return NULL;
+}
+
+// A stop whose drain times out while the journal still holds a submit
+// (queue.db locked by another program): the service waits for the
+// journal's answer before it frees what the answer touches, and the daemon
+// exits cleanly. It used to free the service first (a use after free
+// under ASan); the job is accepted once the lock goes.
+static void
+test_stop_after_drain_timeout_with_submit_in_journal(void **state)
+{
+    (void) state;
+    struct harness h;
+    char *tok = NULL;
+    const char *const extra[] = { "--drain-timeout", "0", NULL };
+    bulkupsert_client *c = start_with_acme(&h, extra, &tok);
+
+    char path[512];
+    snprintf(path, sizeof(path), "%s/queue.db", h.data);
+    sqlite3 *lock = NULL;
+    assert_int_equal(sqlite3_open(path, &lock), SQLITE_OK);
+    sqlite3_busy_timeout(lock, 10000);
+    assert_int_equal(
+        sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    bulkupsert_client *c2 = harness_client(&h, tok);
+    struct submit_call sc = { .c = c2, .code = -1 };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, submit_main, &sc), 0);
+    sleep_ms(500); // the submit waits in the journal for the lock
+    kill(h.pid, SIGTERM);
+    sleep_ms(500); // the drain times out; the service stops
+    assert_int_equal(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(lock);
+    assert_int_equal(harness_signal(&h, SIGTERM), 0); // a clean exit
+    pthread_join(t, NULL);
+    assert_int_not_equal(sc.code, -1);
+    bulkupsert_client_close(c2);
+    bulkupsert_client_close(c);
+    free(tok);
+    assert_int_equal(harness_stop(&h), -1); // already stopped
+}
+
 int
 main(void)
 {
@@ -477,6 +532,8 @@ main(void)
         cmocka_unit_test(test_tenant_queue_limit_429),
         cmocka_unit_test(test_worker_waits_out_a_locked_open),
         cmocka_unit_test(test_sigterm_answers_503_and_finishes_calls),
+        cmocka_unit_test(
+            test_stop_after_drain_timeout_with_submit_in_journal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1295,6 +1295,42 @@ test_purge_keeps_markers_of_unfinished_jobs(void **state)
     subs_free(subs, 3);
 }
 
+// main's path when start-up fails after recovery dispatched jobs: the
+// journal is closed (never started) while a worker may claim, the pool
+// stops, and only then is the journal freed. Under ASan a free before the
+// pool stops is a use after free in the worker's claim.
+static void
+test_close_before_pool_stop(void **state)
+{
+    struct env *e = *state;
+    struct sub *subs = calloc(1, sizeof(*subs));
+    assert_non_null(subs);
+    // A first life leaves one job queued.
+    assert_rv(bu_journal_open(&e->j, e->dir), BU_OK);
+    sub_one(&subs[0], "acme", NULL, "k1", "zero");
+    assert_rv(bu_journal_submit(e->j, &subs[0].s), BU_OK);
+    bu_journal_stop(e->j); // answers it without a pool
+    assert_true(wait_done(1));
+    assert_rv(subs[0].rv, BU_OK);
+    // Second life: recovery dispatches it, then "the start fails".
+    env_open(e, 1);
+    size_t n = 0;
+    assert_rv(bu_journal_recover(e->j, e->pool, &n), BU_OK);
+    assert_int_equal(n, 1);
+    bu_journal_close(e->j);
+    sleep_ms(200); // the worker claims: refused, the job stays queued
+    bu_pool_stop(e->pool);
+    bu_journal_stop(e->j);
+    bu_pool_free(e->pool);
+    // The third life applies it.
+    env_open(e, 1);
+    assert_int_equal(env_run(e), 1);
+    const char *ids[] = { subs[0].s.job_id };
+    assert_true(wait_final(e, ids, 1));
+    env_stop(e);
+    subs_free(subs, 1);
+}
+
 int
 main(void)
 {
@@ -1325,6 +1361,8 @@ main(void)
             test_failed_event_is_written_again, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_purge_keeps_markers_of_unfinished_jobs,
             env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_close_before_pool_stop, env_setup, env_teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     nng_fini();

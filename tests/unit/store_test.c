@@ -334,9 +334,12 @@ test_jobs_note(void **state)
     assert_rv(bu_jobs_get(w, ID1, &info), BU_OK);
     assert_int_equal(info.state, BU_JOB_RUNNING);
     assert_string_equal(info.error, "waiting: disk full");
-    assert_rv(bu_jobs_claim(w, ID1, 3), BU_OK); // after a restart
+    // Claimed again (the next try, or after a restart): the note stays
+    // until the final state replaces it.
+    assert_rv(bu_jobs_claim(w, ID1, 3), BU_OK);
     assert_rv(bu_jobs_get(w, ID1, &info), BU_OK);
-    assert_string_equal(info.error, "");
+    assert_string_equal(info.error, "waiting: disk full");
+    assert_int_equal(info.started_at_ms, 2);
     assert_rv(bu_jobs_note(w, ID1, "waiting: locked"), BU_OK);
     assert_rv(bu_jobs_set_finished(w, ID1, BU_JOB_COMPLETED, &no_counts, NULL,
                   4),

@@ -213,6 +213,10 @@ static const struct shape_case shape_cases[] = {
         1, -1, "Name", "unknown column" },
     { "column name not UTF-8", { "contact_key", "na\xffme" }, 2, 1, 2, NULL,
         1, -1, NULL, "not valid UTF-8" },
+    // Not quoted back: no column has a name of 64 characters.
+    { "column name too long", { "contact_key",
+        "n123456789012345678901234567890123456789012345678901234567890123" },
+        2, 1, 2, NULL, 1, -1, NULL, "longer than 63 characters" },
     { "no records", { "contact_key" }, 1, 0, 1, NULL, 1, -1, "contact_datas",
         "0 records" },
     { "1001 records", { "contact_key" }, 1, 1001, 1, NULL, 1, -1,
@@ -736,6 +740,42 @@ test_errors_summarised(void **state)
     req_free(req);
 }
 
+// An error quotes a record's contact_key only when the key could be one
+// (at most 255 characters): a huge key is not copied into every error of
+// its record (an answer many times the request's size).
+static void
+test_long_key_not_quoted(void **state)
+{
+    (void) state;
+    const char *cols[] = { "contact_key", "email", "gsm" };
+    Bulkupsert__V1__SubmitBulkUpsertRequest *req = req_new(cols, 3);
+    char *longest = xcalloc(1, 256);
+    memset(longest, 'k', 255);
+    char *huge = xcalloc(1, 100001);
+    memset(huge, 'k', 100000);
+    struct val r0[] = { S(longest), S("bad"), S("12ab") };
+    struct val r1[] = { S(huge), S("bad"), S("12ab") };
+    req_add(req, r0, 3);
+    req_add(req, r1, 3);
+    struct bu_verdict v;
+    assert_rv(bu_validate(&std_schema, req, &v), BU_OK);
+    assert_int_equal(v.nbad, 2);
+    assert_int_equal(v.nerrors, 2 + 3);
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(v.errors[i].record_index, 0);
+        assert_string_equal(v.errors[i].contact_key, longest);
+    }
+    for (size_t i = 2; i < 5; i++) {
+        assert_int_equal(v.errors[i].record_index, 1);
+        assert_null(v.errors[i].contact_key);
+    }
+    assert_string_equal(v.errors[2].column, "contact_key");
+    bu_verdict_fini(&v);
+    req_free(req);
+    free(longest);
+    free(huge);
+}
+
 static int
 oom_teardown(void **state)
 {
@@ -873,6 +913,7 @@ main(void)
         cmocka_unit_test(test_email_lowercased_in_place),
         cmocka_unit_test(test_nbad_counts),
         cmocka_unit_test(test_errors_summarised),
+        cmocka_unit_test(test_long_key_not_quoted),
         cmocka_unit_test_teardown(test_validate_oom, oom_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
