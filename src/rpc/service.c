@@ -177,6 +177,24 @@ svc_quote(const char *s)
     return s;
 }
 
+// The caller's request_id for the log: printable ASCII of at most 64
+// characters, else a placeholder ("-" when there is none).
+static const char *
+svc_log_id(const struct svc_call *sc)
+{
+    const char *id = sc->env != NULL ? sc->env->request_id : NULL;
+    if (id == NULL || id[0] == '\0') {
+        return "-";
+    }
+    size_t n = 0;
+    for (; id[n] != '\0'; n++) {
+        if (n == 64 || id[n] < 0x21 || id[n] > 0x7e) {
+            return "(unprintable)";
+        }
+    }
+    return id;
+}
+
 // svc_release forgets a call that has been answered or dropped.
 static void
 svc_release(struct bu_service *svc, size_t bytes)
@@ -233,10 +251,10 @@ svc_finish(const ProtobufCMessage *output, void *closure_data)
         }
     }
     int64_t now = bu_mono_ms();
-    BU_DEBUG("%s: %d after %lld ms (%lld ms waiting for a handler, %lld ms "
-             "in the journal)",
-        sc->method != NULL ? sc->method->name : "?", (int) sc->code,
-        (long long) (now - sc->queued_ms),
+    BU_DEBUG("%s [%s]: %d after %lld ms (%lld ms waiting for a handler, "
+             "%lld ms in the journal)",
+        sc->method != NULL ? sc->method->name : "?", svc_log_id(sc),
+        (int) sc->code, (long long) (now - sc->queued_ms),
         (long long) (sc->started_ms - sc->queued_ms),
         (long long) (sc->journal_ms > 0 ? now - sc->journal_ms : 0));
     st.has_code = 1;
@@ -290,8 +308,8 @@ svc_finish(const ProtobufCMessage *output, void *closure_data)
         bu_rpc_call_drop(sc->call);
     }
     if (sc->code != BULKUPSERT__V1__CODE__OK) {
-        BU_DEBUG("%s: %s", sc->method != NULL ? sc->method->name : "?",
-            sc->message);
+        BU_DEBUG("%s [%s]: %s", sc->method != NULL ? sc->method->name : "?",
+            svc_log_id(sc), sc->message);
     }
     bu_free(buf);
     bu_free(payload);

@@ -522,6 +522,34 @@ test_stop_after_drain_timeout_with_submit_in_journal(void **state)
     assert_int_equal(harness_stop(&h), -1); // already stopped
 }
 
+// The caller's request_id (the C client sends 16 hex digits) is in the
+// debug log line of its call.
+static void
+test_request_id_in_log(void **state)
+{
+    (void) state;
+    struct harness h;
+    char *tok = NULL;
+    const char *const extra[] = { "--log-level", "debug", NULL };
+    bulkupsert_client *c = start_with_acme(&h, extra, &tok);
+    FILE *f = fopen(h.log, "r");
+    assert_non_null(f);
+    char line[1024];
+    int found = 0;
+    while (!found && fgets(line, sizeof(line), f) != NULL) {
+        const char *p = strstr(line, "SubmitBulkUpsert [");
+        if (p != NULL) {
+            p += strlen("SubmitBulkUpsert [");
+            found = strspn(p, "0123456789abcdef") == 16 && p[16] == ']';
+        }
+    }
+    fclose(f);
+    assert_true(found);
+    bulkupsert_client_close(c);
+    free(tok);
+    assert_int_equal(harness_stop(&h), 0);
+}
+
 int
 main(void)
 {
@@ -534,6 +562,7 @@ main(void)
         cmocka_unit_test(test_sigterm_answers_503_and_finishes_calls),
         cmocka_unit_test(
             test_stop_after_drain_timeout_with_submit_in_journal),
+        cmocka_unit_test(test_request_id_in_log),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
