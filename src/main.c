@@ -46,6 +46,7 @@ struct main_opts {
     char        keyring_default[4096];
     const char *revoked;
     char        revoked_default[4096];
+    bool        check_keys;
     int         workers;
     int         handlers;
     int         contexts;
@@ -84,6 +85,10 @@ main_usage(FILE *f)
         "                          signed them, one a line (default\n"
         "                          DATA/revoked; none when that file is\n"
         "                          missing); re-read on SIGHUP\n"
+        "  --check-keys            read the keyring and the revocation list\n"
+        "                          as SIGHUP would, say what they hold, and\n"
+        "                          exit: 0 when both are valid, 1 if not\n"
+        "                          (run it before sending SIGHUP)\n"
         "  --workers N             worker threads applying jobs (default 2)\n"
         "  --handlers N            request handler threads (default 2)\n"
         "  --contexts N            requests received at once (default 64)\n"
@@ -166,6 +171,7 @@ main_parse(int argc, char **argv, struct main_opts *o)
         OPT_MAXMSG,
         OPT_LOG,
         OPT_VERSION,
+        OPT_CHECK_KEYS,
     };
     static const struct option longopts[] = {
         { "listen", required_argument, NULL, OPT_LISTEN },
@@ -185,6 +191,7 @@ main_parse(int argc, char **argv, struct main_opts *o)
         { "log-level", required_argument, NULL, OPT_LOG },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, OPT_VERSION },
+        { "check-keys", no_argument, NULL, OPT_CHECK_KEYS },
         { NULL, 0, NULL, 0 },
     };
     long v;
@@ -290,6 +297,9 @@ main_parse(int argc, char **argv, struct main_opts *o)
         case OPT_VERSION:
             printf("bulkupsertd %s\n", MAIN_VERSION);
             return 1;
+        case OPT_CHECK_KEYS:
+            o->check_keys = true;
+            break;
         default:
             main_usage(stderr);
             return 3;
@@ -319,6 +329,31 @@ main_parse(int argc, char **argv, struct main_opts *o)
             strerror(errno));
         return 3;
     }
+    return 0;
+}
+
+// main_check_keys reads the keyring and the revocation list as a reload
+// would and prints what they hold. Returns the exit status.
+static int
+main_check_keys(const struct main_opts *o)
+{
+    struct bu_keyring *kr = NULL;
+    int                rv = bu_keyring_open(&kr, o->keyring);
+    if (rv == BU_OK) {
+        rv = bu_keyring_revocations(kr, o->revoked);
+    }
+    if (rv != BU_OK) {
+        fprintf(stderr,
+            "bulkupsertd: keys not valid: %s (the lines above say where)\n",
+            bu_strerror(rv));
+        bu_keyring_close(kr);
+        return 1;
+    }
+    printf("keyring %s: %zu keys\nrevocation list %s: %zu token ids%s\n",
+        o->keyring, bu_keyring_count(kr), o->revoked,
+        bu_keyring_revoked_count(kr),
+        access(o->revoked, F_OK) != 0 ? " (no such file)" : "");
+    bu_keyring_close(kr);
     return 0;
 }
 
@@ -383,6 +418,9 @@ main(int argc, char **argv)
     if (sodium_init() < 0 || sqlite3_initialize() != SQLITE_OK) {
         BU_ERROR("library initialisation failed");
         return 1;
+    }
+    if (o.check_keys) {
+        return main_check_keys(&o);
     }
     // All page caches together stay under this; SQLite recycles pages past
     // it instead of growing (DESIGN inv 6).

@@ -26,6 +26,7 @@
 #include <sqlite3.h>
 
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -363,6 +364,30 @@ test_token_revoke(void **state)
     assert_has(harness_cli_err, "not a v4.public token");
     CLI(2, h, NULL, "token", "revoke", "--jti", "x");
     assert_has(harness_cli_err, "missing --revoked FILE");
+
+    // bulkupsertd --check-keys reads both files as a SIGHUP would.
+    char cmd[1400], out[1024];
+    snprintf(cmd, sizeof(cmd),
+        "%s --check-keys --keyring '%s' --revoked '%s' 2>&1", BU_DAEMON_PATH,
+        h->keyring, revoked);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    assert_has(out, ": 1 keys\n");
+    assert_has(out, ": 2 token ids\n");
+    FILE *rf = fopen(revoked, "a");
+    assert_non_null(rf);
+    fputs("v4.public.pasted-by-mistake\n", rf);
+    fclose(rf);
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    assert_has(out, "line 5 refused: a token or key, not a jti");
     free(jti_copy);
     free(tok);
 }
