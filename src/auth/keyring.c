@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@ struct keyring_entry {
 struct bu_keyring {
     char *path;         // set at open, then read-only
     char *revoked_path; // NULL: no list; set before sharing, then read-only
+    bool  revoked_seen; // the file existed at the last load (reload thread)
 
     pthread_mutex_t       mtx;
     struct keyring_entry *keys;     // guarded by mtx; owned
@@ -160,16 +162,25 @@ revoked_cmp(const void *a, const void *b)
     return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
-// revoked_line checks one jti line s; returns NULL or why it is refused.
-static const char *
-revoked_line(const char *s)
+const char *
+bu_keyring_jti_fault(const char *jti)
 {
-    if (strncmp(s, "v4.", 3) == 0 || strncmp(s, "k4.", 3) == 0) {
+    if (strncmp(jti, "v4.", 3) == 0 || strncmp(jti, "k4.", 3) == 0) {
         return "a token or key, not a jti (rpc-cli token revoke reads the "
                "jti out of a token)";
     }
-    if (strlen(s) > BU_KEYRING_JTI_MAX) {
-        return "longer than any jti (127 characters)";
+    size_t n = strlen(jti);
+    if (n == 0 || n > BU_KEYRING_JTI_MAX) {
+        return "not 1 to 127 bytes long";
+    }
+    if (jti[0] == '#') {
+        return "starts with '#'";
+    }
+    for (const unsigned char *p = (const unsigned char *) jti; *p; p++) {
+        if (*p <= ' ' || *p == 0x7f) {
+            return "holds a space or a control character (one id a line; "
+                   "comments go on lines of their own)";
+        }
     }
     return NULL;
 }
@@ -177,7 +188,7 @@ revoked_line(const char *s)
 // revoked_load parses the revocation file at path into a new sorted array
 // *idsp of *np ids (release with revoked_free). A missing file is empty.
 static int
-revoked_load(const char *path, char ***idsp, size_t *np)
+revoked_load(const char *path, char ***idsp, size_t *np, bool *existsp)
 {
     char        **ids = NULL;
     size_t        n = 0, room = 0;
@@ -191,18 +202,26 @@ revoked_load(const char *path, char ***idsp, size_t *np)
         if (errno == ENOENT) {
             *idsp = NULL;
             *np = 0;
+            *existsp = false;
             return BU_OK;
         }
         BU_WARN("revocation list %s: %s", path, strerror(errno));
         return BU_EIO;
     }
-    while (getline(&line, &cap, fp) != -1) {
+    ssize_t got;
+    while ((got = getline(&line, &cap, fp)) != -1) {
         lineno++;
+        const char *why = NULL;
+        if (memchr(line, '\0', (size_t) got) != NULL) {
+            why = "holds a NUL byte";
+        }
         char *s = keyring_trim(line);
-        if (*s == '\0' || *s == '#') {
+        if (why == NULL && (*s == '\0' || *s == '#')) {
             continue;
         }
-        const char *why = revoked_line(s);
+        if (why == NULL) {
+            why = bu_keyring_jti_fault(s);
+        }
         if (why != NULL) {
             BU_WARN(
                 "revocation list %s line %lu refused: %s", path, lineno, why);
@@ -239,6 +258,7 @@ revoked_load(const char *path, char ***idsp, size_t *np)
     }
     *idsp = ids;
     *np = n;
+    *existsp = true;
     return BU_OK;
 }
 
@@ -292,12 +312,13 @@ bu_keyring_revocations(struct bu_keyring *kr, const char *path)
     char **ids = NULL;
     size_t n = 0;
     char  *copy = NULL;
+    bool   exists = false;
 
     if (path != NULL) {
         if ((copy = bu_strdup(path)) == NULL) {
             return BU_ENOMEM;
         }
-        int rv = revoked_load(path, &ids, &n);
+        int rv = revoked_load(path, &ids, &n, &exists);
         if (rv != BU_OK) {
             bu_free(copy);
             return rv;
@@ -313,6 +334,7 @@ bu_keyring_revocations(struct bu_keyring *kr, const char *path)
     revoked_free(old, nold);
     bu_free(kr->revoked_path);
     kr->revoked_path = copy;
+    kr->revoked_seen = exists;
     return BU_OK;
 }
 
@@ -323,15 +345,27 @@ bu_keyring_reload(struct bu_keyring *kr)
     size_t                nkeys;
     char                **ids = NULL;
     size_t                nids = 0;
+    bool                  exists = false;
 
     int rv = keyring_load(kr->path, &keys, &nkeys);
     if (rv != BU_OK) {
         return rv;
     }
     if (kr->revoked_path != NULL
-        && (rv = revoked_load(kr->revoked_path, &ids, &nids)) != BU_OK) {
+        && (rv = revoked_load(kr->revoked_path, &ids, &nids, &exists))
+            != BU_OK) {
         bu_free(keys);
         return rv;
+    }
+    // A list that was there and is gone is more likely a mistake (a file
+    // being replaced, a volume not mounted) than a wish to revoke nothing:
+    // revoked tokens must not work again because of it.
+    if (kr->revoked_path != NULL && kr->revoked_seen && !exists) {
+        BU_WARN("revocation list %s is gone; to revoke nothing, leave it "
+                "empty",
+            kr->revoked_path);
+        bu_free(keys);
+        return BU_ENOENT;
     }
     pthread_mutex_lock(&kr->mtx);
     struct keyring_entry *old = kr->keys;
@@ -345,6 +379,7 @@ bu_keyring_reload(struct bu_keyring *kr)
     pthread_mutex_unlock(&kr->mtx);
     bu_free(old);
     revoked_free(old_ids, nold_ids);
+    kr->revoked_seen = exists;
     return BU_OK;
 }
 

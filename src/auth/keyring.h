@@ -33,17 +33,26 @@ int bu_keyring_open(struct bu_keyring **krp, const char *path);
 // bu_keyring_close releases kr; NULL is ignored.
 void bu_keyring_close(struct bu_keyring *kr);
 
+// bu_keyring_jti_fault returns NULL when jti can be revoked, that is, it
+// can stand alone on a line of the revocation list: 1 to
+// BU_KEYRING_JTI_MAX bytes, no space or control character, not starting
+// with '#', and not a token or key ("v4." or "k4."). Otherwise why not.
+// Tokens whose jti breaks the rule are refused (bu_token_verify).
+#define BU_KEYRING_JTI_MAX 127
+const char *bu_keyring_jti_fault(const char *jti);
+
 // bu_keyring_revocations makes kr read its revocation list from path (NULL:
 // none) now and at every reload; call it before kr is shared with other
-// threads. A missing file is an empty list. A line longer than
-// BU_KEYRING_JTI_MAX characters, or one that holds a whole token instead
-// of its jti, is refused (BU_EPARSE, the log names the line); BU_EIO when
-// the file cannot be read; BU_ENOMEM. On an error nothing changes.
-#define BU_KEYRING_JTI_MAX 127
+// threads. A missing file is an empty list. A line that is not a jti
+// bu_keyring_jti_fault accepts (or holds a NUL byte) is refused
+// (BU_EPARSE, the log names the line and why); BU_EIO when the file cannot
+// be read; BU_ENOMEM. On an error nothing changes.
 int bu_keyring_revocations(struct bu_keyring *kr, const char *path);
 // bu_keyring_reload re-reads the file given to open and the revocation
 // file. On any error in either the old key set and the old revocation list
-// stay in force and the error is returned (as for open).
+// stay in force and the error is returned (as for open); a revocation file
+// that existed at the last load and is now missing is such an error
+// (BU_ENOENT): an empty file revokes nothing.
 int bu_keyring_reload(struct bu_keyring *kr);
 
 // bu_keyring_generation returns how many reloads have taken effect: a

@@ -287,8 +287,8 @@ token_claims_check(
     if (!token_time(root, "iat", &c.iat) || !token_time(root, "exp", &c.exp)
         || !token_string(root, "sub", c.sub, sizeof(c.sub))
         || !token_string(root, "jti", c.jti, sizeof(c.jti))
-        || c.jti[0] == '\0') {
-        goto out; // a token without a jti could never be revoked
+        || bu_keyring_jti_fault(c.jti) != NULL) {
+        goto out; // a token whose jti no list can name can't be revoked
     }
     // "nbf" is not issued here, but a token that carries one is held to it.
     if (json_object_get(root, "nbf") != NULL

@@ -58,7 +58,8 @@ int bu_token_issue(const struct bu_paseto_key *secret,
 // object with a string "kid"), picks that key from keyring, verifies the
 // signature, then parses and checks the claims: a JSON object, "tenant"
 // valid, "perms" an array of strings, "exp" and "iat" RFC 3339 with
-// iat <= now + 60 s skew and now < exp, "jti" a non-empty string, "sub" a
+// iat <= now + 60 s skew and now < exp, "jti" a string that
+// bu_keyring_jti_fault accepts (one a revocation list can name), "sub" a
 // string when present; last, that the jti is not on the keyring's
 // revocation list. *claimsp is written only on success.
 // Returns BU_EAUTH (malformed, unknown kid, bad claims), BU_ESIG (bad

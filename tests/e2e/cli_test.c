@@ -388,6 +388,33 @@ test_token_revoke(void **state)
     int st = pclose(p);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
     assert_has(out, "line 5 refused: a token or key, not a jti");
+
+    // Revokes that run at once each append a whole entry.
+    char many[400];
+    snprintf(many, sizeof(many), "%s/many", h->dir);
+    snprintf(cmd, sizeof(cmd),
+        "for i in $(seq 1 40); do '%s' token revoke --revoked '%s' --jti "
+        "c-$i >/dev/null & done; wait",
+        BU_CLI_PATH, many);
+    assert_int_equal(system(cmd), 0);
+    char *all = read_file(many);
+    assert_non_null(all);
+    int ids = 0, comments = 0;
+    for (char *line = strtok(all, "\n"); line != NULL;
+        line = strtok(NULL, "\n")) {
+        if (strncmp(line, "# revoked ", 10) == 0
+            && strchr(line + 10, '#') == NULL) {
+            comments++;
+        } else {
+            int k = 0;
+            char tail = 0;
+            assert_int_equal(sscanf(line, "c-%d%c", &k, &tail), 1);
+            ids++;
+        }
+    }
+    assert_int_equal(ids, 40);
+    assert_int_equal(comments, 40);
+    free(all);
     free(jti_copy);
     free(tok);
 }

@@ -457,6 +457,31 @@ test_revocation_list(void **state)
     assert_true(bu_keyring_is_revoked(kr, longid));
     assert_false(bu_keyring_is_revoked(kr, "j-1"));
 
+    // Lines that could never match a token's jti are refused too: an id
+    // with a comment after it, a NUL byte, a control character.
+    write_file(rpath, "j-4 # leaked\n");
+    assert_rv(bu_keyring_reload(kr), BU_EPARSE);
+    FILE *fp = fopen(rpath, "w");
+    assert_non_null(fp);
+    fwrite("j-4\0x\n", 1, 6, fp);
+    fclose(fp);
+    assert_rv(bu_keyring_reload(kr), BU_EPARSE);
+    write_file(rpath, "j\x01-4\n");
+    assert_rv(bu_keyring_reload(kr), BU_EPARSE);
+    assert_true(bu_keyring_is_revoked(kr, longid));
+    assert_false(bu_keyring_is_revoked(kr, "j-4"));
+
+    // A list that is gone is refused (the old one stays); an empty one
+    // revokes nothing.
+    unlink(rpath);
+    assert_rv(bu_keyring_reload(kr), BU_ENOENT);
+    assert_true(bu_keyring_is_revoked(kr, longid));
+    write_file(rpath, "");
+    assert_rv(bu_keyring_reload(kr), BU_OK);
+    assert_int_equal(bu_keyring_revoked_count(kr), 0);
+    write_file(rpath, "j-3\n");
+    assert_rv(bu_keyring_reload(kr), BU_OK);
+
     // Out of memory at any step of a reload: the old list stays.
     write_file(rpath, "a\nb\nc\n");
     for (long n = 0;; n++) {
@@ -467,12 +492,35 @@ test_revocation_list(void **state)
             break;
         }
         assert_rv(rv, BU_ENOMEM);
-        assert_int_equal(bu_keyring_revoked_count(kr), 2);
+        assert_int_equal(bu_keyring_revoked_count(kr), 1);
         assert_true(bu_keyring_is_revoked(kr, "j-3"));
     }
     assert_int_equal(bu_keyring_revoked_count(kr), 3);
     bu_keyring_close(kr);
     unlink(rpath);
+}
+
+// The jti rule the list, the server and rpc-cli share.
+static void
+test_jti_fault(void **state)
+{
+    (void) state;
+    char longest[BU_KEYRING_JTI_MAX + 2];
+    memset(longest, 'x', sizeof(longest) - 1);
+    longest[BU_KEYRING_JTI_MAX] = '\0';
+    assert_null(bu_keyring_jti_fault("j-1"));
+    assert_null(bu_keyring_jti_fault("9d452b87f884d32ef1f0014f503aef54"));
+    assert_null(bu_keyring_jti_fault("caf\xc3\xa9"));
+    assert_null(bu_keyring_jti_fault(longest));
+    longest[BU_KEYRING_JTI_MAX] = 'x';
+    longest[BU_KEYRING_JTI_MAX + 1] = '\0';
+    const char *bad[] = { "", "#j", "a b", "a\tb", " a", "a\x7f", "a\n",
+        "v4.public.x", "k4.pid.x", longest };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (bu_keyring_jti_fault(bad[i]) == NULL) {
+            fail_msg("accepted jti \"%s\"", bad[i]);
+        }
+    }
 }
 
 int
@@ -491,6 +539,7 @@ main(void)
         cmocka_unit_test(test_reload_concurrent_find),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_revocation_list),
+        cmocka_unit_test(test_jti_fault),
     };
     return cmocka_run_group_tests(tests, keyring_setup, keyring_teardown);
 }

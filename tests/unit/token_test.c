@@ -511,6 +511,15 @@ test_missing_claims(void **state)
                   "{\"tenant\":\"acme\",\"perms\":[],\"iat\":\"" NOW_S
                   "\",\"exp\":\"" HOUR_S "\",\"jti\":\"\"}"),
         BU_EAUTH);
+    // A jti no revocation list could name (a comment, a space).
+    assert_rv(verify_raw(fx,
+                  "{\"tenant\":\"acme\",\"perms\":[],\"iat\":\"" NOW_S
+                  "\",\"exp\":\"" HOUR_S "\",\"jti\":\"#j\"}"),
+        BU_EAUTH);
+    assert_rv(verify_raw(fx,
+                  "{\"tenant\":\"acme\",\"perms\":[],\"iat\":\"" NOW_S
+                  "\",\"exp\":\"" HOUR_S "\",\"jti\":\"j 1\"}"),
+        BU_EAUTH);
     // exp before iat.
     assert_rv(verify_raw(fx,
                   "{\"tenant\":\"acme\",\"perms\":[],\"iat\":\"" HOUR_S

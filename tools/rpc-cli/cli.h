@@ -169,15 +169,11 @@ int cmd_token(int argc, char *argv[]);
 // `token revoke` (token_revoke.c); argv[0] is "revoke".
 int token_revoke(int argc, char *argv[]);
 
-// keys_jti_listable returns 1 when jti can stand on a line of the server's
-// revocation list (1 to 127 printable characters, no spaces, not starting
-// with '#'), 0 otherwise.
-int keys_jti_listable(const char *jti);
-
 // keys_append_entry appends a comment (ending in a newline) and one line
 // to the text file at path (created with mode 0644 when missing), first
-// ending an unterminated last line, and syncs it. Returns an exit code
-// after printing any failure as "CMD: ...".
+// ending an unterminated last line, in one write under an exclusive flock
+// (appends that run at once do not interleave), and syncs it. Returns an exit
+// code after printing any failure as "CMD: ...".
 int keys_append_entry(
     const char *cmd, const char *path, const char *comment, const char *line);
 

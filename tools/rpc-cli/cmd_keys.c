@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -93,7 +94,7 @@ static const char token_issue_usage[] =
     "                        (default 24h)\n"
     "  --sub NAME            who the token is for (default rpc-cli)\n"
     "  --jti ID              token id, which 'token revoke --jti' takes;\n"
-    "                        printable, no spaces, not starting with '#'\n"
+    "                        1-127 bytes, no spaces, not starting with '#'\n"
     "                        (default: 32 random hex digits)\n"
     "  --json                print {\"token\", \"tenant\", \"sub\",\n"
     "                        \"permissions\", \"issued_at\", \"expires_at\",\n"
@@ -180,19 +181,25 @@ keys_append_entry(
         cli_error("%s: cannot open %s: %s", cmd, path, strerror(errno));
         return CLI_EXIT_FAIL;
     }
-    int failed = fstat(fd, &sb) != 0;
+    int failed = flock(fd, LOCK_EX) != 0 || fstat(fd, &sb) != 0;
     if (!failed && sb.st_size > 0
         && pread(fd, &last, 1, sb.st_size - 1) != 1) {
         failed = 1;
     }
-    if (!failed && last != '\n') {
-        failed = keys_write_all(fd, "\n", 1) != 0;
+    // One write of the whole entry, under a lock: appends that run at
+    // once must not interleave their pieces.
+    size_t len = (last != '\n') + strlen(comment) + strlen(line) + 1;
+    char  *entry = failed ? NULL : bu_alloc(len + 1);
+    if (!failed && entry == NULL) {
+        failed = 1;
+        errno = ENOMEM;
     }
     if (!failed) {
-        failed = keys_write_all(fd, comment, strlen(comment)) != 0
-            || keys_write_all(fd, line, strlen(line)) != 0
-            || keys_write_all(fd, "\n", 1) != 0 || fsync(fd) != 0;
+        snprintf(entry, len + 1, "%s%s%s\n", last != '\n' ? "\n" : "", comment,
+            line);
+        failed = keys_write_all(fd, entry, len) != 0 || fsync(fd) != 0;
     }
+    bu_free(entry);
     int saved = errno;
     if (close(fd) != 0 && !failed) {
         failed = 1;
@@ -511,20 +518,6 @@ keys_parse_perms(const char *list, uint32_t *permsp)
     }
 }
 
-int
-keys_jti_listable(const char *jti)
-{
-    if (jti[0] == '\0' || jti[0] == '#' || strlen(jti) > BU_KEYRING_JTI_MAX) {
-        return 0;
-    }
-    for (const unsigned char *p = (const unsigned char *) jti; *p; p++) {
-        if (*p <= ' ' || *p == 0x7f) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 struct issue_args {
     int         json;
     const char *secret_path;
@@ -624,11 +617,10 @@ issue_parse(int argc, char *argv[], struct issue_args *a)
         return cli_usage_error("token issue",
             "--jti must have 1 to %zu characters", sizeof(limits.jti) - 1);
     }
-    if (a->jti != NULL && !keys_jti_listable(a->jti)) {
+    const char *fault = a->jti != NULL ? bu_keyring_jti_fault(a->jti) : NULL;
+    if (fault != NULL) {
         return cli_usage_error("token issue",
-            "--jti '%s' could not be revoked: use printable characters, no "
-            "spaces, not starting with '#'",
-            a->jti);
+            "--jti '%s' could not be revoked: it %s", a->jti, fault);
     }
     return CLI_EXIT_OK;
 }

@@ -12,6 +12,7 @@
 
 #include "cli.h"
 
+#include "auth/keyring.h"
 #include "auth/paseto.h"
 #include "auth/token.h"
 #include "base/alloc.h"
@@ -120,11 +121,10 @@ revoke_parse(int argc, char *argv[], struct revoke_args *a)
             "missing --revoked FILE (the server's list, by default "
             "DATA/revoked)");
     }
-    if (a->jti != NULL && !keys_jti_listable(a->jti)) {
+    const char *fault = a->jti != NULL ? bu_keyring_jti_fault(a->jti) : NULL;
+    if (fault != NULL) {
         return cli_usage_error("token revoke",
-            "--jti '%s' is not a token id: 1 to %d printable characters, no "
-            "spaces, not starting with '#'",
-            a->jti, BU_KEYRING_JTI_MAX);
+            "--jti '%s' is not a token id: it %s", a->jti, fault);
     }
     return CLI_EXIT_OK;
 }
@@ -193,11 +193,11 @@ revoke_read_token(const char *token, struct revoke_info *info)
         return CLI_EXIT_USAGE;
     }
     const char *jti = json_string_value(json_object_get(root, "jti"));
-    if (jti == NULL || !keys_jti_listable(jti)) {
+    if (jti == NULL || bu_keyring_jti_fault(jti) != NULL) {
         json_decref(root);
-        cli_error("token revoke: the token has %s: it cannot be revoked "
-                  "alone; take its signing key out of the server's keyring "
-                  "instead",
+        cli_error("token revoke: the token has %s: the server refuses such "
+                  "tokens anyway (to stop its key's other tokens too, take "
+                  "the key out of the server's keyring)",
             jti == NULL ? "no jti" : "a jti no list line can hold");
         return CLI_EXIT_USAGE;
     }
