@@ -400,7 +400,9 @@ static void
 test_import_errors_file(void **state)
 {
     struct fixture *f = *state;
-    const char     *err = path_in(&f->h, "err.csv");
+    // A copy: path_in's buffers are reused by the write_file calls below.
+    char err[400];
+    snprintf(err, sizeof(err), "%s", path_in(&f->h, "err.csv"));
 
     // Records FAILED (kept going with --no-fail-on-error): request 1 holds
     // lines 2, 3-4 (a quoted line break) and 5, so its lines are not
@@ -1036,6 +1038,30 @@ test_import_checks_first(void **state)
     CLI(2, &f->h, f->tok, "import", path, "--errors", bad, END);
     assert_has(harness_cli_err, "cannot write the errors file");
     assert_has(harness_cli_err, "cf.csv/errors.csv.tmp: Not a directory");
+
+    // --errors or --resume naming the input or each other would replace
+    // it: refused, the input and the state file untouched.
+    const char *st2 = write_file(&f->h, "cf2.state", "{}");
+    char        alias[600];
+    snprintf(alias, sizeof(alias), "%s/./cf.csv", f->h.dir);
+    CLI(2, &f->h, f->tok, "import", path, "--errors", path, END);
+    assert_has(harness_cli_err, "--errors");
+    assert_has(harness_cli_err, "is the input FILE");
+    CLI(2, &f->h, f->tok, "import", path, "--errors", alias, END);
+    assert_has(harness_cli_err, "is the input FILE");
+    CLI(2, &f->h, f->tok, "import", path, "--resume", st2, "--errors", st2,
+        END);
+    assert_has(harness_cli_err, "is the --resume state file");
+    CLI(2, &f->h, f->tok, "import", path, "--resume", path, END);
+    assert_has(harness_cli_err, "--resume");
+    assert_has(harness_cli_err, "is the input FILE");
+    char *kept = read_file(path);
+    assert_string_equal(kept, "contact_key\nc1\n");
+    free(kept);
+    kept = read_file(st2);
+    assert_string_equal(kept, "{}");
+    free(kept);
+    assert_int_equal(queued_jobs(f), 0);
 
     // A token that may submit but not read jobs.
     char *wo = harness_token(&f->h, "acme", BU_PERM_MANAGE, 3600);

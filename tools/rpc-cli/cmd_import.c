@@ -91,13 +91,13 @@ static const char import_usage[] =
     "                        CSV: line,contact_key,column,reason,job_id (a\n"
     "                        record FAILED or NOT_FOUND, every record of a\n"
     "                        rejected request, a FAILED or CANCELLED job);\n"
-    "                        implies --wait\n"
+    "                        implies --wait. Not FILE or STATE\n"
     "  --resume STATE        keep the import's progress in the file STATE\n"
     "                        (JSON); when STATE exists, continue that import:\n"
     "                        requests already answered are skipped, never sent\n"
     "                        twice. FILE must be the same, unchanged, regular\n"
     "                        file, with the same --format, --batch,\n"
-    "                        --no-fail-on-error and --no-insert\n"
+    "                        --no-fail-on-error and --no-insert. Not FILE\n"
     "  --progress MODE       auto (a bar when standard error is a terminal,\n"
     "                        else lines), bar, lines or none (default auto)\n"
     "  --json                print the summary as one JSON object: import_id,\n"
@@ -254,6 +254,50 @@ import_hook(const char *name)
     return cli_parse_long(getenv(name), 1, 1L << 30, &n) == 0 ? n : 0;
 }
 
+// Whether paths a and b name the same file: the same device and inode
+// when both exist, otherwise the same string.
+static int
+import_same_file(const char *a, const char *b)
+{
+    struct stat sa;
+    struct stat sb;
+
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0) {
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    }
+    return strcmp(a, b) == 0;
+}
+
+// Refuses --errors and --resume files that are the input file or each
+// other: the file written last would replace the other. Returns
+// CLI_EXIT_OK, or CLI_EXIT_USAGE after saying which two options collide.
+static int
+import_check_paths(const struct import_args *a)
+{
+    int input = strcmp(a->path, "-") != 0;
+
+    if (a->errors != NULL && input && import_same_file(a->errors, a->path)) {
+        return cli_usage_error("import",
+            "--errors '%s' is the input FILE; the errors file would replace "
+            "it",
+            a->errors);
+    }
+    if (a->errors != NULL && a->resume != NULL
+        && import_same_file(a->errors, a->resume)) {
+        return cli_usage_error("import",
+            "--errors '%s' is the --resume state file; the errors file "
+            "would replace it",
+            a->errors);
+    }
+    if (a->resume != NULL && input && import_same_file(a->resume, a->path)) {
+        return cli_usage_error("import",
+            "--resume '%s' is the input FILE; the state file would replace "
+            "it",
+            a->resume);
+    }
+    return CLI_EXIT_OK;
+}
+
 // Parses the command line into a. Returns CLI_EXIT_OK, an exit code after
 // a usage error, or -1 when help was printed.
 static int
@@ -344,6 +388,9 @@ import_parse(int argc, char *argv[], struct import_args *a)
     if (a->resume != NULL && strcmp(a->path, "-") == 0) {
         return cli_usage_error("import",
             "--resume needs a file: standard input cannot be read again");
+    }
+    if ((rv = import_check_paths(a)) != CLI_EXIT_OK) {
+        return rv;
     }
     if (auto_progress) {
         a->progress = cli_stderr_terminal() ? PROGRESS_BAR : PROGRESS_LINES;
