@@ -9,7 +9,9 @@
  * clean stop and after a crash between the server's answer and the state
  * save (no job queued twice), a finished import sending nothing, a changed
  * file or different options refused; 429 retried through the client
- * library until the import completes; and `submit --json`.
+ * library until the import completes; a connection broken after the
+ * request was taken, resent with its idempotency key (against a fake
+ * server); and `submit --json`.
  *
  * Interruptions are made deterministic with rpc-cli's test hooks:
  * BULKUPSERT_IMPORT_STOP_AFTER=K stops as SIGINT would after K requests,
@@ -31,6 +33,8 @@
 #include "harness.h"
 
 #include <jansson.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
 #include <pthread.h>
 #include <sqlite3.h>
 
@@ -1216,6 +1220,138 @@ test_import_retries_busy(void **state)
     assert_int_equal(count(f, "SELECT count(*) FROM master_contact"), 301);
 }
 
+// A fake server that breaks the connection after taking each of the
+// first ndrop requests (as a server that dies after queueing the job
+// would), then answers every request with job FAKE_JOB. It records the
+// idempotency key of each request.
+#define FAKE_JOB "0190a0b0-c0d0-7e0f-8000-000000000001"
+
+struct reset_server {
+    nng_socket sock;
+    pthread_t  thread;
+    int        ndrop;
+    int        nserve; // requests to take before the thread ends
+    int        served;
+    char       keys[8][128];
+};
+
+// Replies to msg (a request just received) with 202 and job FAKE_JOB.
+static void
+reset_reply(struct reset_server *rs, nng_msg *msg)
+{
+    Bulkupsert__V1__SubmitBulkUpsertResponse out
+        = BULKUPSERT__V1__SUBMIT_BULK_UPSERT_RESPONSE__INIT;
+    Bulkupsert__V1__Status      wst = BULKUPSERT__V1__STATUS__INIT;
+    Bulkupsert__V1__RpcResponse resp = BULKUPSERT__V1__RPC_RESPONSE__INIT;
+    uint8_t                     payload[256];
+    uint8_t                     buf[512];
+
+    out.job_id = FAKE_JOB;
+    out.total = 1;
+    wst.has_code = 1;
+    wst.has_http_status = 1;
+    wst.http_status = 202;
+    wst.message = "accepted";
+    resp.status = &wst;
+    resp.has_payload = 1;
+    resp.payload.len = protobuf_c_message_pack(&out.base, payload);
+    resp.payload.data = payload;
+    size_t n = protobuf_c_message_pack(&resp.base, buf);
+    nng_msg_clear(msg);
+    nng_msg_append(msg, buf, n);
+    if (nng_sendmsg(rs->sock, msg, 0) != 0) {
+        nng_msg_free(msg);
+    }
+}
+
+static void *
+reset_main(void *arg)
+{
+    struct reset_server *rs = arg;
+    nng_msg             *msg;
+
+    for (; rs->served < rs->nserve; rs->served++) {
+        if (nng_recvmsg(rs->sock, &msg, 0) != 0) {
+            break;
+        }
+        Bulkupsert__V1__RpcRequest *env = bulkupsert__v1__rpc_request__unpack(
+            NULL, nng_msg_len(msg), nng_msg_body(msg));
+        Bulkupsert__V1__SubmitBulkUpsertRequest *req = env == NULL
+            ? NULL
+            : bulkupsert__v1__submit_bulk_upsert_request__unpack(
+                  NULL, env->payload.len, env->payload.data);
+        if (req != NULL && req->idempotency_key != NULL && rs->served < 8) {
+            snprintf(rs->keys[rs->served], sizeof(rs->keys[0]), "%s",
+                req->idempotency_key);
+        }
+        bulkupsert__v1__submit_bulk_upsert_request__free_unpacked(req, NULL);
+        bulkupsert__v1__rpc_request__free_unpacked(env, NULL);
+        if (rs->served < rs->ndrop) {
+            nng_pipe_close(nng_msg_get_pipe(msg));
+            nng_msg_free(msg);
+        } else {
+            reset_reply(rs, msg);
+        }
+    }
+    return NULL;
+}
+
+static void
+reset_start(struct reset_server *rs, const char *url, int ndrop, int nserve)
+{
+    memset(rs, 0, sizeof(*rs));
+    rs->ndrop = ndrop;
+    rs->nserve = nserve;
+    assert_int_equal(nng_rep0_open(&rs->sock), 0);
+    nng_socket_set_ms(rs->sock, NNG_OPT_RECVTIMEO, 20000);
+    assert_int_equal(nng_listen(rs->sock, url, NULL, 0), 0);
+    assert_int_equal(pthread_create(&rs->thread, NULL, reset_main, rs), 0);
+}
+
+static void
+reset_stop(struct reset_server *rs)
+{
+    assert_int_equal(pthread_join(rs->thread, NULL), 0);
+    nng_close(rs->sock);
+}
+
+// A connection that breaks after the server took the request ("the
+// request may have been applied") is sent again with the same idempotency
+// key, as a late answer is; when the resends run out, the request is said
+// to have got no answer, not to have been refused.
+static void
+test_import_resends_after_reset(void **state)
+{
+    struct fixture     *f = *state;
+    const char         *path = write_file(&f->h, "rst.csv", "contact_key\nr1\n");
+    char                url[400];
+    struct reset_server rs;
+
+    snprintf(url, sizeof(url), "ipc://%s/reset.sock", f->h.dir);
+    reset_start(&rs, url, 1, 2);
+    CLI(0, &f->h, f->tok, "--url", url, "--timeout", "5000", "import", path,
+        "--progress", "none", "--json", END);
+    reset_stop(&rs);
+    assert_int_equal(rs.served, 2);
+    assert_true(rs.keys[0][0] != '\0');
+    assert_string_equal(rs.keys[0], rs.keys[1]);
+    json_t *j = json_out();
+    assert_int_equal(jint(j, "retries"), 1);
+    assert_string_equal(json_string_value(json_array_get(
+                            json_object_get(j, "jobs"), 0)),
+        FAKE_JOB);
+    json_decref(j);
+
+    reset_start(&rs, url, 2, 2);
+    CLI(1, &f->h, f->tok, "--url", url, "--timeout", "5000", "import", path,
+        "--progress", "none", "--retries", "1", END);
+    reset_stop(&rs);
+    assert_has(harness_cli_err, "may have been applied");
+    assert_has(harness_cli_err, "request 1 (records on lines 2 to 2 of ");
+    assert_has(harness_cli_err, "got no answer and may have been applied");
+    assert_lacks(harness_cli_err, "not accepted");
+}
+
 static void
 test_submit_json(void **state)
 {
@@ -1284,6 +1420,8 @@ main(void)
             test_import_retries_busy, setup_tight, teardown),
         cmocka_unit_test_setup_teardown(
             test_import_resends_late_answers, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_import_resends_after_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_json, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_import_resume_keeps_rejections, setup, teardown),

@@ -81,8 +81,9 @@ static const char import_usage[] =
     "  --retries N           resend a request refused as busy (429) or\n"
     "                        unavailable (503, or never sent) up to N times,\n"
     "                        with backoff and never before the wait the\n"
-    "                        server asks for, and one whose answer did not\n"
-    "                        come in time up to N times (its idempotency key\n"
+    "                        server asks for, and one that got no answer\n"
+    "                        (none in time, or the connection broke after it\n"
+    "                        was sent) up to N times (its idempotency key\n"
     "                        makes that safe) (default 10)\n"
     "  --wait                wait until every job has finished (GetJob,\n"
     "                        needs DataSpace.Read) and add the outcome\n"
@@ -1046,7 +1047,7 @@ import_answer(struct import *imp, long nr, const struct records_chunk *chunk,
     }
     progress_clear(&imp->prog);
     if (!send_is_rejection(st)) {
-        send_report(st, chunk, sender_path(imp->snd), nr, 1);
+        send_report(st, &imp->a.send, chunk, sender_path(imp->snd), nr, 1);
         return CLI_EXIT_FAIL;
     }
     // The records are refused; the next request may well be accepted.
@@ -1100,9 +1101,10 @@ import_poll_progress(struct import *imp)
 // Returns an exit code.
 // import_send_chunk sends one chunk with its idempotency key. The client
 // library resends what the server refused unprocessed; this also resends a
-// request whose answer did not come in time (DEADLINE_EXCEEDED), up to
-// --retries times: its key makes the server answer a copy with the job it
-// made for the first, so nothing is queued twice. Counts the resends.
+// request that got no answer (send_unanswered: the answer did not come in
+// time, or the connection broke after it was sent), up to --retries times:
+// its key makes the server answer a copy with the job it made for the
+// first, so nothing is queued twice. Counts the resends.
 static int
 import_send_chunk(struct import *imp, struct records_chunk *chunk,
     const char *key, Bulkupsert__V1__SubmitBulkUpsertResponse **replyp,
@@ -1114,8 +1116,8 @@ import_send_chunk(struct import *imp, struct records_chunk *chunk,
         if (status->attempts > 1) {
             imp->retries += status->attempts - 1;
         }
-        if (code != BULKUPSERT_DEADLINE_EXCEEDED || lost >= imp->a.send.retries
-            || import_stopped()) {
+        if (code == BULKUPSERT_OK || !send_unanswered(status, &imp->a.send)
+            || lost >= imp->a.send.retries || import_stopped()) {
             return code;
         }
         imp->retries++;

@@ -257,8 +257,19 @@ send_chunk(bulkupsert_client *client, const struct send_opts *o,
     return bulkupsert_submit(client, req, replyp, status);
 }
 
+int
+send_unanswered(
+    const struct bulkupsert_status *status, const struct send_opts *o)
+{
+    if (status->code == BULKUPSERT_DEADLINE_EXCEEDED) {
+        return 1;
+    }
+    return status->code == BULKUPSERT_UNAVAILABLE && status->http_status == 0
+        && status->attempts >= 1 && (long) status->attempts <= o->retries;
+}
+
 void
-send_report(const struct bulkupsert_status *status,
+send_report(const struct bulkupsert_status *status, const struct send_opts *o,
     const struct records_chunk *chunk, const char *path, long nr, int several)
 {
     if (status->code == BULKUPSERT_INTERNAL && status->message == NULL) {
@@ -269,7 +280,13 @@ send_report(const struct bulkupsert_status *status,
     if (status->attempts > 1) {
         cli_error("request %ld was tried %u times", nr, status->attempts);
     }
-    if (several || nr > 1) {
+    if ((several || nr > 1) && send_unanswered(status, o)) {
+        cli_error("request %ld (records on lines %ld to %ld of %s) got no "
+                  "answer and may have been applied; %ld request%s before "
+                  "it %s accepted",
+            nr, chunk->lines[0], chunk->lines[chunk->nrecords - 1], path,
+            nr - 1, nr - 1 == 1 ? "" : "s", nr - 1 == 1 ? "was" : "were");
+    } else if (several || nr > 1) {
         cli_error("request %ld (records on lines %ld to %ld of %s) was "
                   "not accepted; %ld request%s before it %s",
             nr, chunk->lines[0], chunk->lines[chunk->nrecords - 1], path,

@@ -133,8 +133,23 @@ int send_chunk(bulkupsert_client *client, const struct send_opts *o,
 // send_report prints a refused request on stderr: the status with the
 // input line of each record error, then, when it is not the only request
 // (nr > 1 or more follow), which request it was and how many went before.
+// A request that may have been applied (see send_unanswered; o is the
+// policy it was sent with) is said to have got no answer, not to have been
+// refused.
 void send_report(const struct bulkupsert_status *status,
-    const struct records_chunk *chunk, const char *path, long nr, int several);
+    const struct send_opts *o, const struct records_chunk *chunk,
+    const char *path, long nr, int several);
+
+// send_unanswered tells whether a request sent with the retry policy of o
+// failed with status without an answer, so that it may have been applied:
+// the answer did not come in time (DEADLINE_EXCEEDED), or the connection
+// broke after the request was sent (UNAVAILABLE with no HTTP status). The
+// client itself resends a request that was never sent until o->retries
+// resends are made, so an UNAVAILABLE after fewer attempts than that
+// (status->attempts <= o->retries) was sent. Resending such a request is
+// safe only when it carries an idempotency key.
+int send_unanswered(
+    const struct bulkupsert_status *status, const struct send_opts *o);
 
 // send_is_rejection tells whether status refuses the records of a request
 // (ValidationFails: invalid values, listed per record) rather than the
