@@ -1352,6 +1352,74 @@ test_import_resends_after_reset(void **state)
     assert_lacks(harness_cli_err, "not accepted");
 }
 
+// Ctrl-C while a request waits to be sent again after a 429 stops the
+// import within about a second (the wait is not sat out) with exit 130,
+// and the request is abandoned: it is not queued after the signal. The
+// state lets the import continue.
+static void
+test_import_sigint_during_retry(void **state)
+{
+    struct fixture *f = *state;
+    const char     *one = write_file(&f->h, "si1.csv", "contact_key\nfirst\n");
+    CLI(0, &f->h, f->tok, "import", one, "--wait", END);
+
+    const char *path = write_file(&f->h, "si.csv", "contact_key\ns1\ns2\n");
+    char        st[400];
+    snprintf(st, sizeof(st), "%s", path_in(&f->h, "si.state"));
+    const char *const args[] = { "import", path, "--batch", "1", "--retries",
+        "30", "--progress", "none", "--resume", st, NULL };
+    char        dbpath[512];
+    sqlite3    *db = NULL;
+    snprintf(dbpath, sizeof(dbpath), "%s/tenants/acme.db", f->h.data);
+    assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    assert_int_equal(
+        sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+
+    int out = open(path_in(&f->h, "si.out"), O_WRONLY | O_CREAT, 0600);
+    int null = open("/dev/null", O_RDONLY);
+    assert_true(out >= 0 && null >= 0);
+    pid_t pid = spawn_cli(f, args, null, out, out);
+    // Request 1 is queued and cannot finish; request 2 is refused (429)
+    // and waits to be sent again.
+    wait_jobs(f, 2);
+    harness_sleep_ms(1500);
+    assert_int_equal(kill(pid, SIGINT), 0);
+    int status = -1;
+    for (int i = 0; i < 1000; i++) {
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            break;
+        }
+        status = -1;
+        harness_sleep_ms(10);
+    }
+    long long queued = queued_jobs(f);
+    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    if (status == -1) {
+        // Not stopped within 10 s: let it finish, then fail.
+        wait_cli(pid);
+        fail_msg("import did not stop within 10 s of SIGINT");
+    }
+    close(out);
+    close(null);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 130);
+    assert_int_equal(queued, 2);
+    char *text = read_file(path_in(&f->h, "si.out"));
+    assert_non_null(text);
+    assert_has(text, "CANCELLED");
+    assert_has(text, "nothing was applied");
+    assert_has(text, "interrupted after 1 request;");
+    free(text);
+
+    // Resumed, request 2 goes.
+    CLI(0, &f->h, f->tok, "import", path, "--batch", "1", "--retries", "30",
+        "--progress", "none", "--resume", st, "--wait", END);
+    assert_has(harness_cli_out, "(1 answered in an earlier run)");
+    assert_int_equal(queued_jobs(f), 3);
+}
+
 static void
 test_submit_json(void **state)
 {
@@ -1422,6 +1490,8 @@ main(void)
             test_import_resends_late_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_import_resends_after_reset, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_import_sigint_during_retry, setup_tight, teardown),
         cmocka_unit_test_setup_teardown(test_submit_json, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_import_resume_keeps_rejections, setup, teardown),

@@ -1111,8 +1111,8 @@ import_send_chunk(struct import *imp, struct records_chunk *chunk,
     struct bulkupsert_status *status)
 {
     for (long lost = 0;; lost++) {
-        int code = send_chunk(
-            imp->client, &imp->a.send, chunk, key, replyp, status);
+        int code = send_chunk(imp->client, &imp->a.send, chunk, key,
+            &import_signal, replyp, status);
         if (status->attempts > 1) {
             imp->retries += status->attempts - 1;
         }
@@ -1186,6 +1186,17 @@ import_send(struct import *imp)
         snprintf(key, sizeof(key), "%s-%ld", imp->st.import_id, nr);
         int code = import_send_chunk(imp, chunk, key, &reply, &st);
         sent++;
+        if (code != BULKUPSERT_OK && import_stopped()
+            && (code == BULKUPSERT_CANCELLED
+                || send_unanswered(&st, &imp->a.send))) {
+            // Abandoned on a signal: the status says whether the request
+            // may have been applied (a resumed import resends it with the
+            // same key).
+            progress_clear(&imp->prog);
+            cli_print_status(&st, NULL, 0);
+            bulkupsert_status_clear(&st);
+            return import_stopped();
+        }
         if (code == BULKUPSERT_OK && crash_after > 0 && sent >= crash_after) {
             // Test hook: die as kill -9 would, after the server accepted
             // the request and before the state records it.
@@ -1467,7 +1478,8 @@ import_signals(void)
     sa.sa_handler = import_on_signal;
     sigemptyset(&sa.sa_mask);
     // Reads of the input restart; the flag is looked at after each request,
-    // skipped request, job read and errors-file page. A hang-up (a closed
+    // skipped request, job read and errors-file page, and while a request
+    // is sent or waits to be retried (send_chunk). A hang-up (a closed
     // terminal or ssh session) stops the import as SIGTERM does.
     sa.sa_flags = SA_RESTART;
     sigaction(SIGINT, &sa, NULL);

@@ -211,7 +211,7 @@ submit_chunk(bulkupsert_client *client, const struct submit_args *a,
         }
         idem = key;
     }
-    if (send_chunk(client, &a->send, chunk, idem, &reply, &st)
+    if (send_chunk(client, &a->send, chunk, idem, NULL, &reply, &st)
         != BULKUPSERT_OK) {
         send_report(&st, &a->send, chunk, path, nr, several);
         bulkupsert_status_clear(&st);

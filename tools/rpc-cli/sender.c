@@ -13,10 +13,15 @@
 
 #include "base/alloc.h"
 #include "base/err.h"
+#include "progress.h"
 
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 // The server's ResponseCode for "record values are invalid" (400).
 #define SEND_RC_VALIDATION_FAILS 11
@@ -26,6 +31,8 @@
 // never longer than half a minute.
 #define SEND_RETRY_BASE_MS 250u
 #define SEND_RETRY_MAX_MS  30000u
+// How often send_chunk looks at its stop flag while a call runs.
+#define SEND_SLICE_MS 100
 
 struct sender {
     struct records       *rec;
@@ -229,9 +236,79 @@ sender_path(const struct sender *s)
     return s->name;
 }
 
+// Done callback of send_stoppable (an nng thread): wakes the waiting
+// thread through the pipe whose writing end is arg.
+static void
+send_wake(bulkupsert_call *call, void *arg)
+{
+    char b = 1;
+
+    (void) call;
+    ssize_t n = write((int) (intptr_t) arg, &b, 1);
+    (void) n; // a pipe of one byte cannot be full
+}
+
+// Waits for call, which wakes the pipe fds when it completes, looking at
+// *stop every SEND_SLICE_MS (a signal also ends the wait early); cancels
+// the call SEND_STOP_GRACE_MS after *stop became nonzero. Returns once
+// the done callback has written its byte, so the pipe may then be closed.
+static void
+send_wait(
+    bulkupsert_call *call, const int fds[2], const volatile sig_atomic_t *stop)
+{
+    struct pollfd pfd = { .fd = fds[0], .events = POLLIN };
+    int64_t       cancel_at = -1;
+    char          b;
+
+    while (poll(&pfd, 1, SEND_SLICE_MS) <= 0 || !(pfd.revents & POLLIN)) {
+        int64_t now = progress_now_ms();
+        if (*stop != 0 && cancel_at < 0) {
+            cancel_at = now + SEND_STOP_GRACE_MS;
+        }
+        if (cancel_at >= 0 && now >= cancel_at) {
+            bulkupsert_call_cancel(call); // no effect after the first
+        }
+    }
+    while (read(fds[0], &b, 1) < 0 && errno == EINTR) { }
+}
+
+// Calls SubmitBulkUpsert with req as bulkupsert_submit does, but
+// asynchronously, so that a stop is seen during the call and its retry
+// waits (see send_chunk). Returns the status code.
+static int
+send_stoppable(bulkupsert_client                  *client,
+    const Bulkupsert__V1__SubmitBulkUpsertRequest *req,
+    const volatile sig_atomic_t                   *stop,
+    Bulkupsert__V1__SubmitBulkUpsertResponse     **replyp,
+    struct bulkupsert_status                      *status)
+{
+    bulkupsert_call *call = NULL;
+    int              fds[2];
+
+    memset(status, 0, sizeof(*status));
+    if (pipe(fds) != 0) {
+        status->code = BULKUPSERT_INTERNAL;
+        return BULKUPSERT_INTERNAL;
+    }
+    int code = bulkupsert_submit_async(
+        client, req, send_wake, (void *) (intptr_t) fds[1], &call);
+    if (code == BULKUPSERT_OK) {
+        send_wait(call, fds, stop);
+        code = bulkupsert_call_result(
+            call, (ProtobufCMessage **) replyp, status);
+        bulkupsert_call_free(call);
+    } else {
+        status->code = code;
+    }
+    close(fds[0]);
+    close(fds[1]);
+    return code;
+}
+
 int
 send_chunk(bulkupsert_client *client, const struct send_opts *o,
     struct records_chunk *chunk, const char *idem,
+    const volatile sig_atomic_t               *stop,
     Bulkupsert__V1__SubmitBulkUpsertResponse **replyp,
     struct bulkupsert_status                  *status)
 {
@@ -253,6 +330,9 @@ send_chunk(bulkupsert_client *client, const struct send_opts *o,
         memset(status, 0, sizeof(*status));
         status->code = BULKUPSERT_INTERNAL;
         return BULKUPSERT_INTERNAL;
+    }
+    if (stop != NULL) {
+        return send_stoppable(client, req, stop, replyp, status);
     }
     return bulkupsert_submit(client, req, replyp, status);
 }

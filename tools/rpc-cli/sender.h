@@ -10,13 +10,15 @@
  * Retries: a client opened with send_client_open carries the C client's
  * retry policy (bulkupsert_client_set_retry), which resends only what the
  * server refused unprocessed (429, 503) or what never left the process.
- * There is no other retry loop in rpc-cli.
+ * The only other resend in rpc-cli is import's, of a request that got no
+ * answer (send_unanswered), which its idempotency key makes safe.
  *
  * Single-threaded, as all of rpc-cli.
  */
 #ifndef BU_RPC_CLI_SENDER_H
 #define BU_RPC_CLI_SENDER_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #include "cli.h"
@@ -124,11 +126,20 @@ const char *sender_path(const struct sender *s);
 // bulkupsert__v1__submit_bulk_upsert_response__free_unpacked). status is
 // filled in either case (clear with bulkupsert_status_clear;
 // status->attempts counts the tries). Returns the status code, or
-// BULKUPSERT_INTERNAL when out of memory. Blocks for the call.
+// BULKUPSERT_INTERNAL when out of memory. Blocks for the call, retry
+// waits included; when stop is not NULL and *stop becomes nonzero (a
+// signal handler sets it), the call gets SEND_STOP_GRACE_MS more to end
+// by itself and is then cancelled: it ends CANCELLED, its message saying
+// whether the request may have been applied.
 int send_chunk(bulkupsert_client *client, const struct send_opts *o,
     struct records_chunk *chunk, const char *idem,
+    const volatile sig_atomic_t               *stop,   // may be NULL
     Bulkupsert__V1__SubmitBulkUpsertResponse **replyp, // OUT
     struct bulkupsert_status                  *status);                 // OUT
+
+// How long send_chunk lets a call run on after a stop: an answer on its
+// way is taken, a retry wait is not sat out.
+#define SEND_STOP_GRACE_MS 1000
 
 // send_report prints a refused request on stderr: the status with the
 // input line of each record error, then, when it is not the only request
