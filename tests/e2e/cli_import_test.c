@@ -1158,6 +1158,8 @@ test_import_resends_late_answers(void **state)
 
     snprintf(dbpath, sizeof(dbpath), "%s/queue.db", f->h.data);
     assert_int_equal(sqlite3_open(dbpath, &q.db), SQLITE_OK);
+    // The daemon may be writing queue.db at this moment.
+    sqlite3_busy_timeout(q.db, 10000);
     assert_int_equal(
         sqlite3_exec(q.db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(pthread_create(&t, NULL, qlock_release_later, &q), 0);
