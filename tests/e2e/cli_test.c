@@ -692,6 +692,44 @@ test_job_get_text_and_json(void **state)
     assert_has(harness_cli_err, "--errors-only needs --records");
 }
 
+// Control characters in data, names and arguments reach a terminal
+// escaped (\xNN) in text output, and unchanged in --json.
+static void
+test_text_output_escapes_controls(void **state)
+{
+    struct fixture *f = *state;
+    char            id[37];
+
+    // The key is valid JSON: ESC ] 0 ; ... BEL retitles a terminal, and
+    // ESC [ 2 J clears it. The email makes the record fail.
+    const char *path = write_file(&f->h, "ctl.ndjson",
+        "{\"contact_key\":\"k\\u001b]0;pwned\\u0007\\u001b[2J\","
+        "\"email\":\"nope\"}\n");
+    Bulkupsert__V1__Job *job
+        = submit_file(f, path, id, "--no-fail-on-error", END);
+    bulkupsert__v1__job__free_unpacked(job, NULL);
+    CLI(0, &f->h, f->tok, "job", "get", id, "--records");
+    assert_lacks(harness_cli_out, "\033");
+    assert_lacks(harness_cli_out, "\007");
+    assert_has(harness_cli_out, "(key k\\x1b]0;pwned\\x07\\x1b[2J): FAILED");
+    CLI(0, &f->h, f->tok, "job", "get", id, "--records", "--json");
+    assert_has(harness_cli_out, "k\\u001B]0;pwned\\u0007\\u001B[2J");
+
+    // A CSV header name the server echoes in its refusal.
+    const char *bad = write_file(&f->h, "ctl.csv", "contact_key,x\033[2Jy\nk1,v\n");
+    CLI(1, &f->h, f->tok, "submit", bad);
+    assert_lacks(harness_cli_err, "\033");
+    assert_has(harness_cli_err, "x\\x1b[2Jy");
+
+    // A job id argument with ESC and a line break.
+    CLI(1, &f->h, f->tok, "job", "get", "a\033[2Jb\nc");
+    assert_lacks(harness_cli_err, "\033");
+    assert_has(harness_cli_err, "a\\x1b[2Jb\\x0ac");
+    CLI(2, &f->h, f->tok, "job", "get", id, "x\033[2J");
+    assert_lacks(harness_cli_err, "\033");
+    assert_has(harness_cli_err, "'x\\x1b[2J'");
+}
+
 static void
 test_job_get_records(void **state)
 {
@@ -1156,6 +1194,8 @@ main(void)
         cmocka_unit_test_setup_teardown(
             test_job_get_text_and_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_get_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_text_output_escapes_controls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_columns_round_trip, setup, teardown),

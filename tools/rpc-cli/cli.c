@@ -150,6 +150,33 @@ cli_client_open(
     return CLI_EXIT_OK;
 }
 
+// Writes the message of fmt and ap to stderr through cli_text.
+static void
+cli_vshow(const char *fmt, va_list ap)
+{
+    char    small[512];
+    va_list copy;
+
+    va_copy(copy, ap);
+    int n = vsnprintf(small, sizeof(small), fmt, copy);
+    va_end(copy);
+    if (n < 0) {
+        return;
+    }
+    if ((size_t) n < sizeof(small)) {
+        fputs(cli_text(small), stderr);
+        return;
+    }
+    char *big = malloc((size_t) n + 1);
+    if (big == NULL) {
+        fputs(cli_text(small), stderr); // the message, cut short
+        return;
+    }
+    vsnprintf(big, (size_t) n + 1, fmt, ap);
+    fputs(cli_text(big), stderr);
+    free(big);
+}
+
 int
 cli_usage_error(const char *cmd, const char *fmt, ...)
 {
@@ -158,7 +185,7 @@ cli_usage_error(const char *cmd, const char *fmt, ...)
     fprintf(stderr, "rpc-cli%s%s: ", cmd != NULL ? " " : "",
         cmd != NULL ? cmd : "");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    cli_vshow(fmt, ap);
     va_end(ap);
     fprintf(stderr, "\nTry 'rpc-cli%s%s --help'.\n", cmd != NULL ? " " : "",
         cmd != NULL ? cmd : "");
@@ -183,7 +210,7 @@ cli_error(const char *fmt, ...)
 
     fputs("rpc-cli: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    cli_vshow(fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
 }
@@ -192,7 +219,7 @@ void
 cli_print_status(
     const struct bulkupsert_status *status, const long *lines, size_t nlines)
 {
-    const char *message = status->message != NULL ? status->message : "";
+    const char *message = cli_text(status->message);
 
     // Transport errors have no HTTP status; "(http 0)" would only confuse.
     if (status->http_status != 0) {
@@ -211,15 +238,15 @@ cli_print_status(
             sep = " ";
         }
         if (fe->contact_key != NULL) {
-            fprintf(stderr, "%s(key %s)", sep, fe->contact_key);
+            fprintf(stderr, "%s(key %s)", sep, cli_text(fe->contact_key));
             sep = " ";
         }
         if (fe->column != NULL) {
-            fprintf(stderr, "%scolumn %s", sep, fe->column);
+            fprintf(stderr, "%scolumn %s", sep, cli_text(fe->column));
             sep = " ";
         }
-        fprintf(stderr, "%s%s", sep[0] != '\0' ? ": " : "",
-            fe->reason != NULL ? fe->reason : "");
+        fprintf(
+            stderr, "%s%s", sep[0] != '\0' ? ": " : "", cli_text(fe->reason));
         if (lines != NULL && fe->record_index >= 0
             && (uint64_t) fe->record_index < nlines) {
             fprintf(stderr, " (line %ld)", lines[fe->record_index]);
@@ -267,6 +294,65 @@ cli_utf8_len(const unsigned char *s)
         return 0;
     }
     return n;
+}
+
+// Returns the length of the printable character at s (1 to 4), or 0 when
+// its first byte is to be shown as \xNN (see cli_text).
+static size_t
+cli_text_len(const unsigned char *s)
+{
+    size_t n = cli_utf8_len(s);
+
+    if (n == 1 && (s[0] < 0x20 || s[0] == 0x7f)) {
+        return 0; // C0 control or DEL
+    }
+    if (n == 2 && s[0] == 0xc2 && s[1] < 0xa0) {
+        return 0; // C1 control, U+0080 to U+009F
+    }
+    return n;
+}
+
+const char *
+cli_text(const char *s)
+{
+    static char         *ring[CLI_TEXT_RING];
+    static size_t        next;
+    const unsigned char *p = (const unsigned char *) s;
+    size_t               len;
+    size_t               n;
+
+    if (s == NULL) {
+        return "";
+    }
+    for (len = 0; p[len] != '\0'; len += n) {
+        if ((n = cli_text_len(p + len)) == 0) {
+            break;
+        }
+    }
+    if (p[len] == '\0') {
+        return s; // nothing to escape
+    }
+    len += strlen(s + len);
+    char *buf = malloc(len * 4 + 1); // each byte grows to at most four
+    if (buf == NULL) {
+        return "(unprintable)";
+    }
+    size_t out = 0;
+    for (size_t i = 0; i < len;) {
+        if ((n = cli_text_len(p + i)) == 0) {
+            out += (size_t) sprintf(buf + out, "\\x%02x", p[i]);
+            i++;
+            continue;
+        }
+        memcpy(buf + out, p + i, n);
+        out += n;
+        i += n;
+    }
+    buf[out] = '\0';
+    free(ring[next]);
+    ring[next] = buf;
+    next = (next + 1) % CLI_TEXT_RING;
+    return buf;
 }
 
 json_t *

@@ -105,8 +105,20 @@ int cli_operands(const char *cmd, int argc, char *const argv[], int ind,
 // its optind. Returns CLI_EXIT_USAGE.
 int cli_getopt_error(const char *cmd, int c, char *const argv[], int ind);
 
-// cli_error prints "rpc-cli: <message>" on stderr.
+// cli_error prints "rpc-cli: <message>" on stderr, the message shown
+// through cli_text (so no control character of a name or of data in it
+// reaches the terminal). cli_usage_error shows its message the same way.
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// cli_text returns s as it may be shown in human (not --json) output:
+// unchanged when it is printable UTF-8, otherwise a copy in which every
+// control character (C0, DEL, C1 U+0080 to U+009F) and every byte that is
+// not part of valid UTF-8 is written as the four characters \xNN, so that
+// data cannot move the cursor, retitle or clear the terminal. NULL gives
+// "". The copy stays valid until CLI_TEXT_RING more copies are made (so
+// one printf may show that many); when out of memory, "(unprintable)".
+const char *cli_text(const char *s);
+#define CLI_TEXT_RING 8
 
 // cli_print_json writes value as one line of JSON and a newline on stdout
 // (value stays the caller's). Returns CLI_EXIT_OK, or CLI_EXIT_FAIL after

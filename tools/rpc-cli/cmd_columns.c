@@ -265,10 +265,10 @@ columns_print_table(const Bulkupsert__V1__DescribeTableResponse *resp)
         const Bulkupsert__V1__ColumnInfo *c = resp->columns[i];
         columns_type_text(c, type, sizeof(type));
         columns_max_text(c, max, sizeof(max));
-        w[0] = columns_max(w[0], strlen(c->name != NULL ? c->name : ""));
-        w[1] = columns_max(w[1], strlen(type));
+        w[0] = columns_max(w[0], strlen(cli_text(c->name)));
+        w[1] = columns_max(w[1], strlen(cli_text(type)));
         w[2] = columns_max(w[2], strlen(max));
-        w[4] = columns_max(w[4], strlen(columns_default_text(c)));
+        w[4] = columns_max(w[4], strlen(cli_text(columns_default_text(c))));
     }
     printf("%s%-*s  %-*s  %*s  %-*s  %-*s  %-*s  %s%s\n",
         cli_sgr(CLI_SGR_BOLD), (int) w[0], heads[0], (int) w[1], heads[1],
@@ -279,10 +279,10 @@ columns_print_table(const Bulkupsert__V1__DescribeTableResponse *resp)
         columns_type_text(c, type, sizeof(type));
         columns_max_text(c, max, sizeof(max));
         printf("%-*s  %-*s  %*s  %-*s  %-*s  %-*s  %s\n", (int) w[0],
-            c->name != NULL ? c->name : "", (int) w[1], type, (int) w[2], max,
+            cli_text(c->name), (int) w[1], cli_text(type), (int) w[2], max,
             (int) w[3], columns_yes_no(c->nullable), (int) w[4],
-            columns_default_text(c), (int) w[5], columns_yes_no(c->custom),
-            columns_yes_no(c->import_enabled));
+            cli_text(columns_default_text(c)), (int) w[5],
+            columns_yes_no(c->custom), columns_yes_no(c->import_enabled));
     }
     printf("row width %" PRIu32 " of %" PRIu32 " characters (%zu column%s)\n",
         resp->row_width, resp->max_row_width, resp->n_columns,
@@ -297,11 +297,11 @@ columns_print_one(const Bulkupsert__V1__ColumnInfo *c)
 
     columns_type_text(c, type, sizeof(type));
     columns_max_text(c, max, sizeof(max));
-    printf("name            %s\n", c->name != NULL ? c->name : "");
-    printf("type            %s\n", type);
+    printf("name            %s\n", cli_text(c->name));
+    printf("type            %s\n", cli_text(type));
     printf("max_length      %s\n", max);
     printf("nullable        %s\n", columns_yes_no(c->nullable));
-    printf("default         %s\n", columns_default_text(c));
+    printf("default         %s\n", cli_text(columns_default_text(c)));
     printf("custom          %s\n", columns_yes_no(c->custom));
     printf("import_enabled  %s\n", columns_yes_no(c->import_enabled));
 }

@@ -1041,7 +1041,7 @@ import_answer(struct import *imp, long nr, const struct records_chunk *chunk,
             fprintf(stderr,
                 "rpc-cli: import: request %ld had been accepted before (its "
                 "answer was lost): job %s, nothing new was queued\n",
-                nr, reply->job_id);
+                nr, cli_text(reply->job_id));
         }
         return CLI_EXIT_OK;
     }
@@ -1290,10 +1290,10 @@ import_some_lost(const struct import *imp, const struct import_sum *s)
 static void
 import_print_text(const struct import *imp, const struct import_sum *s)
 {
-    printf("%-15s %s\n", "import_id", imp->st.import_id);
-    printf("%-15s %s\n", "input", sender_path(imp->snd));
+    printf("%-15s %s\n", "import_id", cli_text(imp->st.import_id));
+    printf("%-15s %s\n", "input", cli_text(sender_path(imp->snd)));
     if (imp->a.resume != NULL) {
-        printf("%-15s %s\n", "state_file", imp->a.resume);
+        printf("%-15s %s\n", "state_file", cli_text(imp->a.resume));
     }
     printf("%-15s %zu (%zu answered in an earlier run)\n", "requests",
         imp->st.nrequests, imp->skipped);
@@ -1310,8 +1310,9 @@ import_print_text(const struct import *imp, const struct import_sum *s)
         printf("%-15s %zu\n", "jobs_cancelled", s->jobs_cancelled);
     }
     if (imp->a.errors != NULL) {
-        printf("%-15s %s (%zu row%s)\n", "errors_file", imp->a.errors,
-            imp->error_rows, import_s(imp->error_rows));
+        printf("%-15s %s (%zu row%s)\n", "errors_file",
+            cli_text(imp->a.errors), imp->error_rows,
+            import_s(imp->error_rows));
     }
 }
 
@@ -1536,7 +1537,7 @@ cmd_import(int argc, char *argv[], const struct cli_conn *conn)
         progress_clear(&imp.prog);
         fprintf(stderr,
             "rpc-cli: import: %s says this import finished; nothing is sent\n",
-            imp.a.resume);
+            cli_text(imp.a.resume));
     }
     rv = import_send(&imp);
     if (rv == CLI_EXIT_OK && imp.a.wait) {

@@ -165,7 +165,7 @@ submit_print(const struct submit_args *a, long nr,
     const char *id = reply->job_id != NULL ? reply->job_id : "";
 
     if (!a->json) {
-        printf("%s\n", id);
+        printf("%s\n", cli_text(id));
     } else {
         json_t *obj = json_object();
         int     bad = obj == NULL;
@@ -228,7 +228,7 @@ submit_chunk(bulkupsert_client *client, const struct submit_args *a,
         fprintf(stderr,
             "rpc-cli: request %ld: idempotency key %s matched an earlier "
             "job; its id is printed and nothing new was queued\n",
-            nr, idem != NULL ? idem : "");
+            nr, cli_text(idem));
     }
     bulkupsert__v1__submit_bulk_upsert_response__free_unpacked(reply, NULL);
     bulkupsert_status_clear(&st);

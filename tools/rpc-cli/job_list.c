@@ -308,7 +308,7 @@ list_print_row(const Bulkupsert__V1__Job *job, int64_t now_ms)
     int         pad = LIST_W_STATE - (int) strlen(state);
     printf("%-*s  %s%s%s%*s  %-*s  %*s  %5" PRIu32 "  %8" PRIu32 "  %7" PRIu32
            "  %9" PRIu32 "  %" PRIu32 "\n",
-        LIST_W_ID, job->job_id != NULL ? job->job_id : "", sgr, state,
+        LIST_W_ID, cli_text(job->job_id), sgr, state,
         sgr[0] != '\0' ? CLI_SGR_RESET : "", pad > 0 ? pad : 0, "",
         LIST_W_ACCEPTED, accepted, LIST_W_DURATION, duration, c->total,
         c->inserted, c->updated, c->unchanged, c->failed);
@@ -427,7 +427,7 @@ job_list(int argc, char *argv[], const struct cli_conn *conn)
         fprintf(stderr,
             "rpc-cli %s: more jobs follow; to see them, run it again with "
             "--page-token %s (and the same filters)\n",
-            cmd, next);
+            cmd, cli_text(next));
     }
 
 out:

@@ -85,7 +85,7 @@ job_print_text(const Bulkupsert__V1__Job *job)
     struct job_count counts[7];
     char             buf[40];
 
-    printf("job_id       %s\n", job->job_id != NULL ? job->job_id : "");
+    printf("job_id       %s\n", cli_text(job->job_id));
     const char *state = bulkupsert_job_state_name(job->state);
     const char *sgr = cli_state_sgr(state);
     printf("state        %s%s%s\n", sgr, state,
@@ -100,7 +100,7 @@ job_print_text(const Bulkupsert__V1__Job *job)
         printf("  %-11s %" PRIu32 "\n", counts[i].name, counts[i].value);
     }
     if (job->error != NULL && job->error[0] != '\0') {
-        printf("error        %s\n", job->error);
+        printf("error        %s\n", cli_text(job->error));
     }
 }
 
@@ -109,7 +109,7 @@ job_print_record_text(const Bulkupsert__V1__RecordResult *r)
 {
     printf("record %" PRIu32, r->index);
     if (r->contact_key != NULL) {
-        printf(" (key %s)", r->contact_key);
+        printf(" (key %s)", cli_text(r->contact_key));
     }
     const char *sgr = "";
     if (r->outcome == BULKUPSERT__V1__RECORD_OUTCOME__OUTCOME_FAILED) {
@@ -128,14 +128,14 @@ job_print_record_text(const Bulkupsert__V1__RecordResult *r)
     for (size_t i = 0; i < r->n_errors; i++) {
         const Bulkupsert__V1__FieldError *fe = r->errors[i];
         if (fe->column != NULL) {
-            printf("  column %s: %s\n", fe->column,
-                fe->reason != NULL ? fe->reason : "");
+            printf("  column %s: %s\n", cli_text(fe->column),
+                cli_text(fe->reason));
         } else {
-            printf("  %s\n", fe->reason != NULL ? fe->reason : "");
+            printf("  %s\n", cli_text(fe->reason));
         }
     }
     for (size_t i = 0; i < r->n_warnings; i++) {
-        printf("  warning: %s\n", r->warnings[i]);
+        printf("  warning: %s\n", cli_text(r->warnings[i]));
     }
 }
 

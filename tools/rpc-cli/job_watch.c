@@ -196,7 +196,7 @@ watch_progress(struct watch_out *o, const Bulkupsert__V1__Job *job)
         = job->counts != NULL ? job->counts : &none;
     char        elapsed[32] = "-";
     char        line[512];
-    const char *note = job->error != NULL ? job->error : "";
+    const char *note = cli_text(job->error);
 
     if (o->fp == NULL
         || (!o->redraw && (int) job->state == o->last
