@@ -393,12 +393,34 @@ test_open_bad_url(void **state)
         BULKUPSERT_INVALID_ARGUMENT);
     assert_int_equal(bulkupsert_client_open(&client, "tcp://", NULL),
         BULKUPSERT_INVALID_ARGUMENT);
+    // Ports outside 1 to 65535: nng takes them, then never connects.
+    assert_int_equal(
+        bulkupsert_client_open(&client, "tcp://127.0.0.1:99999", NULL),
+        BULKUPSERT_INVALID_ARGUMENT);
+    assert_int_equal(
+        bulkupsert_client_open(&client, "tcp://127.0.0.1:65536", NULL),
+        BULKUPSERT_INVALID_ARGUMENT);
+    assert_int_equal(
+        bulkupsert_client_open(&client, "tcp://127.0.0.1:0", NULL),
+        BULKUPSERT_INVALID_ARGUMENT);
+    assert_int_equal(bulkupsert_client_open(&client,
+                         "tcp://127.0.0.1:99999999999999999999999", NULL),
+        BULKUPSERT_INVALID_ARGUMENT);
+    assert_int_equal(bulkupsert_client_open(&client, "tcp://[::1]:70000", NULL),
+        BULKUPSERT_INVALID_ARGUMENT);
     assert_int_equal(bulkupsert_client_open(&client, "", NULL),
         BULKUPSERT_INVALID_ARGUMENT);
     assert_int_equal(bulkupsert_client_open(&client, NULL, NULL),
         BULKUPSERT_INVALID_ARGUMENT);
     // *clientp is untouched on failure.
     assert_ptr_equal(client, sentinel);
+    // The ends of the range are ports.
+    assert_int_equal(
+        bulkupsert_client_open(&client, "tcp://127.0.0.1:65535", NULL), 0);
+    bulkupsert_client_close(client);
+    assert_int_equal(
+        bulkupsert_client_open(&client, "tcp://127.0.0.1:1", NULL), 0);
+    bulkupsert_client_close(client);
 }
 
 static void

@@ -128,7 +128,8 @@ typedef struct bulkupsert_client bulkupsert_client;
 // bulkupsert_client_open makes a client for url ("tcp://host:port",
 // "ipc:///path") that sends token with every call (token may be NULL and set
 // later). It dials lazily: a server that is not up yet is not an error here.
-// Returns 0, or BULKUPSERT_INVALID_ARGUMENT (bad url) / BULKUPSERT_INTERNAL
+// Returns 0, or BULKUPSERT_INVALID_ARGUMENT (bad url, such as a tcp port
+// outside 1 to 65535) / BULKUPSERT_INTERNAL
 // (out of memory) with *clientp untouched. Release with
 // bulkupsert_client_close.
 int bulkupsert_client_open(

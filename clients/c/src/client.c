@@ -101,6 +101,34 @@ bu__client_redial(struct bulkupsert_client *client, unsigned gen)
     pthread_mutex_unlock(&client->dial_mtx);
 }
 
+// client_port_ok returns 0 when url is a tcp:// (tcp4://, tcp6://) URL
+// whose port, after the last ':', is a number outside 1 to 65535, which
+// nng would accept and then fail to dial for ever; 1 otherwise (other
+// URLs are left to nng_dial).
+static int
+client_port_ok(const char *url)
+{
+    static const char *const schemes[] = { "tcp://", "tcp4://", "tcp6://" };
+    const char              *rest = NULL;
+
+    for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+        size_t n = strlen(schemes[i]);
+        if (strncmp(url, schemes[i], n) == 0) {
+            rest = url + n;
+        }
+    }
+    const char *colon = rest != NULL ? strrchr(rest, ':') : NULL;
+    if (colon == NULL || colon[1] == '\0'
+        || strspn(colon + 1, "0123456789") != strlen(colon + 1)) {
+        return 1;
+    }
+    unsigned long port = 0;
+    for (const char *p = colon + 1; *p != '\0' && port <= 65535; p++) {
+        port = port * 10 + (unsigned long) (*p - '0');
+    }
+    return port >= 1 && port <= 65535;
+}
+
 int
 bulkupsert_client_open(
     bulkupsert_client **clientp, const char *url, const char *token)
@@ -108,7 +136,8 @@ bulkupsert_client_open(
     struct bulkupsert_client *client;
     int                       nrv;
 
-    if (clientp == NULL || url == NULL || url[0] == '\0') {
+    if (clientp == NULL || url == NULL || url[0] == '\0'
+        || !client_port_ok(url)) {
         return BULKUPSERT_INVALID_ARGUMENT;
     }
     if ((client = calloc(1, sizeof(*client))) == NULL) {
