@@ -634,6 +634,11 @@ test_submit_ragged_row_sends_nothing(void **state)
     snprintf(path, sizeof(path), "%s/missing.csv", f->h.dir);
     CLI(2, &f->h, f->tok, "submit", path);
     assert_has(harness_cli_err, "missing.csv: No such file");
+    // A directory opens, but is no file of records.
+    CLI(2, &f->h, f->tok, "submit", f->h.dir);
+    assert_has(harness_cli_err, "is a directory, not a file of records");
+    CLI(2, &f->h, f->tok, "import", f->h.dir, "--progress", "none");
+    assert_has(harness_cli_err, "is a directory, not a file of records");
     assert_int_equal(
         harness_queue_count(&f->h, "SELECT count(*) FROM jobs"), 0);
 }

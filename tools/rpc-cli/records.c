@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -896,6 +897,14 @@ records_open(struct records **recp, const char *path,
         return BU_EIO;
     } else {
         rec->owns_fp = 1;
+    }
+    // fopen opens a directory for reading; only the first read fails.
+    struct stat sb;
+    if (fstat(fileno(rec->fp), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        snprintf(err, errlen, "%s: is a directory, not a file of records",
+            is_stdin ? "stdin" : path);
+        records_close(rec);
+        return BU_EIO;
     }
     if (format == RECORDS_CSV) {
         if (csv_init(

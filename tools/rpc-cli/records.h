@@ -69,7 +69,8 @@ enum records_format records_format_of_path(const char *path);
 
 // records_open opens path ("-" is standard input) for reading in format.
 // Returns BU_OK with *recp (release with records_close), BU_EIO (the file
-// cannot be opened; err holds "PATH: reason") or BU_ENOMEM.
+// cannot be opened, or is a directory; err holds "PATH: reason") or
+// BU_ENOMEM.
 int records_open(struct records **recp, const char *path,
     enum records_format format, char *err, size_t errlen);
 
