@@ -1035,6 +1035,10 @@ test_import_checks_first(void **state)
     assert_int_equal(flock(fd, LOCK_EX), 0);
     CLI(2, &f->h, f->tok, "import", path, "--resume", st, END);
     assert_has(harness_cli_err, "is in use by another import");
+    char want[600];
+    snprintf(want, sizeof(want), "(%s is locked); nothing was sent", lock);
+    assert_has(harness_cli_err, want);
+    assert_lacks(harness_cli_err, "Resource temporarily unavailable");
     close(fd);
 
     // A folder that is a file: FILE.tmp cannot be made.

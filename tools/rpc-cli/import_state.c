@@ -496,7 +496,11 @@ import_state_lock(const char *file, int *fdp, char *err, size_t errlen)
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int busy = errno == EWOULDBLOCK;
-        snprintf(err, errlen, "%s: %s", lock, strerror(errno));
+        if (busy) {
+            snprintf(err, errlen, "%s", lock);
+        } else {
+            snprintf(err, errlen, "%s: %s", lock, strerror(errno));
+        }
         close(fd);
         return busy ? 1 : -1;
     }

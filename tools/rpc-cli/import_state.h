@@ -120,8 +120,8 @@ int import_state_add(struct import_state *st, const char *job_id,
 
 // import_state_lock takes an exclusive flock on "<file>.lock" (created if
 // need be) without waiting. Returns 0 with *fdp (the lock lasts until
-// close(*fdp) or the process ends), 1 when another process holds it, or -1
-// with err.
+// close(*fdp) or the process ends), 1 when another process holds it (err
+// then holds the lock file's name), or -1 with err ("LOCKFILE: reason").
 int import_state_lock(const char *file, int *fdp, char *err, size_t errlen);
 
 // import_state_rejection returns the rejection of request nr (1-based),
