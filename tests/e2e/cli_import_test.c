@@ -1076,6 +1076,18 @@ test_import_checks_first(void **state)
     CLI(1, &f->h, wo, "import", path, "--wait", END);
     assert_has(harness_cli_err, "--wait needs a token that may read jobs");
     assert_int_equal(queued_jobs(f), 0);
+    // Any other failure of that check is only reported as what it is.
+    char none[400];
+    snprintf(none, sizeof(none), "ipc://%s/none.sock", f->h.dir);
+    CLI(1, &f->h, f->tok, "--url", none, "--timeout", "300", "import", path,
+        "--wait", "--retries", "0", END);
+    assert_has(harness_cli_err, "rpc-cli: UNAVAILABLE: ");
+    assert_lacks(harness_cli_err, "needs a token");
+    char *old = harness_token(&f->h, "acme", ALLP, -60);
+    CLI(1, &f->h, old, "import", path, "--wait", END);
+    assert_has(harness_cli_err, "UNAUTHENTICATED");
+    assert_lacks(harness_cli_err, "needs a token");
+    free(old);
     // Without --wait it imports.
     CLI(0, &f->h, wo, "import", path, "--progress", "none", END);
     assert_int_equal(queued_jobs(f), 1);

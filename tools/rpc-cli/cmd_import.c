@@ -1437,7 +1437,9 @@ import_print(const struct import *imp)
 
 // Checks, before anything is sent, that the token may read jobs (ListJobs,
 // one job), which --wait and --errors need: finding out after sending would
-// leave jobs running unwatched. Returns an exit code.
+// leave jobs running unwatched. Prints the failed call's status, and only
+// for PERMISSION_DENIED that the option needs DataSpace.Read. Returns an
+// exit code.
 static int
 import_check_read(struct import *imp)
 {
@@ -1454,9 +1456,10 @@ import_check_read(struct import *imp)
     }
     if (code != BULKUPSERT_OK) {
         cli_print_status(&st, NULL, 0);
+    }
+    if (code == BULKUPSERT_PERMISSION_DENIED) {
         cli_error("import: %s needs a token that may read jobs "
-                  "(DataSpace.Read), and reading them failed; nothing was "
-                  "sent",
+                  "(DataSpace.Read); nothing was sent",
             imp->a.errors != NULL ? "--errors" : "--wait");
     }
     bulkupsert_status_clear(&st);
