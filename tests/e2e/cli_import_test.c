@@ -1483,6 +1483,11 @@ test_submit_json(void **state)
     CLI(0, &f->h, f->tok, "import", "--help", END);
     assert_has(harness_cli_out, "--resume STATE");
     assert_has(harness_cli_out, "Exit codes:");
+    assert_has(harness_cli_out, "N is 0 to 100 (default 10)");
+    CLI(0, &f->h, f->tok, "submit", "--help", END);
+    assert_has(harness_cli_out, "N is 0 to 100 (default 3)");
+    CLI(0, &f->h, f->tok, "token", "issue", "--help", END);
+    assert_has(harness_cli_out, "--perms is the same option");
     CLI(0, &f->h, f->tok, "--help", END);
     assert_has(harness_cli_out, "import FILE");
     assert_has(harness_cli_out, "  3  import");

@@ -84,7 +84,7 @@ static const char import_usage[] =
     "                        server asks for, and one that got no answer\n"
     "                        (none in time, or the connection broke after it\n"
     "                        was sent) up to N times (its idempotency key\n"
-    "                        makes that safe) (default 10)\n"
+    "                        makes that safe); N is 0 to 100 (default 10)\n"
     "  --wait                wait until every job has finished (GetJob,\n"
     "                        needs DataSpace.Read) and add the outcome\n"
     "                        counts to the summary\n"

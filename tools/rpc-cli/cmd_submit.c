@@ -44,7 +44,7 @@ static const char submit_usage[] =
     "  --retries N           resend a request refused as busy (429) or\n"
     "                        unavailable (503, or never sent) up to N times,\n"
     "                        with backoff and never before the wait the\n"
-    "                        server asks for (default 3)\n"
+    "                        server asks for; N is 0 to 100 (default 3)\n"
     "  --json                print one JSON object a line per accepted\n"
     "                        request: request, job_id, records, first_line,\n"
     "                        last_line, duplicate\n"
