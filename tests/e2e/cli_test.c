@@ -547,6 +547,30 @@ test_submit_ndjson_values(void **state)
                             " master_contact WHERE contact_key='n3'"),
         "Cem/42");
 
+    // Numbers are sent as their source text, not as a double re-printed;
+    // spaces around them and escaped keys do not matter.
+    path = write_file(&f->h, "numbers.ndjson",
+        "{\"contact_key\":\"m1\",\"name\":1e2,\"surname\":1.0}\n"
+        "{\"contact_key\":\"m2\", \"name\" : -0 ,\"surn\\u0061me\":"
+        "3.141592653589793238}\n"
+        "{\"contact_key\":\"m3\",\"name\":-1.5E-3,\"surname\":"
+        "123456789012345678}\n");
+    job = submit_file(f, path, id, END);
+    assert_int_equal(job->counts->inserted, 3);
+    bulkupsert__v1__job__free_unpacked(job, NULL);
+    assert_string_equal(text_of(f,
+                            "SELECT name || '/' || surname FROM"
+                            " master_contact WHERE contact_key='m1'"),
+        "1e2/1.0");
+    assert_string_equal(text_of(f,
+                            "SELECT name || '/' || surname FROM"
+                            " master_contact WHERE contact_key='m2'"),
+        "-0/3.141592653589793238");
+    assert_string_equal(text_of(f,
+                            "SELECT name || '/' || surname FROM"
+                            " master_contact WHERE contact_key='m3'"),
+        "-1.5E-3/123456789012345678");
+
     // A line that is not an object stops the command, naming the line.
     path
         = write_file(&f->h, "bad.ndjson", "{\"contact_key\":\"n9\"}\n[1,2]\n");

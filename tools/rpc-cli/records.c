@@ -599,7 +599,9 @@ json_type_name(const json_t *v)
 }
 
 // Writes the decimal text of a JSON number into buf: integers exactly,
-// reals with the fewest digits that read back as the same double.
+// reals with the fewest digits that read back as the same double. Only a
+// fallback: ndjson_number_texts gives every number of a line its source
+// text before values are built.
 static void
 json_number_text(const json_t *v, char *buf, size_t len)
 {
@@ -701,6 +703,64 @@ ndjson_line(struct records *rec, int *gotp)
     }
 }
 
+// Returns the length of the JSON string token at s (quotes included),
+// which ends before end.
+static size_t
+ndjson_string_len(const char *s, const char *end)
+{
+    const char *p = s + 1;
+
+    while (p < end && *p != '"') {
+        p += *p == '\\' ? 2 : 1;
+    }
+    return (size_t) (p + 1 - s);
+}
+
+// Replaces each number of obj, parsed from the len bytes of line (a valid
+// JSON object of scalars, without duplicate keys), by a string of its
+// source text, so that 1e2, 1.0, -0 and 3.141592653589793238 are sent as
+// written rather than as jansson's double. Returns BU_OK or BU_ENOMEM.
+static int
+ndjson_number_texts(const char *line, size_t len, json_t *obj)
+{
+    static const char ws[] = " \t\r\n";
+    const char       *end = line + len;
+    const char       *p = memchr(line, '{', len);
+
+    for (p = p != NULL ? p + 1 : end; p < end && *p != '}';) {
+        p += strspn(p, ws);
+        if (p >= end || *p != '"') {
+            break; // '}' of an empty object; jansson checked the rest
+        }
+        const char *k = p;
+        size_t      klen = ndjson_string_len(k, end);
+        p += klen;
+        p += strspn(p, ws);
+        p += *p == ':';
+        p += strspn(p, ws);
+        const char *v = p;
+        if (*v == '"') {
+            p += ndjson_string_len(v, end);
+        } else {
+            p += strcspn(p, ",} \t\r\n");
+        }
+        if (*v == '-' || (*v >= '0' && *v <= '9')) {
+            json_t *key = json_loadb(k, klen, JSON_DECODE_ANY, NULL);
+            int     bad = key == NULL || !json_is_string(key)
+                || json_object_set_new(obj, json_string_value(key),
+                       json_stringn(v, (size_t) (p - v)))
+                    != 0;
+            json_decref(key);
+            if (bad) {
+                return BU_ENOMEM;
+            }
+        }
+        p += strspn(p, ws);
+        p += *p == ',';
+    }
+    return BU_OK;
+}
+
 // Parses one NDJSON line into an object and adds its new keys to columns
 // (key -> column number). Returns BU_OK with *objp, or an error.
 static int
@@ -726,6 +786,10 @@ ndjson_parse_line(
             json_type_name(obj));
         json_decref(obj);
         return rv;
+    }
+    if (ndjson_number_texts(rec->lbuf, rec->llen, obj) != BU_OK) {
+        json_decref(obj);
+        return rec_oom(rec);
     }
     json_object_foreach(obj, key, val)
     {
