@@ -1037,6 +1037,30 @@ assert_k1_name(struct env *e, const char *want)
     assert_string_equal(name, want);
 }
 
+// trouble_end checks the ending every trouble test wants (the three jobs
+// COMPLETED without a note, applied in order, k1 the last value, nothing
+// pending), stops, and checks that a restart finds nothing to do.
+static void
+trouble_end(struct env *e, const char **ids, struct sub *subs)
+{
+    assert_true(wait_final(e, ids, 3));
+    for (size_t i = 0; i < 3; i++) {
+        struct bu_job_info info;
+        job_info(e, ids[i], &info);
+        assert_int_equal(info.state, BU_JOB_COMPLETED);
+        assert_int_equal(info.counts.total, 1);
+        assert_string_equal(info.error, ""); // a note is gone
+    }
+    assert_k1_name(e, "second");
+    assert_applied_in_order(e, "acme", 3);
+    assert_true(wait_pending_zero(e));
+    env_stop(e);
+    fault_uninstall();
+    reopen_recovers_nothing(e);
+    free(ids);
+    subs_free(subs, 3);
+}
+
 // A job whose writes fail (a full disk) is tried again until the trouble
 // passes, and says why it waits meanwhile; a later job of the tenant waits
 // behind it, so the later value wins (DESIGN inv 3). Before, the failed job stayed RUNNING until the
@@ -1060,21 +1084,7 @@ test_storage_trouble_is_retried_in_order(void **state)
                                        "error (input/output error)"));
     atomic_store(&fault.on, false); // the disk has room again
     submit_one(e, &subs[2], 3, "k1", "second");
-    assert_true(wait_final(e, ids, 3));
-
-    for (size_t i = 0; i < 3; i++) {
-        job_info(e, ids[i], &info);
-        assert_int_equal(info.state, BU_JOB_COMPLETED);
-        assert_int_equal(info.counts.total, 1);
-        assert_string_equal(info.error, ""); // the note is gone
-    }
-    assert_k1_name(e, "second");
-    assert_applied_in_order(e, "acme", 3);
-    env_stop(e);
-    fault_uninstall();
-    reopen_recovers_nothing(e);
-    free(ids);
-    subs_free(subs, 3);
+    trouble_end(e, ids, subs);
 }
 
 // A stop while a worker waits out storage trouble ends the wait: the job
@@ -1207,20 +1217,7 @@ test_failed_claim_is_retried_in_order(void **state)
     submit_one(e, &subs[1], 2, "k1", "first");
     assert_true(fault_wait_failures(1));
     submit_one(e, &subs[2], 3, "k1", "second");
-    assert_true(wait_final(e, ids, 3));
-    for (size_t i = 0; i < 3; i++) {
-        struct bu_job_info info;
-        job_info(e, ids[i], &info);
-        assert_int_equal(info.state, BU_JOB_COMPLETED);
-    }
-    assert_k1_name(e, "second");
-    assert_applied_in_order(e, "acme", 3);
-    assert_true(wait_pending_zero(e));
-    env_stop(e);
-    fault_uninstall();
-    reopen_recovers_nothing(e);
-    free(ids);
-    subs_free(subs, 3);
+    trouble_end(e, ids, subs);
 }
 
 // A finished event whose queue.db turn fails is written again: the job
