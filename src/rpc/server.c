@@ -238,11 +238,16 @@ bu_rpc_server_free(struct bu_rpc_server *srv)
         return;
     }
     bu_rpc_server_close(srv);
+    // Every aio is stopped (its callback done, nothing pending on its
+    // context) before any is freed, as nng asks: a callback still running
+    // must not meet a freed aio.
+    for (int i = 0; i < srv->ncalls; i++) {
+        if (srv->calls[i].aio != NULL) {
+            nng_aio_stop(srv->calls[i].aio);
+        }
+    }
     for (int i = 0; i < srv->ncalls; i++) {
         struct bu_rpc_call *call = &srv->calls[i];
-        if (call->aio != NULL) {
-            nng_aio_stop(call->aio);
-        }
         nng_msg_free(call->req);
         nng_aio_free(call->aio);
     }
