@@ -16,6 +16,12 @@ int64_t bu_now_ms(void);
 // bu_mono_ms returns a monotonic clock in milliseconds (for timeouts).
 int64_t bu_mono_ms(void);
 
+// bu_mono_us and bu_thread_cpu_us return the monotonic clock and the
+// calling thread's CPU time in microseconds (for the debug log's account
+// of where a call's time went).
+int64_t bu_mono_us(void);
+int64_t bu_thread_cpu_us(void);
+
 // bu_deadline_after returns the CLOCK_REALTIME time ms milliseconds from
 // now, the form pthread_cond_timedwait takes.
 struct timespec bu_deadline_after(int64_t ms);

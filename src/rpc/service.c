@@ -97,6 +97,10 @@ struct svc_call {
     int64_t             started_ms;     // when a handler took it (bu_mono_ms)
     int64_t             queued_ms;      // when it was received
     int64_t             journal_ms;     // when handed to the journal, or 0
+    int64_t             start_us;       // bu_mono_us when a handler took it
+    int64_t             start_cpu_us;   // the handler thread's CPU time then
+    int64_t             handler_us;     // time in the handler (wall, CPU),
+    int64_t             handler_cpu_us; // set when it lets the call go
     bool                tenant_counted; // counted in tenant_inflight
     // env and input are unpacked into arena and released with it.
     struct bu_arena                  arena;
@@ -195,6 +199,18 @@ svc_log_id(const struct svc_call *sc)
     return id;
 }
 
+// svc_handler_done notes the time the handler spent on sc, on the
+// handler's thread, when it hands the call on (to the journal) or answers.
+static void
+svc_handler_done(struct svc_call *sc)
+{
+    sc->handler_us = bu_mono_us() - sc->start_us;
+    sc->handler_cpu_us = bu_thread_cpu_us() - sc->start_cpu_us;
+    if (sc->handler_us == 0) {
+        sc->handler_us = 1; // set: under a microsecond
+    }
+}
+
 // svc_release forgets a call that has been answered or dropped.
 static void
 svc_release(struct bu_service *svc, size_t bytes)
@@ -251,11 +267,15 @@ svc_finish(const ProtobufCMessage *output, void *closure_data)
         }
     }
     int64_t now = bu_mono_ms();
+    if (sc->handler_us == 0) {
+        svc_handler_done(sc); // answered by its handler, not the journal
+    }
     BU_DEBUG("%s [%s]: %d after %lld ms (%lld ms waiting for a handler, "
-             "%lld ms in the journal)",
+             "%.1f ms in it of which %.1f ms CPU, %lld ms in the journal)",
         sc->method != NULL ? sc->method->name : "?", svc_log_id(sc),
         (int) sc->code, (long long) (now - sc->queued_ms),
         (long long) (sc->started_ms - sc->queued_ms),
+        (double) sc->handler_us / 1000.0, (double) sc->handler_cpu_us / 1000.0,
         (long long) (sc->journal_ms > 0 ? now - sc->journal_ms : 0));
     st.has_code = 1;
     st.code = sc->code;
@@ -553,6 +573,7 @@ svc_submit_bulk_upsert(Bulkupsert__V1__BulkUpsert_Service *service,
     s->done = svc_submit_done;
     s->arg = sc;
     sc->journal_ms = bu_mono_ms();
+    svc_handler_done(sc);
     rv = bu_journal_submit(svc->cfg.journal, s);
     if (rv != BU_OK) {
         svc_fail(sc,
@@ -1198,6 +1219,8 @@ svc_serve(struct svc_thread *t, struct bu_rpc_call *call)
     sc->call = call;
     sc->bytes = len;
     sc->started_ms = bu_mono_ms();
+    sc->start_us = bu_mono_us();
+    sc->start_cpu_us = bu_thread_cpu_us();
     sc->queued_ms = bu_rpc_call_received_ms(call);
     sc->code = BULKUPSERT__V1__CODE__OK;
 

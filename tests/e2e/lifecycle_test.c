@@ -523,7 +523,7 @@ test_stop_after_drain_timeout_with_submit_in_journal(void **state)
 }
 
 // The caller's request_id (the C client sends 16 hex digits) is in the
-// debug log line of its call.
+// debug log line of its call, with where the call's time went.
 static void
 test_request_id_in_log(void **state)
 {
@@ -540,7 +540,8 @@ test_request_id_in_log(void **state)
         const char *p = strstr(line, "SubmitBulkUpsert [");
         if (p != NULL) {
             p += strlen("SubmitBulkUpsert [");
-            found = strspn(p, "0123456789abcdef") == 16 && p[16] == ']';
+            found = strspn(p, "0123456789abcdef") == 16 && p[16] == ']'
+                && strstr(p, " ms CPU, ") != NULL;
         }
     }
     fclose(f);
