@@ -102,8 +102,11 @@ static const char *const jobs_sql[JOBS_NSTMT] = {
                      " (SELECT seq FROM jobs WHERE job_id = ?1)",
     [JOBS_UNFINISHED]
     = "SELECT " JOBS_COLS " FROM jobs WHERE state <= 2 ORDER BY seq",
+    // Through the index of unfinished jobs (at most the queue limits), not
+    // the tenant's, which would walk its finished jobs (a week's) first.
     [JOBS_OLDEST_UNFINISHED]
-    = "SELECT min(seq) FROM jobs WHERE tenant = ?1 AND state <= 2",
+    = "SELECT min(seq) FROM jobs INDEXED BY jobs_unfinished"
+      " WHERE tenant = ?1 AND state <= 2",
     // A claim keeps the note of an earlier try (why the job waits): a try
     // against a lock takes seconds, and the note stays true until the
     // job's final state replaces it.

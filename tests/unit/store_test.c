@@ -351,6 +351,39 @@ test_jobs_note(void **state)
     bu_jobs_close(w);
 }
 
+// The oldest job of a tenant still QUEUED or RUNNING.
+static void
+test_jobs_oldest_unfinished(void **state)
+{
+    struct fx      *fx = *state;
+    struct bu_jobs *w = NULL;
+    int64_t         s1, s2, s3, got = -1;
+
+    assert_rv(bu_jobs_open(&w, fx->qpath, BU_SQL_WRITER), BU_OK);
+    assert_rv(bu_jobs_oldest_unfinished(w, "acme", &got), BU_ENOENT);
+    assert_rv(bu_jobs_insert(w, ID1, "acme", NULL, "a", 1, NULL, 1, 1, &s1),
+        BU_OK);
+    assert_rv(bu_jobs_insert(w, ID2, "beta", NULL, "b", 1, NULL, 1, 2, &s2),
+        BU_OK);
+    assert_rv(bu_jobs_insert(w, ID3, "acme", NULL, "c", 1, NULL, 1, 3, &s3),
+        BU_OK);
+    assert_rv(bu_jobs_oldest_unfinished(w, "acme", &got), BU_OK);
+    assert_int_equal(got, s1);
+    assert_rv(bu_jobs_claim(w, ID1, 4), BU_OK); // RUNNING still counts
+    assert_rv(bu_jobs_oldest_unfinished(w, "acme", &got), BU_OK);
+    assert_int_equal(got, s1);
+    assert_rv(bu_jobs_set_finished(w, ID1, BU_JOB_COMPLETED, &no_counts, NULL,
+                  5),
+        BU_OK);
+    assert_rv(bu_jobs_oldest_unfinished(w, "acme", &got), BU_OK);
+    assert_int_equal(got, s3);
+    assert_rv(bu_jobs_oldest_unfinished(w, "beta", &got), BU_OK);
+    assert_int_equal(got, s2);
+    assert_rv(bu_jobs_cancel(w, ID3, 6), BU_OK);
+    assert_rv(bu_jobs_oldest_unfinished(w, "acme", &got), BU_ENOENT);
+    bu_jobs_close(w);
+}
+
 // A queue.db of the first layout (the payload a column of jobs) is brought
 // up to date on open: queued jobs keep their payloads, the column goes.
 static void
@@ -1314,6 +1347,8 @@ main(int argc, char **argv)
             test_jobs_payload_table, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(
             test_jobs_note, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_jobs_oldest_unfinished, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(
             test_jobs_migrates_payload_column, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(
