@@ -7,10 +7,12 @@
  *
  * A failed transaction fails every item of the turn (submits answer 500
  * and nothing was accepted; claims and cancels get the error). Its events
- * of finished jobs are kept and written again, first in a later turn, after
+ * of finished jobs are kept and written again in a turn of their own (so
+ * that one of them failing for good cannot fail every later submit), after
  * a pause that doubles from JOURNAL_RETRY_MIN_MS to JOURNAL_RETRY_MAX_MS
- * while turns keep failing: a job applied in its tenant's database must
- * not stay RUNNING (and counted against the queue limits) until a restart.
+ * while those turns keep failing: a job applied in its tenant's database
+ * must not stay RUNNING (and counted against the queue limits) until a
+ * restart.
  * Only a stop drops them; recovery then redoes them from the tenant
  * databases' applied-markers. Notes (events of unfinished jobs) are
  * dropped.
@@ -95,7 +97,8 @@ struct bu_journal {
     int64_t             retention_ms;
     int64_t             last_purge_ms; // journal thread only
     struct bu_qnode    *retry; // events of failed turns; journal thread only
-    int                 retry_attempt; // failed turns in a row; ditto
+    int                 retry_attempt; // failed tries of them in a row; ditto
+    int64_t             retry_due_ms;  // bu_mono_ms of the next try; ditto
     atomic_size_t       pending;       // accepted, not finished
     struct bu_countmap *pending_by_tenant;
 };
@@ -456,7 +459,8 @@ journal_keep_for_retry(const struct journal_item *it)
 
 // journal_turn writes one backlog chain in one transaction and answers it;
 // when it fails, the events to write again go to j->retry, in order.
-static void
+// Returns the transaction's result.
+static int
 journal_turn(struct bu_journal *j, struct bu_qnode *chain)
 {
     int64_t t0 = bu_mono_ms();
@@ -479,7 +483,6 @@ journal_turn(struct bu_journal *j, struct bu_qnode *chain)
         BU_ERROR("queue.db write: %s", bu_strerror(rv));
         bu_jobs_rollback(j->jobs);
     }
-    j->retry_attempt = rv == BU_OK ? 0 : j->retry_attempt + 1;
     struct bu_qnode **tail = &j->retry;
     while (*tail != NULL) {
         tail = &(*tail)->next;
@@ -498,6 +501,7 @@ journal_turn(struct bu_journal *j, struct bu_qnode *chain)
         journal_answer(j, it, rv);
         bu_free(n);
     }
+    return rv;
 }
 
 // journal_retry_wait_ms is the pause before events of failed turns are
@@ -506,26 +510,22 @@ static int
 journal_retry_wait_ms(const struct bu_journal *j)
 {
     int64_t wait = JOURNAL_RETRY_MIN_MS;
-    for (int i = 1; i < j->retry_attempt && wait < JOURNAL_RETRY_MAX_MS; i++) {
+    for (int i = 0; i < j->retry_attempt && wait < JOURNAL_RETRY_MAX_MS; i++) {
         wait *= 2;
     }
     return wait > JOURNAL_RETRY_MAX_MS ? JOURNAL_RETRY_MAX_MS : (int) wait;
 }
 
-// journal_retry_chain puts the events kept for retry in front of chain.
-static struct bu_qnode *
-journal_retry_chain(struct bu_journal *j, struct bu_qnode *chain)
+// journal_retry runs the kept events as a turn of their own and sets the
+// time of the next try should it fail too.
+static void
+journal_retry(struct bu_journal *j)
 {
-    if (j->retry == NULL) {
-        return chain;
-    }
-    struct bu_qnode *head = j->retry, *last = head;
-    while (last->next != NULL) {
-        last = last->next;
-    }
-    last->next = chain;
+    struct bu_qnode *chain = j->retry;
     j->retry = NULL;
-    return head;
+    int rv = journal_turn(j, chain);
+    j->retry_attempt = rv == BU_OK ? 0 : j->retry_attempt + 1;
+    j->retry_due_ms = bu_mono_ms() + journal_retry_wait_ms(j);
 }
 
 // journal_drop_retries forgets the events still kept at a stop.
@@ -593,21 +593,32 @@ journal_main(void *arg)
     int                every = journal_purge_interval_ms(j);
     journal_purge(j);
     for (;;) {
-        bool closed;
-        int  wait = j->retry != NULL ? journal_retry_wait_ms(j) : every;
+        bool    closed;
+        int64_t wait = every;
+        if (j->retry != NULL) {
+            wait = j->retry_due_ms - bu_mono_ms();
+            wait = wait < 0 ? 0 : wait > every ? every : wait;
+        }
         struct bu_qnode *chain
-            = bu_queue_get_all_until(&j->queue, wait, &closed);
+            = bu_queue_get_all_until(&j->queue, (int) wait, &closed);
         if (chain == NULL && closed) {
             // One last try at the kept events, then the stop drops them.
             if (j->retry != NULL) {
-                journal_turn(j, journal_retry_chain(j, NULL));
+                journal_retry(j);
             }
             journal_drop_retries(j);
             break;
         }
-        chain = journal_retry_chain(j, chain);
-        if (chain != NULL) {
-            journal_turn(j, chain);
+        if (j->retry != NULL && bu_mono_ms() >= j->retry_due_ms) {
+            journal_retry(j);
+        }
+        bool had_retry = j->retry != NULL;
+        if (chain != NULL && journal_turn(j, chain) != BU_OK && !had_retry
+            && j->retry != NULL) {
+            // This turn's failure kept events: their first try is due
+            // after the shortest pause.
+            j->retry_attempt = 0;
+            j->retry_due_ms = bu_mono_ms() + JOURNAL_RETRY_MIN_MS;
         }
         if (bu_now_ms() - j->last_purge_ms >= every) {
             journal_purge(j);
