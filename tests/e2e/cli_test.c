@@ -577,6 +577,26 @@ test_submit_ndjson_values(void **state)
     CLI(2, &f->h, f->tok, "submit", path);
     assert_has(harness_cli_err, "bad.ndjson:2: expected a JSON object");
     assert_string_equal(harness_cli_out, "");
+
+    // A nested value is refused, whatever it holds: the number scan never
+    // reads a key inside it as a key of the record, nor reads past the
+    // line (the long line 1 leaves bytes behind line 2 in the buffer).
+    path = write_file(&f->h, "nested.ndjson",
+        "{\"contact_key\":\"x1\",\"name\":{\"a\":1,\"name\":2}}\n");
+    CLI(2, &f->h, f->tok, "submit", path);
+    assert_has(harness_cli_err, "nested.ndjson:1: key \"name\" holds an object");
+    assert_string_equal(harness_cli_out, "");
+    path = write_file(&f->h, "array.ndjson",
+        "{\"contact_key\":\"k1\",\"name\":"
+        "\"111111111111111111111111111\"}\n"
+        "{\"contact_key\":\"k\",\"n\":[\"a,\"]}\n");
+    CLI(2, &f->h, f->tok, "submit", path);
+    assert_has(harness_cli_err, "array.ndjson:2: key \"n\" holds an array");
+    assert_string_equal(harness_cli_out, "");
+    assert_int_equal(harness_count(&f->h, "acme",
+                         "SELECT count(*) FROM master_contact"
+                         " WHERE contact_key IN ('x1', 'k1', 'k')"),
+        0);
 }
 
 static void

@@ -703,60 +703,136 @@ ndjson_line(struct records *rec, int *gotp)
     }
 }
 
-// Returns the length of the JSON string token at s (quotes included),
-// which ends before end.
-static size_t
-ndjson_string_len(const char *s, const char *end)
+// Returns the first byte at or after p, before end, that is not JSON
+// whitespace, or end.
+static const char *
+ndjson_skip_ws(const char *p, const char *end)
 {
-    const char *p = s + 1;
-
-    while (p < end && *p != '"') {
-        p += *p == '\\' ? 2 : 1;
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) {
+        p++;
     }
-    return (size_t) (p + 1 - s);
+    return p;
 }
 
-// Replaces each number of obj, parsed from the len bytes of line (a valid
-// JSON object of scalars, without duplicate keys), by a string of its
-// source text, so that 1e2, 1.0, -0 and 3.141592653589793238 are sent as
-// written rather than as jansson's double. Returns BU_OK or BU_ENOMEM.
+// Returns the byte after the JSON string token at s (s points at its
+// opening quote), or NULL when the string does not end before end.
+static const char *
+ndjson_string_end(const char *s, const char *end)
+{
+    for (const char *p = s + 1; p < end; p++) {
+        if (*p == '\\') {
+            p++; // the escaped byte; the loop checks p < end again
+        } else if (*p == '"') {
+            return p + 1;
+        }
+    }
+    return NULL;
+}
+
+// Returns the byte after the bare scalar (number, true, false, null) at s:
+// the first ',', '}', whitespace or end.
+static const char *
+ndjson_scalar_end(const char *s, const char *end)
+{
+    const char *p = s;
+
+    while (p < end && *p != ',' && *p != '}' && *p != ' ' && *p != '\t'
+        && *p != '\r' && *p != '\n') {
+        p++;
+    }
+    return p;
+}
+
+// Sets key k (the klen bytes of a JSON string token) of obj to a string
+// of the vlen bytes of number text v. Returns BU_OK, BU_EPARSE when the
+// key does not decode (the scan stops there), or BU_ENOMEM.
+static int
+ndjson_number_text(
+    json_t *obj, const char *k, size_t klen, const char *v, size_t vlen)
+{
+    json_error_t jerr;
+
+    json_t *key = json_loadb(k, klen, JSON_DECODE_ANY, &jerr);
+    if (key == NULL || !json_is_string(key)) {
+        int oom = key == NULL
+            && json_error_code(&jerr) == json_error_out_of_memory;
+        json_decref(key);
+        return oom ? BU_ENOMEM : BU_EPARSE;
+    }
+    int bad = json_object_set_new(
+        obj, json_string_value(key), json_stringn(v, vlen));
+    json_decref(key);
+    return bad ? BU_ENOMEM : BU_OK;
+}
+
+// Replaces each number of obj, parsed from the len bytes of line (which
+// need not be NUL-terminated), by a string of its source text, so that
+// 1e2, 1.0, -0 and 3.141592653589793238 are sent as written rather than
+// as jansson's double. Only a flat object of scalars is scanned, every
+// read before line + len: at a value that is an object or an array, or at
+// anything else it does not follow, the scan stops and leaves the rest of
+// obj as jansson parsed it (ndjson_parse_line refuses nested values before
+// this runs). Returns BU_OK or BU_ENOMEM.
 static int
 ndjson_number_texts(const char *line, size_t len, json_t *obj)
 {
-    static const char ws[] = " \t\r\n";
-    const char       *end = line + len;
-    const char       *p = memchr(line, '{', len);
+    const char *end = line + len;
+    const char *p = ndjson_skip_ws(line, end);
 
-    for (p = p != NULL ? p + 1 : end; p < end && *p != '}';) {
-        p += strspn(p, ws);
-        if (p >= end || *p != '"') {
-            break; // '}' of an empty object; jansson checked the rest
-        }
+    if (p >= end || *p != '{') {
+        return BU_OK;
+    }
+    for (p = ndjson_skip_ws(p + 1, end); p < end && *p == '"';) {
         const char *k = p;
-        size_t      klen = ndjson_string_len(k, end);
-        p += klen;
-        p += strspn(p, ws);
-        p += *p == ':';
-        p += strspn(p, ws);
-        const char *v = p;
+        if ((p = ndjson_string_end(k, end)) == NULL) {
+            return BU_OK;
+        }
+        size_t klen = (size_t) (p - k);
+        p = ndjson_skip_ws(p, end);
+        if (p >= end || *p != ':') {
+            return BU_OK;
+        }
+        const char *v = ndjson_skip_ws(p + 1, end);
+        if (v >= end) {
+            return BU_OK;
+        }
         if (*v == '"') {
-            p += ndjson_string_len(v, end);
-        } else {
-            p += strcspn(p, ",} \t\r\n");
-        }
-        if (*v == '-' || (*v >= '0' && *v <= '9')) {
-            json_t *key = json_loadb(k, klen, JSON_DECODE_ANY, NULL);
-            int     bad = key == NULL || !json_is_string(key)
-                || json_object_set_new(obj, json_string_value(key),
-                       json_stringn(v, (size_t) (p - v)))
-                    != 0;
-            json_decref(key);
-            if (bad) {
-                return BU_ENOMEM;
+            p = ndjson_string_end(v, end);
+        } else if (*v == '-' || (*v >= '0' && *v <= '9')) {
+            p = ndjson_scalar_end(v, end);
+            int rv = ndjson_number_text(obj, k, klen, v, (size_t) (p - v));
+            if (rv != BU_OK) {
+                return rv == BU_ENOMEM ? BU_ENOMEM : BU_OK;
             }
+        } else if (*v == 't' || *v == 'f' || *v == 'n') {
+            p = ndjson_scalar_end(v, end);
+        } else {
+            return BU_OK; // '{' or '[': refused by the caller
         }
-        p += strspn(p, ws);
-        p += *p == ',';
+        if (p == NULL || (p = ndjson_skip_ws(p, end)) >= end || *p != ',') {
+            return BU_OK; // '}' or the unexpected
+        }
+        p = ndjson_skip_ws(p + 1, end);
+    }
+    return BU_OK;
+}
+
+// Refuses obj, parsed from line, when one of its values is an object or
+// an array. Returns BU_OK or BU_EPARSE.
+static int
+ndjson_check_scalars(struct records *rec, long line, json_t *obj)
+{
+    const char *key;
+    json_t     *val;
+
+    json_object_foreach(obj, key, val)
+    {
+        if (json_is_object(val) || json_is_array(val)) {
+            return rec_fail(rec, line,
+                "key \"%s\" holds %s; values must be strings, numbers, "
+                "booleans or null",
+                key, json_type_name(val));
+        }
     }
     return BU_OK;
 }
@@ -787,24 +863,20 @@ ndjson_parse_line(
         json_decref(obj);
         return rv;
     }
+    int rv = ndjson_check_scalars(rec, line, obj);
+    if (rv != BU_OK) {
+        json_decref(obj);
+        return rv;
+    }
     if (ndjson_number_texts(rec->lbuf, rec->llen, obj) != BU_OK) {
         json_decref(obj);
         return rec_oom(rec);
     }
     json_object_foreach(obj, key, val)
     {
-        if (json_is_object(val) || json_is_array(val)) {
-            int rv = rec_fail(rec, line,
-                "key \"%s\" holds %s; values must be strings, numbers, "
-                "booleans or null",
-                key, json_type_name(val));
-            json_decref(obj);
-            return rv;
-        }
         if (json_is_string(val)
             && json_string_length(val) > RECORDS_MAX_VALUE) {
-            int rv
-                = rec_value_too_long(rec, line, key, json_string_length(val));
+            rv = rec_value_too_long(rec, line, key, json_string_length(val));
             json_decref(obj);
             return rv;
         }
