@@ -1238,20 +1238,43 @@ test_import_retries_busy(void **state)
     assert_int_equal(count(f, "SELECT count(*) FROM master_contact"), 301);
 }
 
-// A fake server that breaks the connection after taking each of the
-// first ndrop requests (as a server that dies after queueing the job
-// would), then answers every request with job FAKE_JOB. It records the
-// idempotency key of each request.
+// A fake server that answers the first n503 requests with 503 (draining),
+// breaks the connection after taking each of the next ndrop (as a server
+// that dies after queueing the job would), then answers every request with
+// job FAKE_JOB. It records the idempotency key of each request.
 #define FAKE_JOB "0190a0b0-c0d0-7e0f-8000-000000000001"
 
 struct reset_server {
     nng_socket sock;
     pthread_t  thread;
+    int        n503;
     int        ndrop;
     int        nserve; // requests to take before the thread ends
     int        served;
     char       keys[8][128];
 };
+
+// Replies to msg (a request just received) with 503 UNAVAILABLE.
+static void
+reset_reply_503(struct reset_server *rs, nng_msg *msg)
+{
+    Bulkupsert__V1__Status      wst = BULKUPSERT__V1__STATUS__INIT;
+    Bulkupsert__V1__RpcResponse resp = BULKUPSERT__V1__RPC_RESPONSE__INIT;
+    uint8_t                     buf[256];
+
+    wst.has_code = 1;
+    wst.code = BULKUPSERT__V1__CODE__UNAVAILABLE;
+    wst.has_http_status = 1;
+    wst.http_status = 503;
+    wst.message = "shutting down";
+    resp.status = &wst;
+    size_t n = protobuf_c_message_pack(&resp.base, buf);
+    nng_msg_clear(msg);
+    nng_msg_append(msg, buf, n);
+    if (nng_sendmsg(rs->sock, msg, 0) != 0) {
+        nng_msg_free(msg);
+    }
+}
 
 // Replies to msg (a request just received) with 202 and job FAKE_JOB.
 static void
@@ -1304,7 +1327,9 @@ reset_main(void *arg)
         }
         bulkupsert__v1__submit_bulk_upsert_request__free_unpacked(req, NULL);
         bulkupsert__v1__rpc_request__free_unpacked(env, NULL);
-        if (rs->served < rs->ndrop) {
+        if (rs->served < rs->n503) {
+            reset_reply_503(rs, msg);
+        } else if (rs->served < rs->n503 + rs->ndrop) {
             nng_pipe_close(nng_msg_get_pipe(msg));
             nng_msg_free(msg);
         } else {
@@ -1315,9 +1340,11 @@ reset_main(void *arg)
 }
 
 static void
-reset_start(struct reset_server *rs, const char *url, int ndrop, int nserve)
+reset_start(struct reset_server *rs, const char *url, int n503, int ndrop,
+    int nserve)
 {
     memset(rs, 0, sizeof(*rs));
+    rs->n503 = n503;
     rs->ndrop = ndrop;
     rs->nserve = nserve;
     assert_int_equal(nng_rep0_open(&rs->sock), 0);
@@ -1346,7 +1373,7 @@ test_import_resends_after_reset(void **state)
     struct reset_server rs;
 
     snprintf(url, sizeof(url), "ipc://%s/reset.sock", f->h.dir);
-    reset_start(&rs, url, 1, 2);
+    reset_start(&rs, url, 0, 1, 2);
     CLI(0, &f->h, f->tok, "--url", url, "--timeout", "5000", "import", path,
         "--progress", "none", "--json", END);
     reset_stop(&rs);
@@ -1360,7 +1387,7 @@ test_import_resends_after_reset(void **state)
         FAKE_JOB);
     json_decref(j);
 
-    reset_start(&rs, url, 2, 2);
+    reset_start(&rs, url, 0, 2, 2);
     CLI(1, &f->h, f->tok, "--url", url, "--timeout", "5000", "import", path,
         "--progress", "none", "--retries", "1", END);
     reset_stop(&rs);
@@ -1368,6 +1395,34 @@ test_import_resends_after_reset(void **state)
     assert_has(harness_cli_err, "request 1 (records on lines 2 to 2 of ");
     assert_has(harness_cli_err, "got no answer and may have been applied");
     assert_lacks(harness_cli_err, "not accepted");
+
+    // With --retries 0 nothing is resent, and the request is still said
+    // to have got no answer.
+    reset_start(&rs, url, 0, 1, 1);
+    CLI(1, &f->h, f->tok, "--url", url, "--timeout", "5000", "import", path,
+        "--progress", "none", "--retries", "0", END);
+    reset_stop(&rs);
+    assert_int_equal(rs.served, 1);
+    assert_has(harness_cli_err, "got no answer and may have been applied");
+    assert_lacks(harness_cli_err, "not accepted");
+
+    // Two 503s use up the client's --retries 2; the connection then breaks
+    // after the third attempt was taken, which may have been applied: the
+    // import resends it, whatever the count of attempts.
+    reset_start(&rs, url, 2, 1, 4);
+    CLI(0, &f->h, f->tok, "--url", url, "--timeout", "5000", "import", path,
+        "--progress", "none", "--retries", "2", "--json", END);
+    reset_stop(&rs);
+    assert_int_equal(rs.served, 4);
+    for (int i = 1; i < 4; i++) {
+        assert_string_equal(rs.keys[0], rs.keys[i]);
+    }
+    j = json_out();
+    assert_int_equal(jint(j, "retries"), 3);
+    assert_string_equal(json_string_value(json_array_get(
+                            json_object_get(j, "jobs"), 0)),
+        FAKE_JOB);
+    json_decref(j);
 }
 
 // Ctrl-C while a request waits to be sent again after a 429 stops the

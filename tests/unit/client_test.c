@@ -60,6 +60,8 @@ struct fake_server {
     uint8_t        *first;     // when set, the reply to the first nfirst
     size_t          first_len; // requests instead
     int             nfirst;
+    int             drop_at; // FAKE_REPLY: drop as FAKE_DROP the request
+                             // numbered drop_at (1, 2, ...); 0 = none
     pthread_t       thread;
     nng_socket      sock;
     pthread_mutex_t mtx;
@@ -153,9 +155,10 @@ fake_main(void *arg)
         }
         int first = fs->served < fs->nfirst;
         fs->served++;
+        int drop = fs->served == fs->drop_at;
         pthread_cond_broadcast(&fs->cv);
         pthread_mutex_unlock(&fs->mtx);
-        switch (fs->mode) {
+        switch (drop ? FAKE_DROP : fs->mode) {
         case FAKE_REPLY:
             nng_msg_clear(msg);
             if (first) {
@@ -477,6 +480,7 @@ test_no_server_fails_in_time(void **state)
     assert_non_null(st.message);
     assert_non_null(strstr(st.message, env->url));
     assert_non_null(strstr(st.message, "300 ms"));
+    assert_int_equal(st.maybe_applied, rv == BULKUPSERT_DEADLINE_EXCEEDED);
     assert_true(took >= 250);
     assert_true(took < 2000);
     bulkupsert_status_clear(&st);
@@ -761,6 +765,7 @@ test_garbage_reply_is_internal(void **state)
     assert_int_equal(rv, BULKUPSERT_INTERNAL);
     assert_null(reply);
     assert_non_null(strstr(st.message, "RpcResponse"));
+    assert_int_equal(st.maybe_applied, 1); // what the server did is lost
     bulkupsert_status_clear(&st);
     bulkupsert_client_close(client);
 }
@@ -858,6 +863,7 @@ test_dropped_connection_is_unavailable(void **state)
     assert_int_equal(rv, BULKUPSERT_UNAVAILABLE);
     assert_null(reply);
     assert_non_null(strstr(st.message, env->url));
+    assert_int_equal(st.maybe_applied, 1);
     assert_true(took < 2500);
     bulkupsert_status_clear(&st);
     bulkupsert_client_close(client);
@@ -1224,6 +1230,7 @@ test_retry_503_not_500(void **state)
     bulkupsert_client_set_retry(client, &p);
     assert_int_equal(submit_sample(client, &st), BULKUPSERT_OK);
     assert_int_equal(st.attempts, 2);
+    assert_int_equal(st.maybe_applied, 0);
     fake_stop(&fs);
     fake_free(&fs);
     assert_int_equal(fs.served, 2);
@@ -1235,6 +1242,7 @@ test_retry_503_not_500(void **state)
     fake_start(&fs2, env, FAKE_REPLY, 1);
     assert_int_equal(submit_sample(client, &st), BULKUPSERT_INTERNAL);
     assert_int_equal(st.attempts, 1);
+    assert_int_equal(st.maybe_applied, 0); // the server's answer
     fake_stop(&fs2);
     fake_free(&fs2);
     assert_int_equal(fs2.served, 1);
@@ -1262,7 +1270,39 @@ test_no_retry_after_deadline(void **state)
 
     assert_int_equal(rv, BULKUPSERT_DEADLINE_EXCEEDED);
     assert_int_equal(st.attempts, 1);
+    assert_int_equal(st.maybe_applied, 1);
     assert_int_equal(fs.served, 1);
+    bulkupsert_status_clear(&st);
+    bulkupsert_client_close(client);
+}
+
+// Two 503s, then the connection breaks after the third attempt was taken:
+// the call ends UNAVAILABLE after max_retries + 1 attempts, and says that
+// the last one may have been applied (however many attempts that took).
+static void
+test_retry_503_then_dropped(void **state)
+{
+    struct test_env         *env = *state;
+    struct fake_server       fs = { 0 };
+    struct bulkupsert_status st;
+
+    Bulkupsert__V1__Status draining = wire_status(14, 503, 0);
+    fake_set_reply(&fs, &draining, NULL);
+    fs.drop_at = 3;
+    fake_start(&fs, env, FAKE_REPLY, 3);
+    bulkupsert_client *client = open_client(env->url, TEST_TOKEN, 3000);
+    struct bulkupsert_retry p = { .max_retries = 2, .base_delay_ms = 5 };
+    bulkupsert_client_set_retry(client, &p);
+    int rv = submit_sample(client, &st);
+    fake_stop(&fs);
+    fake_free(&fs);
+
+    assert_int_equal(rv, BULKUPSERT_UNAVAILABLE);
+    assert_int_equal(st.http_status, 0);
+    assert_int_equal(st.attempts, 3);
+    assert_int_equal(st.maybe_applied, 1);
+    assert_non_null(strstr(st.message, "may have been applied"));
+    assert_int_equal(fs.served, 3);
     bulkupsert_status_clear(&st);
     bulkupsert_client_close(client);
 }
@@ -1289,6 +1329,7 @@ test_retry_until_server_up(void **state)
 
     assert_int_equal(rv, BULKUPSERT_OK);
     assert_true(st.attempts >= 2);
+    assert_int_equal(st.maybe_applied, 0);
     assert_int_equal(fs.served, 1);
     bulkupsert_status_clear(&st);
     bulkupsert_client_close(client);
@@ -1543,6 +1584,7 @@ test_async_cancel(void **state)
     assert_int_equal(
         bulkupsert_call_result(call, NULL, &st), BULKUPSERT_CANCELLED);
     assert_non_null(strstr(st.message, "before the request was sent"));
+    assert_int_equal(st.maybe_applied, 0);
     bulkupsert_status_clear(&st);
     bulkupsert_call_cancel(call); // and after completion too
     bulkupsert_call_free(call);
@@ -1558,6 +1600,7 @@ test_async_cancel(void **state)
     int rv = bulkupsert_call_result(call, NULL, &st);
     assert_int_equal(rv, BULKUPSERT_CANCELLED);
     assert_non_null(strstr(st.message, "may have been applied"));
+    assert_int_equal(st.maybe_applied, 1);
     bulkupsert_status_clear(&st);
     bulkupsert_call_free(call);
     fake_stop(&fs);
@@ -1794,6 +1837,8 @@ main(void)
             test_retry_503_not_500, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(
             test_no_retry_after_deadline, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_retry_503_then_dropped, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(
             test_retry_until_server_up, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(

@@ -1047,7 +1047,8 @@ import_answer(struct import *imp, long nr, const struct records_chunk *chunk,
     }
     progress_clear(&imp->prog);
     if (!send_is_rejection(st)) {
-        send_report(st, &imp->a.send, chunk, sender_path(imp->snd), nr, 1);
+        send_report(
+            st, st->maybe_applied, chunk, sender_path(imp->snd), nr, 1);
         return CLI_EXIT_FAIL;
     }
     // The records are refused; the next request may well be accepted.
@@ -1101,10 +1102,11 @@ import_poll_progress(struct import *imp)
 // Returns an exit code.
 // import_send_chunk sends one chunk with its idempotency key. The client
 // library resends what the server refused unprocessed; this also resends a
-// request that got no answer (send_unanswered: the answer did not come in
-// time, or the connection broke after it was sent), up to --retries times:
-// its key makes the server answer a copy with the job it made for the
-// first, so nothing is queued twice. Counts the resends.
+// request that may have been applied (status->maybe_applied: it was sent
+// and no answer came in time, or the connection broke before the answer),
+// up to --retries times: its key makes the server answer a copy with the
+// job it made for the first, so nothing is queued twice. Counts the
+// resends.
 static int
 import_send_chunk(struct import *imp, struct records_chunk *chunk,
     const char *key, Bulkupsert__V1__SubmitBulkUpsertResponse **replyp,
@@ -1116,7 +1118,7 @@ import_send_chunk(struct import *imp, struct records_chunk *chunk,
         if (status->attempts > 1) {
             imp->retries += status->attempts - 1;
         }
-        if (code == BULKUPSERT_OK || !send_unanswered(status, &imp->a.send)
+        if (code == BULKUPSERT_OK || !status->maybe_applied
             || lost >= imp->a.send.retries || import_stopped()) {
             return code;
         }
@@ -1187,8 +1189,7 @@ import_send(struct import *imp)
         int code = import_send_chunk(imp, chunk, key, &reply, &st);
         sent++;
         if (code != BULKUPSERT_OK && import_stopped()
-            && (code == BULKUPSERT_CANCELLED
-                || send_unanswered(&st, &imp->a.send))) {
+            && (code == BULKUPSERT_CANCELLED || st.maybe_applied)) {
             // Abandoned on a signal: the status says whether the request
             // may have been applied (a resumed import resends it with the
             // same key).

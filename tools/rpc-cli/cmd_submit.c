@@ -213,7 +213,7 @@ submit_chunk(bulkupsert_client *client, const struct submit_args *a,
     }
     if (send_chunk(client, &a->send, chunk, idem, NULL, &reply, &st)
         != BULKUPSERT_OK) {
-        send_report(&st, &a->send, chunk, path, nr, several);
+        send_report(&st, st.maybe_applied, chunk, path, nr, several);
         bulkupsert_status_clear(&st);
         return CLI_EXIT_FAIL;
     }

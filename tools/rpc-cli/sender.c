@@ -337,19 +337,8 @@ send_chunk(bulkupsert_client *client, const struct send_opts *o,
     return bulkupsert_submit(client, req, replyp, status);
 }
 
-int
-send_unanswered(
-    const struct bulkupsert_status *status, const struct send_opts *o)
-{
-    if (status->code == BULKUPSERT_DEADLINE_EXCEEDED) {
-        return 1;
-    }
-    return status->code == BULKUPSERT_UNAVAILABLE && status->http_status == 0
-        && status->attempts >= 1 && (long) status->attempts <= o->retries;
-}
-
 void
-send_report(const struct bulkupsert_status *status, const struct send_opts *o,
+send_report(const struct bulkupsert_status *status, int maybe_applied,
     const struct records_chunk *chunk, const char *path, long nr, int several)
 {
     if (status->code == BULKUPSERT_INTERNAL && status->message == NULL) {
@@ -360,7 +349,7 @@ send_report(const struct bulkupsert_status *status, const struct send_opts *o,
     if (status->attempts > 1) {
         cli_error("request %ld was tried %u times", nr, status->attempts);
     }
-    if ((several || nr > 1) && send_unanswered(status, o)) {
+    if ((several || nr > 1) && maybe_applied) {
         cli_error("request %ld (records on lines %ld to %ld of %s) got no "
                   "answer and may have been applied; %ld request%s before "
                   "it %s accepted",

@@ -11,7 +11,8 @@
  * retry policy (bulkupsert_client_set_retry), which resends only what the
  * server refused unprocessed (429, 503) or what never left the process.
  * The only other resend in rpc-cli is import's, of a request that got no
- * answer (send_unanswered), which its idempotency key makes safe.
+ * answer (the client says it may have been applied: status maybe_applied),
+ * which its idempotency key makes safe.
  *
  * Single-threaded, as all of rpc-cli.
  */
@@ -144,23 +145,12 @@ int send_chunk(bulkupsert_client *client, const struct send_opts *o,
 // send_report prints a refused request on stderr: the status with the
 // input line of each record error, then, when it is not the only request
 // (nr > 1 or more follow), which request it was and how many went before.
-// A request that may have been applied (see send_unanswered; o is the
-// policy it was sent with) is said to have got no answer, not to have been
-// refused.
-void send_report(const struct bulkupsert_status *status,
-    const struct send_opts *o, const struct records_chunk *chunk,
-    const char *path, long nr, int several);
-
-// send_unanswered tells whether a request sent with the retry policy of o
-// failed with status without an answer, so that it may have been applied:
-// the answer did not come in time (DEADLINE_EXCEEDED), or the connection
-// broke after the request was sent (UNAVAILABLE with no HTTP status). The
-// client itself resends a request that was never sent until o->retries
-// resends are made, so an UNAVAILABLE after fewer attempts than that
-// (status->attempts <= o->retries) was sent. Resending such a request is
-// safe only when it carries an idempotency key.
-int send_unanswered(
-    const struct bulkupsert_status *status, const struct send_opts *o);
+// A request that may have been applied (maybe_applied: the client's
+// status->maybe_applied, the request was sent and got no answer) is said
+// to have got no answer, not to have been refused; resending it is safe
+// only with an idempotency key.
+void send_report(const struct bulkupsert_status *status, int maybe_applied,
+    const struct records_chunk *chunk, const char *path, long nr, int several);
 
 // send_is_rejection tells whether status refuses the records of a request
 // (ValidationFails: invalid values, listed per record) rather than the

@@ -97,6 +97,15 @@ struct bulkupsert_status {
     struct bulkupsert_field_error *errors;
     unsigned attempts; // attempts the call made (1 + retries); 0 when it
                        // ended before the first (bad argument, cancel)
+    int maybe_applied; // 1 when the last attempt sent the request and the
+                       // call ended without an answer it could read (no
+                       // reply in time, the connection lost before the
+                       // reply, a cancel, a reply that does not decode):
+                       // the server may have applied the request. 0 when
+                       // the request was never sent or code is the
+                       // server's answer. Earlier attempts were all
+                       // refused unprocessed or never sent (see
+                       // bulkupsert_retry), so this covers the whole call.
 };
 
 // Retry policy of a client: off until set (bulkupsert_client_set_retry).

@@ -222,11 +222,13 @@ call_decode(struct bulkupsert_call *call, nng_msg *msg)
         bu__status_set(status, BULKUPSERT_INTERNAL, 0,
             "%s: the reply to %s is not an RpcResponse (%zu bytes)", url,
             method->name, nng_msg_len(msg));
+        status->maybe_applied = 1; // whatever the server said is lost
         return;
     }
     if (env->status == NULL) {
         bu__status_set(status, BULKUPSERT_INTERNAL, 0,
             "%s: the reply to %s has no status", url, method->name);
+        status->maybe_applied = 1;
         goto out;
     }
     bu__status_from_wire(status, env->status);
@@ -240,6 +242,7 @@ call_decode(struct bulkupsert_call *call, nng_msg *msg)
         bu__status_set(status, BULKUPSERT_INTERNAL, 0,
             "%s: the payload of the %s reply is not a %s", url, method->name,
             method->output->name);
+        status->maybe_applied = 1; // the server said OK
     }
 
 out:
@@ -247,7 +250,7 @@ out:
 }
 
 // Sets call->status from an nng error of the send (sent == 0) or receive
-// step of the current attempt.
+// step of the current attempt; after a send, status->maybe_applied.
 static void
 call_fail(struct bulkupsert_call *call, int nrv, int sent)
 {
@@ -280,6 +283,8 @@ call_fail(struct bulkupsert_call *call, int nrv, int sent)
         bu__status_set(status, BULKUPSERT_UNAVAILABLE, 0,
             "%s: %s (the request was not sent)", url, nng_strerror(nrv));
     }
+    // No answer after the request went: it may have been applied.
+    status->maybe_applied = sent;
 }
 
 // The attempt has ended with call->status: returns 1 when the call is
