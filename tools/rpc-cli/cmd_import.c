@@ -1018,12 +1018,34 @@ import_write_errors(struct import *imp)
 // ---------------------------------------------------------------------------
 // Sending
 
-// Handles the answer to request nr: records it, or reports it. Returns an
-// exit code; CLI_EXIT_OK also for a rejection, which does not stop us.
+// Says how request nr, which got no answer and may have been applied, can
+// be sent again safely: with --resume, by running the same command, which
+// resends it with the same idempotency key.
+static void
+import_resend_hint(const struct import *imp, long nr)
+{
+    if (imp->a.resume != NULL) {
+        cli_error("import: run the same command again to continue: it "
+                  "sends request %ld again with its idempotency key %s-%ld, "
+                  "so it cannot be queued twice (state in %s)",
+            nr, imp->st.import_id, nr, imp->a.resume);
+    } else {
+        cli_error("import: without --resume this import cannot be continued "
+                  "safely: a new run sends request %ld under a new "
+                  "idempotency key (this one was %s-%ld); with --resume "
+                  "STATE, running the same command again resends it safely",
+            nr, imp->st.import_id, nr);
+    }
+}
+
+// Handles the answer to request nr: records it, or reports it. maybe says
+// that a copy of it may have been applied (an earlier one, when st is
+// about a resend that was not sent). Returns an exit code; CLI_EXIT_OK
+// also for a rejection, which does not stop us.
 static int
 import_answer(struct import *imp, long nr, const struct records_chunk *chunk,
     int code, const Bulkupsert__V1__SubmitBulkUpsertResponse *reply,
-    const struct bulkupsert_status *st)
+    const struct bulkupsert_status *st, int maybe)
 {
     struct import_req *r = &imp->reqs[imp->st.nrequests];
 
@@ -1047,8 +1069,16 @@ import_answer(struct import *imp, long nr, const struct records_chunk *chunk,
     }
     progress_clear(&imp->prog);
     if (!send_is_rejection(st)) {
-        send_report(
-            st, st->maybe_applied, chunk, sender_path(imp->snd), nr, 1);
+        send_report(st, maybe, chunk, sender_path(imp->snd), nr, 1);
+        if (maybe && !st->maybe_applied) {
+            cli_error("import: an earlier copy of request %ld was sent and "
+                      "got no answer; the last resend failed before it was "
+                      "sent",
+                nr);
+        }
+        if (maybe) {
+            import_resend_hint(imp, nr);
+        }
         return CLI_EXIT_FAIL;
     }
     // The records are refused; the next request may well be accepted.
@@ -1098,26 +1128,27 @@ import_poll_progress(struct import *imp)
     bulkupsert_status_clear(&st);
 }
 
-// Sends the file, skipping the requests the state says were answered.
-// Returns an exit code.
 // import_send_chunk sends one chunk with its idempotency key. The client
 // library resends what the server refused unprocessed; this also resends a
 // request that may have been applied (status->maybe_applied: it was sent
 // and no answer came in time, or the connection broke before the answer),
 // up to --retries times: its key makes the server answer a copy with the
 // job it made for the first, so nothing is queued twice. Counts the
-// resends.
+// resends. Sets *maybep when any copy sent may have been applied, which
+// the status of a last resend that was never sent does not say.
 static int
 import_send_chunk(struct import *imp, struct records_chunk *chunk,
     const char *key, Bulkupsert__V1__SubmitBulkUpsertResponse **replyp,
-    struct bulkupsert_status *status)
+    struct bulkupsert_status *status, int *maybep)
 {
+    *maybep = 0;
     for (long lost = 0;; lost++) {
         int code = send_chunk(imp->client, &imp->a.send, chunk, key,
             &import_signal, replyp, status);
         if (status->attempts > 1) {
             imp->retries += status->attempts - 1;
         }
+        *maybep |= status->maybe_applied;
         if (code == BULKUPSERT_OK || !status->maybe_applied
             || lost >= imp->a.send.retries || import_stopped()) {
             return code;
@@ -1127,6 +1158,8 @@ import_send_chunk(struct import *imp, struct records_chunk *chunk,
     }
 }
 
+// Sends the file, skipping the requests the state says were answered.
+// Returns an exit code.
 static int
 import_send(struct import *imp)
 {
@@ -1186,15 +1219,25 @@ import_send(struct import *imp)
         Bulkupsert__V1__SubmitBulkUpsertResponse *reply = NULL;
         struct bulkupsert_status                  st;
         snprintf(key, sizeof(key), "%s-%ld", imp->st.import_id, nr);
-        int code = import_send_chunk(imp, chunk, key, &reply, &st);
+        int maybe = 0;
+        int code = import_send_chunk(imp, chunk, key, &reply, &st, &maybe);
         sent++;
         if (code != BULKUPSERT_OK && import_stopped()
-            && (code == BULKUPSERT_CANCELLED || st.maybe_applied)) {
+            && (code == BULKUPSERT_CANCELLED || maybe)) {
             // Abandoned on a signal: the status says whether the request
             // may have been applied (a resumed import resends it with the
-            // same key).
+            // same key), unless an earlier copy may have been and this
+            // resend never went.
             progress_clear(&imp->prog);
-            cli_print_status(&st, NULL, 0);
+            if (maybe && !st.maybe_applied) {
+                cli_error("import: request %ld (records on lines %ld to %ld "
+                          "of %s) got no answer and may have been applied; "
+                          "its resend was stopped before it was sent",
+                    nr, chunk->lines[0], chunk->lines[chunk->nrecords - 1],
+                    sender_path(imp->snd));
+            } else {
+                cli_print_status(&st, NULL, 0);
+            }
             bulkupsert_status_clear(&st);
             return import_stopped();
         }
@@ -1203,7 +1246,7 @@ import_send(struct import *imp)
             // the request and before the state records it.
             _exit(CLI_EXIT_SIGNAL_BASE + SIGKILL);
         }
-        rv = import_answer(imp, nr, chunk, code, reply, &st);
+        rv = import_answer(imp, nr, chunk, code, reply, &st, maybe);
         if (reply != NULL) {
             bulkupsert__v1__submit_bulk_upsert_response__free_unpacked(
                 reply, NULL);
