@@ -1069,6 +1069,24 @@ test_import_checks_first(void **state)
     kept = read_file(st2);
     assert_string_equal(kept, "{}");
     free(kept);
+    // Neither file exists yet: the same name in the same folder, however
+    // spelt, is the same file.
+    char cwd[1024];
+    char abs_st[600];
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir(f->h.dir), 0);
+    snprintf(abs_st, sizeof(abs_st), "%s/new.state", f->h.dir);
+    CLI(2, &f->h, f->tok, "import", path, "--resume", "new.state", "--errors",
+        "./new.state", END);
+    assert_has(harness_cli_err, "is the --resume state file");
+    CLI(2, &f->h, f->tok, "import", path, "--resume", "new.state", "--errors",
+        abs_st, END);
+    assert_has(harness_cli_err, "is the --resume state file");
+    CLI(2, &f->h, f->tok, "import", path, "--resume", abs_st, "--errors",
+        "new.state", END);
+    assert_has(harness_cli_err, "is the --resume state file");
+    assert_int_equal(access(abs_st, F_OK), -1);
+    assert_int_equal(chdir(cwd), 0);
     assert_int_equal(queued_jobs(f), 0);
 
     // A token that may submit but not read jobs.

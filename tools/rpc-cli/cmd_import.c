@@ -47,6 +47,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -255,18 +256,58 @@ import_hook(const char *name)
     return cli_parse_long(getenv(name), 1, 1L << 30, &n) == 0 ? n : 0;
 }
 
+// Returns where path, a file that does not exist yet, would be created:
+// the realpath of its folder, "/" and its base name (free it); NULL when
+// the folder cannot be resolved or out of memory.
+static char *
+import_future_path(const char *path)
+{
+    char *dcopy = strdup(path);
+    char *bcopy = strdup(path);
+    char *dir = NULL;
+    char *out = NULL;
+
+    // dirname and basename may modify their argument; each gets a copy.
+    if (dcopy != NULL && bcopy != NULL
+        && (dir = realpath(dirname(dcopy), NULL)) != NULL) {
+        const char *base = basename(bcopy);
+        size_t      n = strlen(dir) + strlen(base) + 2;
+        if ((out = malloc(n)) != NULL) {
+            snprintf(out, n, "%s/%s", dir, base);
+        }
+    }
+    free(dir);
+    free(dcopy);
+    free(bcopy);
+    return out;
+}
+
 // Whether paths a and b name the same file: the same device and inode
-// when both exist, otherwise the same string.
+// when both exist; neither when only one exists; when neither does, the
+// same base name in the same folder (by realpath, so that "st.json",
+// "./st.json" and "$PWD/st.json" agree), or, when a folder cannot be
+// resolved (nothing can be created there), the same string.
 static int
 import_same_file(const char *a, const char *b)
 {
     struct stat sa;
     struct stat sb;
+    int         has_a = stat(a, &sa) == 0;
+    int         has_b = stat(b, &sb) == 0;
 
-    if (stat(a, &sa) == 0 && stat(b, &sb) == 0) {
+    if (has_a && has_b) {
         return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
     }
-    return strcmp(a, b) == 0;
+    if (has_a || has_b) {
+        return 0;
+    }
+    char *fa = import_future_path(a);
+    char *fb = import_future_path(b);
+    int   same
+        = fa != NULL && fb != NULL ? strcmp(fa, fb) == 0 : strcmp(a, b) == 0;
+    free(fa);
+    free(fb);
+    return same;
 }
 
 // Refuses --errors and --resume files that are the input file or each
