@@ -1506,7 +1506,7 @@ test_import_resend_unsent_after_reset(void **state)
     char *text = read_file(path_in(&f->h, "gone.out"));
     assert_non_null(text);
     assert_has(text, "got no answer and may have been applied");
-    assert_has(text, "its resend was stopped before it was sent");
+    assert_has(text, "its resend was stopped before it got through");
     assert_lacks(text, "nothing was applied");
     assert_has(text, "interrupted after 0 requests; run the same command");
     free(text);

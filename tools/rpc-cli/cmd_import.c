@@ -1112,10 +1112,13 @@ import_answer(struct import *imp, long nr, const struct records_chunk *chunk,
     if (!send_is_rejection(st)) {
         send_report(st, maybe, chunk, sender_path(imp->snd), nr, 1);
         if (maybe && !st->maybe_applied) {
+            // The last resend either never left (http_status 0) or was
+            // answered without being processed (a 429, a 503, a 401).
             cli_error("import: an earlier copy of request %ld was sent and "
-                      "got no answer; the last resend failed before it was "
-                      "sent",
-                nr);
+                      "got no answer; the last resend %s",
+                nr,
+                st->http_status == 0 ? "failed before it was sent"
+                                     : "was refused, unprocessed, as above");
         }
         if (maybe) {
             import_resend_hint(imp, nr);
@@ -1273,7 +1276,7 @@ import_send(struct import *imp)
             if (maybe && !st.maybe_applied) {
                 cli_error("import: request %ld (records on lines %ld to %ld "
                           "of %s) got no answer and may have been applied; "
-                          "its resend was stopped before it was sent",
+                          "its resend was stopped before it got through",
                     nr, chunk->lines[0], chunk->lines[chunk->nrecords - 1],
                     sender_path(imp->snd));
             } else {
