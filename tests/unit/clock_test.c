@@ -154,6 +154,26 @@ test_refused(void **state)
 }
 
 
+// The microsecond clocks: the monotonic one agrees with bu_mono_ms, and the
+// thread's CPU clock moves while the thread works and not while it sleeps.
+static void
+test_microsecond_clocks(void **state)
+{
+    (void) state;
+    int64_t ms = bu_mono_ms(), us = bu_mono_us();
+    assert_true(us / 1000 >= ms && us / 1000 - ms < 1000);
+    int64_t cpu0 = bu_thread_cpu_us();
+    volatile uint64_t spin = 0;
+    while (bu_thread_cpu_us() - cpu0 < 2000) {
+        spin++;
+    }
+    int64_t         cpu1 = bu_thread_cpu_us();
+    struct timespec nap = { 0, 20 * 1000000L };
+    nanosleep(&nap, NULL);
+    assert_true(bu_thread_cpu_us() - cpu1 < 15000); // 20 ms asleep
+    assert_true(bu_mono_us() - us >= 20000);
+}
+
 // bu_deadline_after: now plus ms on the real-time clock, with the
 // nanoseconds carried into the seconds.
 static void
@@ -212,6 +232,7 @@ main(void)
         cmocka_unit_test(test_offsets),
         cmocka_unit_test(test_fractions),
         cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_microsecond_clocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
