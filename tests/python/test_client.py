@@ -4,15 +4,18 @@ Needs BU_DAEMON_PATH and BU_CLI_PATH (the daemon and rpc-cli binaries) and
 PYTHONPATH holding the built `bulkupsert` package; CTest sets all three.
 """
 
+import ctypes
+import gc
 import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
 import bulkupsert
-from bulkupsert import pb
+from bulkupsert import _nng, pb
 
 DAEMON = os.environ.get("BU_DAEMON_PATH", "build/src/bulkupsertd")
 CLI = os.environ.get("BU_CLI_PATH", "build/tools/rpc-cli/rpc-cli")
@@ -172,6 +175,95 @@ class ClientTest(unittest.TestCase):
                 c.describe_table()
         self.assertEqual(cm.exception.code, pb.UNAVAILABLE)
         self.assertIn("not sent", cm.exception.message)
+        self.assertFalse(cm.exception.maybe_applied)
+
+    def test_bad_url(self):
+        for url in ("bogus://x", "tcp://127.0.0.1"):
+            with self.assertRaises(bulkupsert.Error) as cm:
+                bulkupsert.Client(url, self.token)
+            self.assertEqual(cm.exception.code, pb.INVALID_ARGUMENT)
+
+    def test_oversize_request_not_sent(self):
+        big = "x" * 42000
+        with self.assertRaises(bulkupsert.Error) as cm:
+            self.client.submit(["contact_key", "name"],
+                               [[f"big{i}", big] for i in range(1000)])
+        self.assertEqual(cm.exception.code, pb.INVALID_ARGUMENT)
+        self.assertIn("nothing was sent", cm.exception.message)
+        self.assertFalse(cm.exception.maybe_applied)
+
+    def test_long_timeout(self):
+        # Past nng's int32 milliseconds: used as the longest wait, not
+        # wrapped into a short or negative one.
+        with bulkupsert.Client(self.url, self.token, timeout=3e6) as c:
+            self.assertTrue(c.describe_table().columns)
+
+    def test_wait_keeps_its_timeout(self):
+        with bulkupsert.Client(self.url, self.token, timeout=5) as c:
+            self.daemon.send_signal(signal.SIGSTOP)
+            try:
+                start = time.monotonic()
+                with self.assertRaises(bulkupsert.Error) as cm:
+                    c.wait("01234567-89ab-7def-8123-456789abcdef",
+                           timeout=0.5)
+                elapsed = time.monotonic() - start
+            finally:
+                self.daemon.send_signal(signal.SIGCONT)
+        self.assertEqual(cm.exception.code, pb.DEADLINE_EXCEEDED)
+        self.assertLess(elapsed, 4)  # not the client's 5 s
+
+    def test_reply_without_status(self):
+        url = f"ipc://{self.tmp.name}/fake.sock"
+        with _FakeServer(url, [b"", b"\xff\xff\xff"]):
+            with bulkupsert.Client(url, self.token, timeout=5) as c:
+                for _ in range(2):
+                    with self.assertRaises(bulkupsert.Error) as cm:
+                        c.get_job("x")
+                    self.assertEqual(cm.exception.code, pb.INTERNAL)
+                    self.assertTrue(cm.exception.maybe_applied)
+
+    def test_unclosed_clients_release_their_sockets(self):
+        def fds():
+            return len(os.listdir("/proc/self/fd"))
+        before = fds()
+        for _ in range(50):
+            bulkupsert.Client(self.url, self.token, timeout=5).describe_table()
+        gc.collect()
+        self.assertLess(fds() - before, 10)
+
+
+class _FakeServer:
+    """A rep0 socket on url answering each request with the next of
+    replies (raw bytes), on a thread; closed on exit."""
+
+    def __init__(self, url, replies):
+        lib = _nng._lib
+        lib.nng_rep0_open.argtypes = [ctypes.POINTER(_nng._Socket)]
+        lib.nng_listen.argtypes = [_nng._Socket, ctypes.c_char_p,
+                                   ctypes.c_void_p, ctypes.c_int]
+        self.sock = _nng._Socket()
+        assert lib.nng_rep0_open(ctypes.byref(self.sock)) == 0
+        assert lib.nng_listen(self.sock, url.encode(), None, 0) == 0
+        self.replies = replies
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self):
+        lib = _nng._lib
+        for reply in self.replies:
+            buf, size = ctypes.c_void_p(), ctypes.c_size_t()
+            if lib.nng_recv(self.sock, ctypes.byref(buf), ctypes.byref(size),
+                            _nng.FLAG_ALLOC) != 0:
+                return
+            lib.nng_free(buf, size)
+            lib.nng_send(self.sock, reply, len(reply), 0)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        _nng._lib.nng_close(self.sock)
+        self.thread.join(5)
 
 
 if __name__ == "__main__":

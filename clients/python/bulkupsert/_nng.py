@@ -10,6 +10,8 @@ ETIMEDOUT = 5
 FLAG_ALLOC = 1
 FLAG_NONBLOCK = 2
 DURATION_INFINITE = -1
+# nng durations are int32 milliseconds (about 24.8 days at most).
+DURATION_MAX_MS = 2**31 - 1
 
 OPT_SENDTIMEO = b"send-timeout"
 OPT_RECVTIMEO = b"recv-timeout"
@@ -105,6 +107,12 @@ class ReqSocket:
 
     def close(self):
         """Closes the socket; further calls fail. Safe to call twice."""
-        if self._open:
+        if getattr(self, "_open", False):
             self._open = False
             _lib.nng_close(self._sock)
+
+    def __del__(self):
+        # A socket nobody closed is closed when it is collected, so that
+        # forgotten clients do not hold file descriptors.
+        if _lib is not None:
+            self.close()

@@ -10,6 +10,10 @@ from . import _nng
 from .v1 import bulkupsert_pb2 as pb
 
 MAX_REPLY_BYTES = 64 << 20
+# The largest request sent (bulkupsertd's default frame limit, which the
+# largest valid request fits); a larger one is refused before sending, as
+# the server would drop the connection without an answer.
+MAX_REQUEST_BYTES = 40 << 20
 _SERVICE = "bulkupsert.v1.BulkUpsert/"
 _FINAL_STATES = frozenset({
     pb.JOB_STATE_COMPLETED, pb.JOB_STATE_COMPLETED_WITH_ERRORS,
@@ -33,12 +37,16 @@ class Error(Exception):
     code is the gRPC-style status code (bulkupsert.v1.Code); http_status and
     response_code are the vendor API's (0 when none applies); field_errors is
     a list of (record_index or None, contact_key, column, reason);
-    retry_after_ms is set with RESOURCE_EXHAUSTED (code 8).
+    retry_after_ms is set with RESOURCE_EXHAUSTED (code 8). maybe_applied is
+    True when the request reached the server and no answer could be read
+    (a timeout, a lost connection, a reply that does not decode): the call
+    may have taken effect, so resend only with the same idempotency_key.
     """
 
     def __init__(self, code, message, http_status=0, response_code=0,
-                 field_errors=(), retry_after_ms=0):
+                 field_errors=(), retry_after_ms=0, maybe_applied=False):
         self.code = code
+        self.maybe_applied = maybe_applied
         self.http_status = http_status
         self.response_code = response_code
         self.message = message
@@ -103,7 +111,12 @@ class Client:
         self.token = token
         self.timeout = timeout
         self._lock = threading.Lock()
-        self._sock = _nng.ReqSocket(url, MAX_REPLY_BYTES)
+        try:
+            self._sock = _nng.ReqSocket(url, MAX_REPLY_BYTES)
+        except _nng.NngError as e:
+            raise Error(pb.INVALID_ARGUMENT,
+                        f"{url}: {e.strerror} (tcp://host:port or "
+                        f"ipc:///path)") from None
 
     def __enter__(self):
         return self
@@ -116,12 +129,18 @@ class Client:
         with self._lock:
             self._sock.close()
 
-    def _call(self, method, request, reply_type):
+    def _call(self, method, request, reply_type, timeout=None):
         env = pb.RpcRequest(method=_SERVICE + method, token=self.token,
                             payload=request.SerializeToString(),
                             request_id=uuid.uuid4().hex[:16])
         data = env.SerializeToString()
-        timeout_ms = max(1, int(self.timeout * 1000))
+        if len(data) > MAX_REQUEST_BYTES:
+            raise Error(pb.INVALID_ARGUMENT,
+                        f"{method}: the request is {len(data)} bytes; the "
+                        f"server takes at most {MAX_REQUEST_BYTES} (nothing "
+                        f"was sent)")
+        seconds = self.timeout if timeout is None else timeout
+        timeout_ms = min(_nng.DURATION_MAX_MS, max(1, int(seconds * 1000)))
         with self._lock:
             start = time.monotonic()
             try:
@@ -136,11 +155,14 @@ class Client:
         resp, reply = pb.RpcResponse(), reply_type()
         try:
             resp.ParseFromString(raw)
+            if not resp.HasField("status") or not resp.status.HasField("code"):
+                raise DecodeError("the reply has no status")
             if resp.status.code == pb.OK:
                 reply.ParseFromString(resp.payload)
         except DecodeError as e:
             raise Error(pb.INTERNAL, f"{self.url}: malformed reply to "
-                        f"{method}: {e}") from None
+                        f"{method}: {e} (the request may have been "
+                        f"applied)", maybe_applied=True) from None
         if resp.status.code != pb.OK:
             raise Error.from_status(resp.status)
         return reply
@@ -150,7 +172,7 @@ class Client:
             return Error(pb.DEADLINE_EXCEEDED,
                          f"timed out after {timeout_ms} ms waiting for "
                          f"{self.url} (the request was sent and may have "
-                         f"been applied)")
+                         f"been applied)", maybe_applied=True)
         if err.errno == _nng.ETIMEDOUT:
             return Error(pb.UNAVAILABLE,
                          f"timed out after {timeout_ms} ms waiting for a "
@@ -158,7 +180,8 @@ class Client:
                          f"sent; is the server running?)")
         if sent:
             return Error(pb.UNAVAILABLE, f"{self.url}: {err.strerror} before "
-                         f"the reply (the request may have been applied)")
+                         f"the reply (the request may have been applied)",
+                         maybe_applied=True)
         return Error(pb.UNAVAILABLE, f"{self.url}: {err.strerror} (the "
                      f"request was not sent)")
 
@@ -192,11 +215,14 @@ class Client:
     def wait(self, job_id, timeout=60.0, poll=0.05):
         """Polls the job until it is final and returns it.
 
-        Raises Error DEADLINE_EXCEEDED when it is not final within timeout.
+        Raises Error DEADLINE_EXCEEDED when it is not final within timeout;
+        no GetJob call outlasts what is left of it.
         """
         deadline = time.monotonic() + timeout
         while True:
-            job = self.get_job(job_id)
+            left = max(0.001, deadline - time.monotonic())
+            job = self._call("GetJob", pb.GetJobRequest(job_id=job_id),
+                             pb.Job, timeout=min(self.timeout, left))
             if job.state in _FINAL_STATES:
                 return job
             if time.monotonic() >= deadline:
