@@ -5,7 +5,6 @@ PYTHONPATH holding the built `bulkupsert` package; CTest sets all three.
 """
 
 import ctypes
-import gc
 import os
 import signal
 import subprocess
@@ -198,20 +197,6 @@ class ClientTest(unittest.TestCase):
         with bulkupsert.Client(self.url, self.token, timeout=3e6) as c:
             self.assertTrue(c.describe_table().columns)
 
-    def test_wait_keeps_its_timeout(self):
-        with bulkupsert.Client(self.url, self.token, timeout=5) as c:
-            self.daemon.send_signal(signal.SIGSTOP)
-            try:
-                start = time.monotonic()
-                with self.assertRaises(bulkupsert.Error) as cm:
-                    c.wait("01234567-89ab-7def-8123-456789abcdef",
-                           timeout=0.5)
-                elapsed = time.monotonic() - start
-            finally:
-                self.daemon.send_signal(signal.SIGCONT)
-        self.assertEqual(cm.exception.code, pb.DEADLINE_EXCEEDED)
-        self.assertLess(elapsed, 4)  # not the client's 5 s
-
     def test_reply_without_status(self):
         url = f"ipc://{self.tmp.name}/fake.sock"
         with _FakeServer(url, [b"", b"\xff\xff\xff"]):
@@ -221,15 +206,6 @@ class ClientTest(unittest.TestCase):
                         c.get_job("x")
                     self.assertEqual(cm.exception.code, pb.INTERNAL)
                     self.assertTrue(cm.exception.maybe_applied)
-
-    def test_unclosed_clients_release_their_sockets(self):
-        def fds():
-            return len(os.listdir("/proc/self/fd"))
-        before = fds()
-        for _ in range(50):
-            bulkupsert.Client(self.url, self.token, timeout=5).describe_table()
-        gc.collect()
-        self.assertLess(fds() - before, 10)
 
 
 class _FakeServer:
@@ -262,8 +238,8 @@ class _FakeServer:
         return self
 
     def __exit__(self, *exc):
+        self.thread.join(5)  # every reply sent before the socket closes
         _nng._lib.nng_close(self.sock)
-        self.thread.join(5)
 
 
 if __name__ == "__main__":

@@ -110,9 +110,3 @@ class ReqSocket:
         if getattr(self, "_open", False):
             self._open = False
             _lib.nng_close(self._sock)
-
-    def __del__(self):
-        # A socket nobody closed is closed when it is collected, so that
-        # forgotten clients do not hold file descriptors.
-        if _lib is not None:
-            self.close()
