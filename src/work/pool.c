@@ -4,8 +4,12 @@
  * open tenant databases (writer handles). The
  * message format is text: "<seq> <job_id> <tenant>".
  *
- * Stop: closing the pull sockets makes nng_recvmsg return NNG_ECLOSED in
- * each worker, which then exits after the job it is applying.
+ * Stop: the dispatcher ends first; then each worker gets an empty message
+ * (POOL_STOP) behind whatever its pipe still holds, skips those jobs and
+ * exits after the one it is applying. The sockets close only after every
+ * thread that used them has been joined: nng 1.5.2 may still be expiring a
+ * timed receive (each batch ends in one) when a socket closes, and its
+ * timer then locks the freed socket's mutex (a panic at stop, seen).
  *
  * Storage trouble (a full disk, an I/O error, a lock held by another
  * program) never skips a job. The worker holds the tenant: its jobs not
@@ -28,6 +32,7 @@
 #include "work/apply.h"
 
 #include <nng/nng.h>
+#include <stdatomic.h>
 #include <nng/protocol/pipeline0/pull.h>
 #include <nng/protocol/pipeline0/push.h>
 #include <pthread.h>
@@ -53,6 +58,9 @@
 #define POOL_BATCH_BYTES (64u * 1024u * 1024u)
 // How long a worker waits for the next job of a batch.
 #define POOL_BATCH_WAIT_MS 3
+
+// The message that tells a worker to stop: empty (a job's never is).
+#define POOL_STOP_LEN 0
 
 struct pool_held;
 
@@ -94,6 +102,7 @@ struct bu_pool {
     bool                  outbox_ready;
     pthread_t             dispatcher;
     bool                  dispatcher_started;
+    atomic_bool           stopping; // set by bu_pool_stop
     // Copies the tenants' WALs back while the workers report and gather.
     struct bu_checkpointer *checkpointer;
 };
@@ -564,9 +573,12 @@ pool_worker_main(void *arg)
     if (bu_thread_background() != BU_OK) {
         BU_WARN("worker %d: cannot lower its priority", w->index);
     }
-    for (;;) {
+    for (bool stop = false; !stop;) {
         nng_msg *msg;
-        nng_socket_set_ms(w->pull, NNG_OPT_RECVTIMEO, pool_held_wait_ms(w));
+        // Stopping, held tenants wait for the next start.
+        nng_socket_set_ms(w->pull, NNG_OPT_RECVTIMEO,
+            atomic_load(&w->pool->stopping) ? NNG_DURATION_INFINITE
+                                            : pool_held_wait_ms(w));
         int rv = nng_recvmsg(w->pull, &msg, 0);
         if (rv == NNG_ETIMEDOUT) {
             pool_run_held(w);
@@ -580,6 +592,7 @@ pool_worker_main(void *arg)
         }
         if (batch == NULL) {
             // No memory for a batch: the job stays queued on disk.
+            stop = nng_msg_len(msg) == POOL_STOP_LEN;
             nng_msg_free(msg);
             BU_ERROR("worker %d: out of memory", w->index);
             continue;
@@ -591,13 +604,19 @@ pool_worker_main(void *arg)
         size_t n = 0;
         nng_socket_set_ms(w->pull, NNG_OPT_RECVTIMEO, POOL_BATCH_WAIT_MS);
         do {
-            if (pool_parse(msg, &batch[n]) == BU_OK) {
+            stop = nng_msg_len(msg) == POOL_STOP_LEN;
+            if (!stop && pool_parse(msg, &batch[n]) == BU_OK) {
                 n++;
             }
             nng_msg_free(msg);
-        } while (n < POOL_BATCH_JOBS && nng_recvmsg(w->pull, &msg, 0) == 0);
-        pool_run_batch(w, batch, n);
-        pool_run_held(w);
+        } while (!stop && n < POOL_BATCH_JOBS
+            && nng_recvmsg(w->pull, &msg, 0) == 0);
+        // Once the pool is stopping, jobs still coming out of the pipe stay
+        // QUEUED in queue.db for the next start.
+        if (!atomic_load(&w->pool->stopping)) {
+            pool_run_batch(w, batch, n);
+            pool_run_held(w);
+        }
     }
     bu_free(batch);
     // Held jobs stay unfinished in queue.db for the next start.
@@ -650,9 +669,13 @@ pool_dispatcher_main(void *arg)
     struct bu_qnode *n;
     while ((n = bu_queue_get(&pool->outbox)) != NULL) {
         struct pool_outgoing *out = (struct pool_outgoing *) n;
-        int                   rv = nng_send(
-                              pool->workers[out->worker].push, out->text, out->len, 0);
-        if (rv != 0 && rv != NNG_ECLOSED) {
+        if (atomic_load(&pool->stopping)) {
+            bu_free(out); // stays QUEUED in queue.db
+            continue;
+        }
+        int rv = nng_send(
+            pool->workers[out->worker].push, out->text, out->len, 0);
+        if (rv != 0) {
             BU_WARN("dispatch to worker %d: %s; the job stays queued for the "
                     "next start",
                 out->worker, nng_strerror(rv));
@@ -674,6 +697,7 @@ bu_pool_start(struct bu_pool **poolp, const struct bu_pool_config *cfg)
         return BU_ENOMEM;
     }
     pool->cfg = *cfg;
+    atomic_init(&pool->stopping, false);
     snprintf(pool->queue_path, sizeof(pool->queue_path), "%s/queue.db",
         cfg->data_dir);
     int rv = bu_queue_init(&pool->outbox);
@@ -734,21 +758,29 @@ bu_pool_stop(struct bu_pool *pool)
     if (pool == NULL) {
         return;
     }
-    // The dispatcher first: closing the push sockets ends a send that waits
-    // on a full pipe, and what is left in the outbox goes nowhere (those
-    // jobs stay QUEUED on disk).
+    // The dispatcher first: it drops what is left in the outbox (those jobs
+    // stay QUEUED on disk), and a send it is in finishes as the workers
+    // drain their pipes. Then each worker reads its stop message behind the
+    // jobs still in its pipe. No socket closes while a thread uses it.
+    atomic_store(&pool->stopping, true);
     if (pool->outbox_ready) {
         bu_queue_close(&pool->outbox);
-    }
-    for (int i = 0; i < pool->nworkers; i++) {
-        nng_close(pool->workers[i].push);
     }
     if (pool->dispatcher_started) {
         pthread_join(pool->dispatcher, NULL);
         pool->dispatcher_started = false;
     }
     for (int i = 0; i < pool->nworkers; i++) {
-        nng_close(pool->workers[i].pull);
+        struct pool_worker *w = &pool->workers[i];
+        if (w->started) {
+            int rv = nng_send(w->push, "", POOL_STOP_LEN, 0);
+            if (rv != 0) {
+                // Cannot happen while the push socket is open; closing the
+                // pull socket still ends the worker's receive.
+                BU_ERROR("worker %d: stop: %s", i, nng_strerror(rv));
+                nng_close(w->pull);
+            }
+        }
     }
     for (int i = 0; i < pool->nworkers; i++) {
         struct pool_worker *w = &pool->workers[i];
@@ -756,6 +788,10 @@ bu_pool_stop(struct bu_pool *pool)
             pthread_join(w->thread, NULL);
             w->started = 0;
         }
+    }
+    for (int i = 0; i < pool->nworkers; i++) {
+        nng_close(pool->workers[i].push);
+        nng_close(pool->workers[i].pull);
     }
     // The workers closed their tenant databases (a last connection copies
     // its WAL back as it closes).

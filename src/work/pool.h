@@ -73,8 +73,10 @@ int bu_pool_dispatch(
     struct bu_pool *pool, const char *tenant, int64_t seq, const char *job_id);
 
 // bu_pool_stop stops the workers after the job each is applying (jobs still
-// in the pipes stay QUEUED in queue.db and are resumed at the next start)
-// and joins them; later dispatches return BU_ECLOSED. NULL is ignored.
+// in the pipes or the outbox stay QUEUED in queue.db and are resumed at the
+// next start), joins them, then closes the pipes; later dispatches return
+// BU_ECLOSED. Waits for a worker's job in progress, and for its claim
+// (the journal must still be running). NULL is ignored.
 void bu_pool_stop(struct bu_pool *pool);
 
 // bu_pool_free frees a stopped pool, once no thread can dispatch to it.
