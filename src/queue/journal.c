@@ -48,6 +48,9 @@
 #define JOURNAL_CHECKPOINT_MS        100
 #define JOURNAL_RETRY_MIN_MS         100
 #define JOURNAL_RETRY_MAX_MS         5000
+// A turn this slow is logged (every answer waits on it), once a minute.
+#define JOURNAL_SLOW_TURN_MS  1000
+#define JOURNAL_SLOW_EVERY_MS 60000
 
 enum journal_kind {
     JOURNAL_SUBMIT,
@@ -97,9 +100,10 @@ struct bu_journal {
     int64_t             retention_ms;
     int64_t             last_purge_ms; // journal thread only
     struct bu_qnode    *retry; // events of failed turns; journal thread only
-    int                 retry_attempt; // failed tries of them in a row; ditto
-    int64_t             retry_due_ms;  // bu_mono_ms of the next try; ditto
-    atomic_size_t       pending;       // accepted, not finished
+    int                 retry_attempt;  // failed tries of them in a row; ditto
+    int64_t             retry_due_ms;   // bu_mono_ms of the next try; ditto
+    int64_t             slow_logged_ms; // bu_mono_ms of the last slow note
+    atomic_size_t       pending;        // accepted, not finished
     struct bu_countmap *pending_by_tenant;
 };
 
@@ -477,8 +481,17 @@ journal_turn(struct bu_journal *j, struct bu_qnode *chain)
     if (rv == BU_OK) {
         rv = bu_jobs_commit(j->jobs);
     }
+    int64_t t2 = bu_mono_ms();
     BU_DEBUG("journal: %zu items written in %lld ms, committed in %lld ms",
-        nitems, (long long) (t1 - t0), (long long) (bu_mono_ms() - t1));
+        nitems, (long long) (t1 - t0), (long long) (t2 - t1));
+    if (t2 - t0 >= JOURNAL_SLOW_TURN_MS
+        && (j->slow_logged_ms == 0
+            || t2 - j->slow_logged_ms >= JOURNAL_SLOW_EVERY_MS)) {
+        j->slow_logged_ms = t2;
+        BU_WARN("queue.db is slow: %zu items took %lld ms to write and %lld "
+                "ms to commit; every answer waits on it",
+            nitems, (long long) (t1 - t0), (long long) (t2 - t1));
+    }
     if (rv != BU_OK) {
         BU_ERROR("queue.db write: %s", bu_strerror(rv));
         bu_jobs_rollback(j->jobs);

@@ -522,6 +522,45 @@ test_stop_after_drain_timeout_with_submit_in_journal(void **state)
     assert_int_equal(harness_stop(&h), -1); // already stopped
 }
 
+// A queue.db that makes a submit wait over a second (here another program
+// holds its write lock) is named in the log as a WARN: every answer waits
+// on it, and an operator looking at slow acks should see why.
+static void
+test_slow_queue_db_is_logged(void **state)
+{
+    (void) state;
+    struct harness h;
+    char *tok = NULL;
+    bulkupsert_client *c = start_with_acme(&h, NULL, &tok);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/queue.db", h.data);
+    sqlite3 *lock = NULL;
+    assert_int_equal(sqlite3_open(path, &lock), SQLITE_OK);
+    sqlite3_busy_timeout(lock, 10000);
+    assert_int_equal(
+        sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    struct submit_call sc = { .c = c, .code = -1 };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, submit_main, &sc), 0);
+    sleep_ms(1500);
+    assert_int_equal(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(lock);
+    pthread_join(t, NULL);
+    assert_int_equal(sc.code, BULKUPSERT_OK);
+    FILE *f = fopen(h.log, "r");
+    assert_non_null(f);
+    char line[1024];
+    int found = 0;
+    while (!found && fgets(line, sizeof(line), f) != NULL) {
+        found = strstr(line, " WARN queue.db is slow: ") != NULL;
+    }
+    fclose(f);
+    assert_true(found);
+    bulkupsert_client_close(c);
+    free(tok);
+    assert_int_equal(harness_stop(&h), 0);
+}
+
 // The caller's request_id (the C client sends 16 hex digits) is in the
 // debug log line of its call, with where the call's time went.
 static void
@@ -564,6 +603,7 @@ main(void)
         cmocka_unit_test(
             test_stop_after_drain_timeout_with_submit_in_journal),
         cmocka_unit_test(test_request_id_in_log),
+        cmocka_unit_test(test_slow_queue_db_is_logged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
