@@ -18,7 +18,10 @@
  * (DESIGN inv 3), and are tried again after a pause that grows, while the
  * worker goes on with its other tenants. Only a database that is not one,
  * or is corrupt, fails its jobs for good. A stop leaves held jobs
- * unfinished in queue.db: the next start resumes them.
+ * unfinished in queue.db: the next start resumes them. A job dropped for
+ * lack of memory (to pass it on, or to hold it) sets its tenant aside
+ * until the next start (pool_set_aside), so that no later job of the
+ * tenant applies before it.
  */
 #include "work/pool.h"
 
@@ -59,6 +62,11 @@
 // How long a worker waits for the next job of a batch.
 #define POOL_BATCH_WAIT_MS 3
 
+// The set of tenants set aside: a job of theirs was dropped (no memory to
+// pass it on or hold it), so their later jobs must not apply before it.
+// A bit per hash: a tenant sharing a set-aside tenant's bit waits too.
+#define POOL_ASIDE_BITS 1024
+
 // The message that tells a worker to stop: empty (a job's never is).
 #define POOL_STOP_LEN 0
 
@@ -91,6 +99,7 @@ struct pool_outgoing {
     int             worker;
     size_t          len;
     char            text[160]; // "<seq> <job_id> <tenant>"
+    char            tenant[64];
 };
 
 struct bu_pool {
@@ -103,6 +112,8 @@ struct bu_pool {
     pthread_t             dispatcher;
     bool                  dispatcher_started;
     atomic_bool           stopping; // set by bu_pool_stop
+    // Tenants set aside until the next start (pool_set_aside), a bit each.
+    _Atomic uint64_t aside[POOL_ASIDE_BITS / 64];
     // Copies the tenants' WALs back while the workers report and gather.
     struct bu_checkpointer *checkpointer;
 };
@@ -439,6 +450,38 @@ pool_held_failed(struct pool_worker *w, struct pool_held *h, int rv)
     pool_note(w, h->jobs, h->n, rv);
 }
 
+static uint32_t
+pool_aside_bit(const char *tenant)
+{
+    uint32_t h = pool_hash(tenant);
+    return (h ^ (h >> 16)) % POOL_ASIDE_BITS; // not the worker's choice
+}
+
+// pool_set_aside is called where a job of tenant is dropped: it stays
+// QUEUED in queue.db, and so must every later job of the tenant, or the
+// next start would apply the dropped one over newer values (DESIGN inv 3).
+// From any thread.
+static void
+pool_set_aside(struct bu_pool *pool, const char *tenant, const char *why)
+{
+    uint32_t b = pool_aside_bit(tenant);
+    uint64_t bit = UINT64_C(1) << (b % 64);
+    if ((atomic_fetch_or(&pool->aside[b / 64], bit) & bit) == 0) {
+        BU_ERROR("tenant %s: a job could not be passed on (%s); it and the "
+                 "tenant's later jobs stay queued until the next start, "
+                 "which applies them in order",
+            tenant, why);
+    }
+}
+
+static bool
+pool_is_aside(struct bu_pool *pool, const char *tenant)
+{
+    uint32_t b = pool_aside_bit(tenant);
+    return (atomic_load(&pool->aside[b / 64]) & (UINT64_C(1) << (b % 64)))
+        != 0;
+}
+
 // pool_run_group runs the jobs of one tenant, in order: behind the jobs
 // already held for that tenant, or now; the ones that meet storage
 // trouble are held.
@@ -449,12 +492,13 @@ pool_run_group(struct pool_worker *w, struct pool_job *const *jobs, size_t n)
     for (size_t i = 0; i < n; i++) {
         copy[i] = *jobs[i];
     }
+    if (pool_is_aside(w->pool, copy[0].tenant)) {
+        return; // they stay QUEUED, behind the dropped one
+    }
     struct pool_held *h = pool_held_find(w, copy[0].tenant);
     if (h != NULL) {
         if (pool_held_add(w, copy, n) == NULL) {
-            BU_ERROR("worker %d: tenant %s: out of memory holding %zu jobs; "
-                     "they resume at the next start",
-                w->index, copy[0].tenant, n);
+            pool_set_aside(w->pool, copy[0].tenant, "out of memory");
         }
         return;
     }
@@ -464,9 +508,7 @@ pool_run_group(struct pool_worker *w, struct pool_job *const *jobs, size_t n)
         return;
     }
     if ((h = pool_held_add(w, copy + done, n - done)) == NULL) {
-        BU_ERROR("worker %d: tenant %s: out of memory holding %zu jobs; "
-                 "they resume at the next start",
-            w->index, copy[0].tenant, n - done);
+        pool_set_aside(w->pool, copy[0].tenant, "out of memory");
         return;
     }
     pool_held_failed(w, h, rv);
@@ -676,9 +718,7 @@ pool_dispatcher_main(void *arg)
         int rv = nng_send(
             pool->workers[out->worker].push, out->text, out->len, 0);
         if (rv != 0) {
-            BU_WARN("dispatch to worker %d: %s; the job stays queued for the "
-                    "next start",
-                out->worker, nng_strerror(rv));
+            pool_set_aside(pool, out->tenant, nng_strerror(rv));
         }
         bu_free(out);
     }
@@ -737,8 +777,10 @@ bu_pool_dispatch(
 {
     struct pool_outgoing *out;
     if (BU_ALLOC_STRUCT(out) == NULL) {
+        pool_set_aside(pool, tenant, "out of memory");
         return BU_ENOMEM;
     }
+    snprintf(out->tenant, sizeof(out->tenant), "%s", tenant);
     out->worker = (int) (pool_hash(tenant) % (uint32_t) pool->nworkers);
     int n = snprintf(out->text, sizeof(out->text), "%lld %s %s",
         (long long) seq, job_id, tenant);

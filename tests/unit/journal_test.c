@@ -968,6 +968,104 @@ test_pool_stop_while_workers_wait(void **state)
     pthread_mutex_destroy(&g.mu);
 }
 
+// A job that cannot be passed on to its worker (no memory) stays QUEUED,
+// and so must every later job of its tenant: applied before it, they would
+// be overwritten by it at the next start (DESIGN inv 3). Other tenants go
+// on.
+struct claims {
+    pthread_mutex_t mu;
+    char            ids[16][BU_JOB_ID_SIZE];
+    size_t          n;
+};
+
+static int
+record_claim(void *arg, const char *const *ids, size_t n, int *rvs)
+{
+    struct claims *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < n; i++) {
+        if (c->n < 16) {
+            snprintf(c->ids[c->n++], BU_JOB_ID_SIZE, "%s", ids[i]);
+        }
+        rvs[i] = BU_ENOENT;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return BU_OK;
+}
+
+static bool
+claimed(struct claims *c, const char *id)
+{
+    bool found = false;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->n; i++) {
+        found = found || strcmp(c->ids[i], id) == 0;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return found;
+}
+
+static void
+test_dropped_job_sets_its_tenant_aside(void **state)
+{
+    struct env     *e = *state;
+    struct bu_jobs *q = NULL;
+    assert_rv(bu_jobs_open(&q, e->qpath, BU_SQL_WRITER), BU_OK);
+    bu_jobs_close(q);
+    struct claims c = { .n = 0 };
+    pthread_mutex_init(&c.mu, NULL);
+    struct bu_pool_config cfg = {
+        .data_dir = e->dir,
+        .nworkers = 1,
+        .max_open_tenants = 1,
+        .claim = record_claim,
+        .on_event = gate_event,
+        .event_arg = &c,
+    };
+    struct bu_pool *pool = NULL;
+    assert_rv(bu_pool_start(&pool, &cfg), BU_OK);
+    const char *a1 = "0190b7c4-5a4e-7c1d-9b7e-000000000001";
+    const char *a2 = "0190b7c4-5a4e-7c1d-9b7e-000000000002";
+    const char *z1 = "0190b7c4-5a4e-7c1d-9b7e-000000000003";
+    const char *z0 = "0190b7c4-5a4e-7c1d-9b7e-000000000004";
+    // First the worker is up (its start allocates: the failure injected
+    // below is for every thread).
+    assert_rv(bu_pool_dispatch(pool, "zeta", 1, z0), BU_OK);
+    int64_t deadline = bu_mono_ms() + WAIT_MS;
+    while (!claimed(&c, z0) && bu_mono_ms() < deadline) {
+        sleep_ms(5);
+    }
+    assert_true(claimed(&c, z0));
+    bu_alloc_fail_after(0);
+    int rv = bu_pool_dispatch(pool, "acme", 1, a1);
+    bu_alloc_fail_after(-1);
+    assert_rv(rv, BU_ENOMEM);
+    assert_rv(bu_pool_dispatch(pool, "acme", 2, a2), BU_OK);
+    assert_rv(bu_pool_dispatch(pool, "zeta", 3, z1), BU_OK);
+    deadline = bu_mono_ms() + WAIT_MS;
+    while (!claimed(&c, z1) && bu_mono_ms() < deadline) {
+        sleep_ms(5);
+    }
+    assert_true(claimed(&c, z1));
+    sleep_ms(50); // a2 went first: it would have been claimed by now
+    assert_false(claimed(&c, a2));
+    bu_pool_stop(pool);
+    bu_pool_free(pool);
+
+    // The next start takes acme's jobs again.
+    assert_rv(bu_pool_start(&pool, &cfg), BU_OK);
+    assert_rv(bu_pool_dispatch(pool, "acme", 1, a1), BU_OK);
+    assert_rv(bu_pool_dispatch(pool, "acme", 2, a2), BU_OK);
+    deadline = bu_mono_ms() + WAIT_MS;
+    while (!claimed(&c, a2) && bu_mono_ms() < deadline) {
+        sleep_ms(5);
+    }
+    assert_true(claimed(&c, a1) && claimed(&c, a2));
+    bu_pool_stop(pool);
+    bu_pool_free(pool);
+    pthread_mutex_destroy(&c.mu);
+}
+
 // ---- storage trouble: a tenant database's writes fail for a while ----
 
 // SQLite's unix VFS makes its writes through a system call table that a
@@ -1212,6 +1310,7 @@ test_other_tenants_go_on_while_one_is_held(void **state)
 
 static struct {
     atomic_int claim_fail; // the next N claims' turns fail (queue.db writes)
+    atomic_int claim_failed; // claims failed so far, the fault off again
     atomic_int event_fail; // the next N finished events' turns fail
     atomic_int event_drop; // the next N finished events are lost
 } hook;
@@ -1226,6 +1325,7 @@ hooked_claim(void *arg, const char *const *ids, size_t n, int *rvs)
         int rv = bu_journal_claim(arg, ids, n, rvs);
         atomic_store(&fault.on, false);
         fault.match = "/tenants/";
+        atomic_fetch_add(&hook.claim_failed, 1);
         return rv;
     }
     return bu_journal_claim(arg, ids, n, rvs);
@@ -1266,7 +1366,15 @@ test_failed_claim_is_retried_in_order(void **state)
     assert_non_null(subs);
     const char **ids = trouble_begin(e, subs, 3);
     atomic_store(&hook.claim_fail, 1);
+    atomic_store(&hook.claim_failed, 0);
     submit_one(e, &subs[1], 2, "k1", "first");
+    // Until the hook has turned the fault off, the next submit's turn
+    // would fail too (it did, now and then, under ASan).
+    int64_t deadline = bu_mono_ms() + WAIT_MS;
+    while (atomic_load(&hook.claim_failed) < 1 && bu_mono_ms() < deadline) {
+        sleep_ms(5);
+    }
+    assert_int_equal(atomic_load(&hook.claim_failed), 1);
     assert_true(fault_wait_failures(1));
     submit_one(e, &subs[2], 3, "k1", "second");
     trouble_end(e, ids, subs);
@@ -1398,6 +1506,8 @@ main(void)
             test_journal_stop_unstarted, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(
             test_pool_stop_while_workers_wait, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_dropped_job_sets_its_tenant_aside, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(
             test_pool_dispatch_never_waits, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(
