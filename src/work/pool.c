@@ -35,6 +35,7 @@
 #include "work/apply.h"
 
 #include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
 #include <stdatomic.h>
 #include <nng/protocol/pipeline0/pull.h>
 #include <nng/protocol/pipeline0/push.h>
@@ -66,6 +67,9 @@
 // pass it on or hold it), so their later jobs must not apply before it.
 // A bit per hash: a tenant sharing a set-aside tenant's bit waits too.
 #define POOL_ASIDE_BITS 1024
+
+// The pause after a failed receive or stop message before the next try.
+#define POOL_RECV_PAUSE_MS 10
 
 // The message that tells a worker to stop: empty (a job's never is).
 #define POOL_STOP_LEN 0
@@ -413,6 +417,9 @@ pool_held_add(struct pool_worker *w, const struct pool_job *jobs, size_t n)
         }
         struct pool_job *p = bu_realloc(h->jobs, cap * sizeof(*p));
         if (p == NULL) {
+            if (h->n == 0) {
+                w->nheld--; // the entry just made, still empty (the last)
+            }
             return NULL;
         }
         h->jobs = p;
@@ -623,14 +630,20 @@ pool_worker_main(void *arg)
                                             : pool_held_wait_ms(w));
         int rv = nng_recvmsg(w->pull, &msg, 0);
         if (rv == NNG_ETIMEDOUT) {
-            pool_run_held(w);
+            if (!atomic_load(&w->pool->stopping)) {
+                pool_run_held(w);
+            }
             continue;
         }
-        if (rv != 0) {
-            if (rv != NNG_ECLOSED) {
-                BU_ERROR("worker %d: recv: %s", w->index, nng_strerror(rv));
-            }
+        if (rv == NNG_ECLOSED) {
             break;
+        }
+        if (rv != 0) {
+            // Out of memory, say: the worker must go on draining its pipe,
+            // or the dispatcher (and the stop) would wait on it for good.
+            BU_ERROR("worker %d: recv: %s", w->index, nng_strerror(rv));
+            nng_msleep(POOL_RECV_PAUSE_MS);
+            continue;
         }
         if (batch == NULL) {
             // No memory for a batch: the job stays queued on disk.
@@ -814,14 +827,13 @@ bu_pool_stop(struct bu_pool *pool)
     }
     for (int i = 0; i < pool->nworkers; i++) {
         struct pool_worker *w = &pool->workers[i];
-        if (w->started) {
-            int rv = nng_send(w->push, "", POOL_STOP_LEN, 0);
-            if (rv != 0) {
-                // Cannot happen while the push socket is open; closing the
-                // pull socket still ends the worker's receive.
-                BU_ERROR("worker %d: stop: %s", i, nng_strerror(rv));
-                nng_close(w->pull);
-            }
+        // Sent again until it goes (out of memory, say): closing the pull
+        // socket under the worker instead is the race told at the top.
+        int rv;
+        while (w->started
+            && (rv = nng_send(w->push, "", POOL_STOP_LEN, 0)) != 0) {
+            BU_ERROR("worker %d: stop: %s", i, nng_strerror(rv));
+            nng_msleep(POOL_RECV_PAUSE_MS);
         }
     }
     for (int i = 0; i < pool->nworkers; i++) {
