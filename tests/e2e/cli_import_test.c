@@ -1186,16 +1186,10 @@ test_import_resends_late_answers(void **state)
     struct fixture *f = *state;
     const char     *path = write_quoted_csv(&f->h, "late.csv", 200, 0);
     long            before = queued_jobs(f);
-    char            dbpath[512];
     struct qlock    q = { .hold_ms = 1200 };
     pthread_t       t;
 
-    snprintf(dbpath, sizeof(dbpath), "%s/queue.db", f->h.data);
-    assert_int_equal(sqlite3_open(dbpath, &q.db), SQLITE_OK);
-    // The daemon may be writing queue.db at this moment.
-    sqlite3_busy_timeout(q.db, 10000);
-    assert_int_equal(
-        sqlite3_exec(q.db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    q.db = harness_lock_db(&f->h, "queue.db");
     assert_int_equal(pthread_create(&t, NULL, qlock_release_later, &q), 0);
     CLI(0, &f->h, f->tok, "--timeout", "300", "import", path, "--batch",
         "100", "--retries", "30", "--progress", "none", "--json", END);
@@ -1215,13 +1209,7 @@ test_import_retries_busy(void **state)
     CLI(0, &f->h, f->tok, "import", one, "--wait", END);
 
     const char *path = write_quoted_csv(&f->h, "busy.csv", 300, 0);
-    char        dbpath[512];
-    sqlite3    *db = NULL;
-    snprintf(dbpath, sizeof(dbpath), "%s/tenants/acme.db", f->h.data);
-    assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    assert_int_equal(
-        sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3    *db = harness_lock_db(&f->h, "tenants/acme.db");
 
     struct bg_cli *b = calloc(1, sizeof(*b));
     pthread_t      t;
@@ -1237,8 +1225,7 @@ test_import_retries_busy(void **state)
     assert_int_equal(queued_jobs(f), 2);
     harness_sleep_ms(1500);
     assert_int_equal(queued_jobs(f), 2);
-    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    harness_unlock_db(db);
     assert_int_equal(pthread_join(t, NULL), 0);
 
     if (b->rv != 0) {
@@ -1533,13 +1520,7 @@ test_import_sigint_during_retry(void **state)
     snprintf(st, sizeof(st), "%s", path_in(&f->h, "si.state"));
     const char *const args[] = { "import", path, "--batch", "1", "--retries",
         "30", "--progress", "none", "--resume", st, NULL };
-    char        dbpath[512];
-    sqlite3    *db = NULL;
-    snprintf(dbpath, sizeof(dbpath), "%s/tenants/acme.db", f->h.data);
-    assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    assert_int_equal(
-        sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3    *db = harness_lock_db(&f->h, "tenants/acme.db");
 
     int out = open(path_in(&f->h, "si.out"), O_WRONLY | O_CREAT, 0600);
     int null = open("/dev/null", O_RDONLY);
@@ -1559,8 +1540,7 @@ test_import_sigint_during_retry(void **state)
         harness_sleep_ms(10);
     }
     long long queued = queued_jobs(f);
-    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    harness_unlock_db(db);
     if (status == -1) {
         // Not stopped within 10 s: let it finish, then fail.
         wait_cli(pid);

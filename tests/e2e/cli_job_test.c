@@ -237,14 +237,8 @@ free_ids(char **ids, size_t n)
 static void
 lock_tenant(struct fixture *f)
 {
-    char path[512];
-
     assert_null(f->lock);
-    snprintf(path, sizeof(path), "%s/tenants/acme.db", f->h.data);
-    assert_int_equal(sqlite3_open(path, &f->lock), SQLITE_OK);
-    sqlite3_busy_timeout(f->lock, 10000);
-    assert_int_equal(
-        sqlite3_exec(f->lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    f->lock = harness_lock_db(&f->h, "tenants/acme.db");
 }
 
 static void
@@ -253,8 +247,7 @@ unlock_tenant(struct fixture *f)
     sqlite3 *db = f->lock;
 
     f->lock = NULL;
-    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    harness_unlock_db(db);
 }
 
 // wait_state polls GetJob until job id is in state.

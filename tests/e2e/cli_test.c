@@ -875,22 +875,6 @@ test_job_get_records(void **state)
         1 + 6 + 2 + 1); // header, records, errors, warning
 }
 
-// lock_tenant takes the write lock of tenant's database (it must exist), so
-// that a job of that tenant stays RUNNING and later ones QUEUED.
-static sqlite3 *
-lock_tenant(struct harness *h, const char *tenant)
-{
-    char     path[512];
-    sqlite3 *db = NULL;
-
-    snprintf(path, sizeof(path), "%s/tenants/%s.db", h->data, tenant);
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    assert_int_equal(
-        sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-    return db;
-}
-
 static void
 wait_running(struct fixture *f, const char *id)
 {
@@ -939,7 +923,7 @@ test_job_cancel(void **state)
     assert_has(harness_cli_err, "NOT_FOUND (http 404)");
 
     // Hold the worker on one job; the next one stays QUEUED and cancels.
-    sqlite3    *lock = lock_tenant(&f->h, "acme");
+    sqlite3    *lock = harness_lock_db(&f->h, "tenants/acme.db");
     const char *two = write_file(&f->h, "two.csv", "contact_key,name\nc1,B\n");
     const char *three
         = write_file(&f->h, "three.csv", "contact_key,name\nc1,C\n");
@@ -958,8 +942,7 @@ test_job_cancel(void **state)
     assert_has(harness_cli_err, "is RUNNING; only a QUEUED job can be cancelled");
     CLI(1, &f->h, f->tok, "job", "cancel", queued, "--json");
     assert_has(harness_cli_err, "is CANCELLED");
-    assert_int_equal(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), 0);
-    sqlite3_close(lock);
+    harness_unlock_db(lock);
 
     bulkupsert_client *c = harness_client(&f->h, f->tok);
     job = harness_wait_job(c, running);

@@ -2195,28 +2195,6 @@ test_status_codes_table(void **state)
     g_case = "";
 }
 
-// lock_tenant takes the write lock of tenant's database, so that its jobs
-// wait, RUNNING or QUEUED, until unlock_tenant.
-static sqlite3 *
-lock_tenant(struct harness *h, const char *tenant)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/tenants/%s.db", h->data, tenant);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    assert_int_equal(
-        sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-    return db;
-}
-
-static void
-unlock_tenant(sqlite3 *db)
-{
-    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-}
-
 // 429: a daemon whose queue holds one job; the job is held unfinished by
 // the tenant's write lock, so the next submit finds the queue full.
 static void
@@ -2236,7 +2214,7 @@ test_status_429_queue_full(void **state)
         .rows = { { S("q1") } } };
     free(submit_wait(c, &q0, DONE)); // the tenant's database exists now
 
-    sqlite3 *lock = lock_tenant(&h2, "busy");
+    sqlite3 *lock = harness_lock_db(&h2, "tenants/busy.db");
     Bulkupsert__V1__SubmitBulkUpsertRequest req;
     req_build(&q1, &req);
     char *held = submit_job(c, &req);
@@ -2252,7 +2230,7 @@ test_status_429_queue_full(void **state)
     bulkupsert_status_clear(&st);
     CHECK_INT(tenant_jobs(&h2, "busy"), 2); // the refused one is not there
 
-    unlock_tenant(lock);
+    harness_unlock_db(lock);
     Bulkupsert__V1__Job *job = harness_wait_job(c, held);
     CHECK_INT(job->state, DONE);
     bulkupsert__v1__job__free_unpacked(job, NULL);

@@ -918,3 +918,24 @@ harness_cli_expect(
             line, rv, want, harness_cli_out, harness_cli_err);
     }
 }
+
+sqlite3 *
+harness_lock_db(const struct harness *h, const char *rel)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", h->data, rel);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    // The daemon may be writing it at this moment.
+    sqlite3_busy_timeout(db, 10000);
+    assert_int_equal(
+        sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    return db;
+}
+
+void
+harness_unlock_db(sqlite3 *db)
+{
+    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}

@@ -10,6 +10,7 @@
 #define BU_TESTS_HARNESS_H
 
 #include <stddef.h>
+#include <sqlite3.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -103,6 +104,12 @@ int harness_slow(void);
 // when it had died by itself) and removes the folder; for a cmocka
 // teardown after a failed test. Never fails; a no-op on a stopped harness.
 void harness_abort(struct harness *h);
+
+// harness_lock_db takes the write lock of the daemon's database rel
+// (under its data folder: "queue.db", "tenants/acme.db"), as another
+// program could; harness_unlock_db commits and closes it.
+sqlite3 *harness_lock_db(const struct harness *h, const char *rel);
+void harness_unlock_db(sqlite3 *db);
 
 // harness_stop_lenient is harness_stop, except that a daemon whose only
 // fault at exit is a LeakSanitizer report of blocks allocated entirely

@@ -38,27 +38,6 @@ sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-// lock_tenant takes the write lock of tenant's database (it must exist).
-static sqlite3 *
-lock_tenant(struct harness *h, const char *tenant)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/tenants/%s.db", h->data, tenant);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    assert_int_equal(
-        sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-    return db;
-}
-
-static void
-unlock_tenant(sqlite3 *db)
-{
-    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-}
-
 // set_import_ok calls SetImportEnabled and fails the test, with the
 // answer's code and message, unless it succeeded.
 static void
@@ -198,7 +177,7 @@ test_cancel_only_while_queued(void **state)
     wait_state(c, submit_ok(c, "k1", "first", NULL),
         BULKUPSERT__V1__JOB_STATE__JOB_STATE_COMPLETED);
 
-    sqlite3 *lock = lock_tenant(&h, "acme");
+    sqlite3 *lock = harness_lock_db(&h, "tenants/acme.db");
     char running[37], queued[37];
     snprintf(running, sizeof(running), "%s", submit_ok(c, "k1", "second", NULL));
     wait_state(c, running, BULKUPSERT__V1__JOB_STATE__JOB_STATE_RUNNING);
@@ -232,7 +211,7 @@ test_cancel_only_while_queued(void **state)
     bulkupsert_client_close(oc);
     free(ro);
 
-    unlock_tenant(lock);
+    harness_unlock_db(lock);
     wait_state(c, running, BULKUPSERT__V1__JOB_STATE__JOB_STATE_COMPLETED);
     // The cancelled job never applied: the running one's value stays.
     char buf[64];
@@ -325,7 +304,7 @@ test_tenant_queue_limit_429(void **state)
     char *tok = NULL;
     bulkupsert_client *c = start_with_acme(&h, args, &tok);
 
-    sqlite3 *lock = lock_tenant(&h, "acme");
+    sqlite3 *lock = harness_lock_db(&h, "tenants/acme.db");
     char held[37];
     snprintf(held, sizeof(held), "%s", submit_ok(c, "k1", "x", NULL));
     char second[37];
@@ -349,7 +328,7 @@ test_tenant_queue_limit_429(void **state)
     char gid[37];
     snprintf(gid, sizeof(gid), "%s", submit_ok(g, "g1", "x", NULL));
 
-    unlock_tenant(lock);
+    harness_unlock_db(lock);
     wait_state(c, held, BULKUPSERT__V1__JOB_STATE__JOB_STATE_COMPLETED);
     wait_state(g, gid, BULKUPSERT__V1__JOB_STATE__JOB_STATE_COMPLETED);
     bulkupsert_client_close(g);
@@ -376,7 +355,7 @@ test_worker_waits_out_a_locked_open(void **state)
     assert_int_equal(harness_signal(&h, SIGTERM), 0);
     harness_restart(&h, NULL);
     c = harness_client(&h, tok);
-    sqlite3 *lock = lock_tenant(&h, "acme");
+    sqlite3 *lock = harness_lock_db(&h, "tenants/acme.db");
     char held[37];
     snprintf(held, sizeof(held), "%s", submit_ok(c, "k1", "x", NULL));
     // Past the worker's first busy timeout, GetJob tells why the job waits
@@ -390,7 +369,7 @@ test_worker_waits_out_a_locked_open(void **state)
     assert_int_equal(now, BULKUPSERT__V1__JOB_STATE__JOB_STATE_RUNNING);
     assert_non_null(strstr(error, "waiting to be applied: the tenant's "
                                   "database is locked by another program"));
-    unlock_tenant(lock);
+    harness_unlock_db(lock);
     wait_state(c, held, BULKUPSERT__V1__JOB_STATE__JOB_STATE_COMPLETED);
     assert_int_equal(job_get(c, held, error, sizeof(error)),
         BULKUPSERT__V1__JOB_STATE__JOB_STATE_COMPLETED);
@@ -439,7 +418,7 @@ test_sigterm_answers_503_and_finishes_calls(void **state)
     bulkupsert_client *c = start_with_acme(&h, NULL, &tok);
 
     // AddColumn waits for the tenant's write lock: a call in flight.
-    sqlite3 *lock = lock_tenant(&h, "acme");
+    sqlite3 *lock = harness_lock_db(&h, "tenants/acme.db");
     struct add_call ac = { .h = &h, .token = tok };
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, add_column_main, &ac), 0);
@@ -457,7 +436,7 @@ test_sigterm_answers_503_and_finishes_calls(void **state)
         sleep_ms(10);
     }
     assert_int_equal(code, BULKUPSERT_UNAVAILABLE);
-    unlock_tenant(lock);
+    harness_unlock_db(lock);
     pthread_join(t, NULL);
     // The call in flight got its answer: the column was added.
     assert_int_equal(ac.code, BULKUPSERT_OK);
@@ -497,13 +476,7 @@ test_stop_after_drain_timeout_with_submit_in_journal(void **state)
     const char *const extra[] = { "--drain-timeout", "0", NULL };
     bulkupsert_client *c = start_with_acme(&h, extra, &tok);
 
-    char path[512];
-    snprintf(path, sizeof(path), "%s/queue.db", h.data);
-    sqlite3 *lock = NULL;
-    assert_int_equal(sqlite3_open(path, &lock), SQLITE_OK);
-    sqlite3_busy_timeout(lock, 10000);
-    assert_int_equal(
-        sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3 *lock = harness_lock_db(&h, "queue.db");
     bulkupsert_client *c2 = harness_client(&h, tok);
     struct submit_call sc = { .c = c2, .code = -1 };
     pthread_t t;
@@ -511,8 +484,7 @@ test_stop_after_drain_timeout_with_submit_in_journal(void **state)
     sleep_ms(500); // the submit waits in the journal for the lock
     kill(h.pid, SIGTERM);
     sleep_ms(500); // the drain times out; the service stops
-    assert_int_equal(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(lock);
+    harness_unlock_db(lock);
     assert_int_equal(harness_signal(&h, SIGTERM), 0); // a clean exit
     pthread_join(t, NULL);
     assert_int_not_equal(sc.code, -1);
@@ -532,19 +504,12 @@ test_slow_queue_db_is_logged(void **state)
     struct harness h;
     char *tok = NULL;
     bulkupsert_client *c = start_with_acme(&h, NULL, &tok);
-    char path[512];
-    snprintf(path, sizeof(path), "%s/queue.db", h.data);
-    sqlite3 *lock = NULL;
-    assert_int_equal(sqlite3_open(path, &lock), SQLITE_OK);
-    sqlite3_busy_timeout(lock, 10000);
-    assert_int_equal(
-        sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3 *lock = harness_lock_db(&h, "queue.db");
     struct submit_call sc = { .c = c, .code = -1 };
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, submit_main, &sc), 0);
     sleep_ms(1500);
-    assert_int_equal(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(lock);
+    harness_unlock_db(lock);
     pthread_join(t, NULL);
     assert_int_equal(sc.code, BULKUPSERT_OK);
     FILE *f = fopen(h.log, "r");
