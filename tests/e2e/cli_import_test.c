@@ -1085,6 +1085,26 @@ test_import_checks_first(void **state)
     CLI(2, &f->h, f->tok, "import", path, "--resume", abs_st, "--errors",
         "new.state", END);
     assert_has(harness_cli_err, "is the --resume state file");
+    // Nor through a link that leads to it (writing through the link would
+    // create it), relative or absolute, over two hops.
+    assert_int_equal(symlink("new.state", "link.state"), 0);
+    assert_int_equal(symlink(abs_st, "abs-link.state"), 0);
+    assert_int_equal(symlink("link.state", "hop.state"), 0);
+    CLI(2, &f->h, f->tok, "import", path, "--resume", "new.state", "--errors",
+        "link.state", END);
+    assert_has(harness_cli_err, "is the --resume state file");
+    CLI(2, &f->h, f->tok, "import", path, "--resume", "abs-link.state",
+        "--errors", "./new.state", END);
+    assert_has(harness_cli_err, "is the --resume state file");
+    CLI(2, &f->h, f->tok, "import", path, "--resume", "hop.state", "--errors",
+        abs_st, END);
+    assert_has(harness_cli_err, "is the --resume state file");
+    // A link to a file of another name is another file; a loop is no file.
+    assert_int_equal(symlink("loop-b.state", "loop-a.state"), 0);
+    assert_int_equal(symlink("loop-a.state", "loop-b.state"), 0);
+    CLI(2, &f->h, f->tok, "import", path, "--resume", "loop-a.state",
+        "--errors", "new.state", END);
+    assert_lacks(harness_cli_err, "is the --resume state file");
     assert_int_equal(access(abs_st, F_OK), -1);
     assert_int_equal(chdir(cwd), 0);
     assert_int_equal(queued_jobs(f), 0);

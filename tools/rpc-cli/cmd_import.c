@@ -256,12 +256,50 @@ import_hook(const char *name)
     return cli_parse_long(getenv(name), 1, 1L << 30, &n) == 0 ? n : 0;
 }
 
-// Returns where path, a file that does not exist yet, would be created:
-// the realpath of its folder, "/" and its base name (free it); NULL when
-// the folder cannot be resolved or out of memory.
+// Returns the name path leads to through symbolic links that lead nowhere
+// yet (writing through one creates its target), path itself when it is
+// no link (free it); NULL when out of memory, unreadable, or looping.
 static char *
-import_future_path(const char *path)
+import_follow_links(const char *path)
 {
+    char *cur = strdup(path);
+    for (int hops = 0; cur != NULL; hops++) {
+        struct stat st;
+        if (lstat(cur, &st) != 0 || !S_ISLNK(st.st_mode)) {
+            return cur;
+        }
+        char    target[4096];
+        ssize_t n = readlink(cur, target, sizeof(target) - 1);
+        char   *next = NULL;
+        if (n > 0 && hops < 40) {
+            target[n] = '\0';
+            // A relative target is relative to the link's folder.
+            char  *dcopy = strdup(cur);
+            char  *dir = dcopy != NULL ? dirname(dcopy) : NULL;
+            size_t len = (dir != NULL ? strlen(dir) : 0) + (size_t) n + 2;
+            if (dir != NULL && (next = malloc(len)) != NULL) {
+                snprintf(
+                    next, len, "%s/%s", target[0] == '/' ? "" : dir, target);
+            }
+            free(dcopy);
+        }
+        free(cur);
+        cur = next;
+    }
+    return NULL;
+}
+
+// Returns where path, a file that does not exist yet, would be created:
+// the realpath of its folder, "/" and its base name (free it), after any
+// links that lead nowhere yet; NULL when the folder cannot be resolved or
+// out of memory.
+static char *
+import_future_path(const char *given)
+{
+    char *path = import_follow_links(given);
+    if (path == NULL) {
+        return NULL;
+    }
     char *dcopy = strdup(path);
     char *bcopy = strdup(path);
     char *dir = NULL;
@@ -279,14 +317,15 @@ import_future_path(const char *path)
     free(dir);
     free(dcopy);
     free(bcopy);
+    free(path);
     return out;
 }
 
 // Whether paths a and b name the same file: the same device and inode
 // when both exist; neither when only one exists; when neither does, the
 // same base name in the same folder (by realpath, so that "st.json",
-// "./st.json" and "$PWD/st.json" agree), or, when a folder cannot be
-// resolved (nothing can be created there), the same string.
+// "./st.json", "$PWD/st.json" and a link to it agree), or, when a folder
+// cannot be resolved (nothing can be created there), the same string.
 static int
 import_same_file(const char *a, const char *b)
 {
