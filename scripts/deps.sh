@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake pkg-config clang-format
+  build-essential cmake pkg-config clang-format cppcheck
   libnng-dev libsodium-dev libprotobuf-c-dev protobuf-c-compiler
   libsqlite3-dev libjansson-dev libcsv-dev libcmocka-dev
   clang libclang-rt-14-dev

@@ -18,6 +18,11 @@ echo "== format (src/, clients/c, tools/rpc-cli: clang-format, .clang-format)"
 clang-format --dry-run --Werror src/*.c src/*/*.[ch] clients/c/src/*.[ch] \
   clients/c/include/*.h tools/rpc-cli/*.[ch]
 
+echo "== cppcheck (src/, clients/c, tools/rpc-cli)"
+cppcheck --quiet --enable=warning,performance,portability --std=c11 \
+  --inline-suppr --error-exitcode=1 -I src -I clients/c/include \
+  src clients/c/src tools/rpc-cli
+
 echo "== normal build"
 run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 echo "== ASan + UBSan build"

@@ -91,6 +91,8 @@ bu__status_set(struct bulkupsert_status *status, int code,
         va_end(ap);
     }
     status->message = message != NULL ? message : status_oom_text;
+    // status owns message: cppcheck does not follow the conditional.
+    // cppcheck-suppress memleak
 }
 
 // Copies s, or returns NULL for NULL. *failedp is set when a copy of a
