@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
  * The transport of the C client: one RPC is one bulkupsert_call, driven by
- * two nng_aios whose callback (call_cb) moves it along; no thread waits for
- * it. One aio sends and receives; the other only sleeps, because in nng
- * 1.5.2 an aio that has slept once reports a later timeout as success
- * (its sleep flag sticks). bu__call_start packs the request into an RpcRequest
- * envelope on the caller's thread, opens the call's req0 context and starts
- * the first step; every later step runs in the callback:
+ * three nng_aios whose callbacks move it along; no thread waits for it.
+ * aio sends and receives, sleep_aio waits before an attempt (both call
+ * call_cb), and timer_aio keeps the deadline of an attempt (call_timer_cb).
+ * The last two only ever sleep, because in nng 1.5.2 an aio that has slept
+ * once reports a later timeout as success (its sleep flag sticks).
+ * bu__call_start packs the request into an RpcRequest envelope on the
+ * caller's thread, opens the call's req0 context and starts the first
+ * step; every later step runs in a callback:
  *
  *             call_wait_done              call_send_done
  *   WAIT ──(at once, or backoff)──────► SEND ──(ctx send)──► RECV
@@ -17,10 +19,20 @@
  *                                         ▼ no retry, or cancelled
  *                                       DONE (call_finish)
  *
+ *   timer_aio, armed by call_send for the attempt's timeout: when it
+ *   fires in SEND or RECV, call_timer_cb aborts aio with NNG_ETIMEDOUT.
+ *
  * The first step is sleep_aio completed at once (nng_aio_begin and
  * nng_aio_finish), so that every outcome, a request that cannot be packed
  * included, reaches the caller the same way: through the callback, run on
  * an nng thread, never inside bu__call_start.
+ *
+ * aio itself never has a timeout. nng 1.5.2 expires one on its own thread,
+ * which calls the protocol's cancel function (it locks the context's
+ * socket) only after letting go of its own lock; a reply that completed
+ * the aio in between let this call finish, close its context and the
+ * client close the socket, and the expiry then ran on freed memory. The
+ * timer aborts aio under call->mtx instead, as a cancel does (inv 2).
  *
  * The socket never resends (NNG_OPT_REQ_RESENDTIME is infinite): a resent
  * submit would queue a second job. Retries are decided here, only when
@@ -30,14 +42,17 @@
  * DEADLINE_EXCEEDED, and the request may have been applied.
  *
  * Invariants:
- * 1. A call has at most one nng operation pending: on sleep_aio in
- *    CALL_WAIT, on aio in CALL_SEND and CALL_RECV. State
+ * 1. A call has at most one step pending: on sleep_aio in CALL_WAIT, on
+ *    aio in CALL_SEND and CALL_RECV (beside it, the timer of inv 5). State
  *    changes and the submit of the next operation happen under call->mtx,
  *    as the last thing before unlocking; nng runs the callback on another
  *    thread (never inside the submit), so it waits for the lock.
  * 2. bulkupsert_call_cancel sets cancelled and aborts the pending aio under
  *    call->mtx, so a cancel can never fall between a callback reading its
- *    result and submitting the next step: that step sees the flag.
+ *    result and submitting the next step: that step sees the flag. The
+ *    timer's abort runs under call->mtx too; since call_finish takes
+ *    call->mtx before it closes the context, the context and the socket
+ *    outlive any abort's cancel function.
  * 3. Two references keep a call alive: the caller's (bulkupsert_call_free)
  *    and the machine's (dropped by call_finish after the done callback has
  *    returned). Whoever drops the last frees it; the aios go through
@@ -46,6 +61,16 @@
  *    and counted in client->ncalls until its done callback has returned;
  *    bulkupsert_client_close waits for ncalls to reach 0. After
  *    call_finish the call never touches its client again.
+ * 5. timer_busy is set (under call->mtx) from the timer's nng_sleep_aio
+ *    until call_timer_cb has run, and nothing arms the timer while it is
+ *    set: a new attempt finding it set leaves the arming to call_timer_cb,
+ *    which gives the attempt then in SEND or RECV what is left of
+ *    call->deadline. When an attempt's operation ends (to WAIT or to
+ *    completion) call_cb cancels the timer, which touches no socket.
+ *    call_finish runs only once the timer is idle: call_cb runs it when
+ *    timer_busy is clear, else sets finish_owed and call_timer_cb runs it.
+ *    So the call is neither freed nor counted finished (inv 3, 4) while its
+ *    timer can still call back, and no callback waits for another.
  */
 #include "bulkupsert.h"
 
@@ -78,21 +103,24 @@ struct bulkupsert_call {
     void                            *arg;
     nng_aio                         *aio;       // send and receive
     nng_aio                         *sleep_aio; // waits
+    nng_aio                         *timer_aio; // deadlines of attempts
     nng_ctx                          ctx;
     int                              timeout_ms;
     struct bulkupsert_retry          retry;
 
     pthread_mutex_t mtx;
-    pthread_cond_t  done_cv;   // signalled when state becomes CALL_DONE
-    enum call_state state;     // guarded by mtx
-    nng_msg        *request;   // guarded by mtx; NULL when packing failed
-    unsigned        attempts;  // guarded by mtx; requests made so far
-    unsigned        dial_gen;  // guarded by mtx; dialer of this attempt
-    int64_t         deadline;  // guarded by mtx; end of this attempt
-    int             cancelled; // guarded by mtx
-    int             abandoned; // guarded by mtx; freed before completing
-    int             done_owed; // guarded by mtx; the done callback runs
-    int             nrefs;     // guarded by mtx; inv 3
+    pthread_cond_t  done_cv;     // signalled when state becomes CALL_DONE
+    enum call_state state;       // guarded by mtx
+    nng_msg        *request;     // guarded by mtx; NULL when packing failed
+    unsigned        attempts;    // guarded by mtx; requests made so far
+    unsigned        dial_gen;    // guarded by mtx; dialer of this attempt
+    int64_t         deadline;    // guarded by mtx; end of this attempt
+    int             cancelled;   // guarded by mtx
+    int             abandoned;   // guarded by mtx; freed before completing
+    int             done_owed;   // guarded by mtx; the done callback runs
+    int             timer_busy;  // guarded by mtx; inv 5
+    int             finish_owed; // guarded by mtx; inv 5
+    int             nrefs;       // guarded by mtx; inv 3
     struct bulkupsert_status status; // guarded by mtx
     ProtobufCMessage        *reply;  // guarded by mtx; with an OK status
 
@@ -305,6 +333,24 @@ call_next(struct bulkupsert_call *call, int sent)
     return 0;
 }
 
+// Arms the timer for the current attempt to fire in ms (inv 5). If the
+// timer of an earlier attempt has not yet called back, it is left alone:
+// nng forbids starting an aio whose last operation has not completed, and
+// call_timer_cb arms it for this attempt when it runs.
+static void
+call_timer_arm(struct bulkupsert_call *call, int64_t ms)
+{
+    if (call->timer_busy) {
+        return;
+    }
+    call->timer_busy = 1;
+    // nng_duration is an int; a day is past any sensible timeout.
+    if (ms > 86400000) {
+        ms = 86400000;
+    }
+    nng_sleep_aio(ms > 0 ? (nng_duration) ms : 1, call->timer_aio);
+}
+
 // Starts the next attempt: a copy of the request goes out on the call's
 // context (the original stays for a retry). Returns 1 if the call is
 // complete instead.
@@ -321,8 +367,8 @@ call_send(struct bulkupsert_call *call)
     call->dial_gen = bu__client_dial_gen(call->client);
     call->deadline = call_mono_ms() + call->timeout_ms;
     call->state = CALL_SEND;
+    call_timer_arm(call, call->timeout_ms);
     nng_aio_set_msg(call->aio, msg);
-    nng_aio_set_timeout(call->aio, call->timeout_ms);
     nng_ctx_send(call->ctx, call->aio);
     return 0;
 }
@@ -372,8 +418,9 @@ call_send_done(struct bulkupsert_call *call, int nrv)
         call_fail(call, NNG_ETIMEDOUT, 1);
         return call_next(call, 1);
     }
+    // The attempt's timer runs on: what is left of the deadline is the
+    // receive's.
     call->state = CALL_RECV;
-    nng_aio_set_timeout(call->aio, (nng_duration) left);
     nng_ctx_recv(call->ctx, call->aio);
     return 0;
 }
@@ -405,6 +452,7 @@ call_destroy(struct bulkupsert_call *call)
     }
     nng_aio_reap(call->aio);
     nng_aio_reap(call->sleep_aio);
+    nng_aio_reap(call->timer_aio);
     pthread_cond_destroy(&call->done_cv);
     pthread_mutex_destroy(&call->mtx);
     free(call);
@@ -493,8 +541,51 @@ call_cb(void *arg)
         assert(!"a completed call has no operation pending (inv 1)");
         break;
     }
+    // The attempt is over unless it went on to its receive: its timer goes
+    // (inv 5). Only the timer's own lock is taken, and its callback runs
+    // on another thread, later.
+    if ((complete || call->state == CALL_WAIT) && call->timer_busy) {
+        nng_aio_cancel(call->timer_aio);
+    }
+    if (complete && call->timer_busy) {
+        call->finish_owed = 1; // call_timer_cb finishes the call
+        complete = 0;
+    }
     pthread_mutex_unlock(&call->mtx);
     if (complete) {
+        call_finish(call);
+    }
+}
+
+// The callback of timer_aio, on an nng thread: the deadline of an attempt
+// has passed, or the timer was cancelled (inv 5). Its result says nothing
+// (a sleep that ends reports success); the state and the clock decide.
+static void
+call_timer_cb(void *arg)
+{
+    struct bulkupsert_call *call = arg;
+    int                     finish = 0;
+
+    pthread_mutex_lock(&call->mtx);
+    call->timer_busy = 0;
+    if (call->finish_owed) {
+        finish = 1;
+    } else if ((call->state == CALL_SEND || call->state == CALL_RECV)
+        && !call->cancelled) {
+        int64_t left = call->deadline - call_mono_ms();
+        if (left > 0) {
+            // An earlier attempt's timer, or an early wake: this attempt
+            // gets what is left.
+            call_timer_arm(call, left);
+        } else {
+            // Inv 2: aborted under call->mtx, like a cancel, so the
+            // context and the socket outlive the cancel function. The
+            // send or receive fails with NNG_ETIMEDOUT in call_cb.
+            nng_aio_abort(call->aio, NNG_ETIMEDOUT);
+        }
+    }
+    pthread_mutex_unlock(&call->mtx);
+    if (finish) {
         call_finish(call);
     }
 }
@@ -566,7 +657,8 @@ bu__call_start(struct bulkupsert_client *client, const char *method,
         return BULKUPSERT_INTERNAL;
     }
     if ((nrv = nng_aio_alloc(&call->aio, call_cb, call)) != 0
-        || (nrv = nng_aio_alloc(&call->sleep_aio, call_cb, call)) != 0) {
+        || (nrv = nng_aio_alloc(&call->sleep_aio, call_cb, call)) != 0
+        || (nrv = nng_aio_alloc(&call->timer_aio, call_timer_cb, call)) != 0) {
         goto fail;
     }
     if ((nrv = nng_ctx_open(&call->ctx, client->sock)) != 0) {
@@ -621,6 +713,9 @@ fail:
     }
     if (call->sleep_aio != NULL) {
         nng_aio_free(call->sleep_aio);
+    }
+    if (call->timer_aio != NULL) {
+        nng_aio_free(call->timer_aio);
     }
     bulkupsert_status_clear(&call->status);
     if (call->request != NULL) {
