@@ -1326,11 +1326,15 @@ test_retry_until_server_up(void **state)
     struct bulkupsert_status st;
 
     fake_set_accepted(&fs);
-    bulkupsert_client *client = open_client(env->url, TEST_TOKEN, 200);
+    // An attempt whose request leaves as the server comes up, in its last
+    // few milliseconds, ends DEADLINE_EXCEEDED (rightly: it may have been
+    // applied); a long attempt makes that rare (it happened once with
+    // 200 ms under load).
+    bulkupsert_client *client = open_client(env->url, TEST_TOKEN, 1000);
     struct bulkupsert_retry p
         = { .max_retries = 100, .base_delay_ms = 20, .max_delay_ms = 100 };
     bulkupsert_client_set_retry(client, &p);
-    fs.delay_ms = 1000; // far past the first attempt's 200 ms
+    fs.delay_ms = 2500; // far past the first attempt's 1000 ms
     fake_start(&fs, env, FAKE_REPLY, 1);
     int rv = submit_sample(client, &st);
     fake_stop(&fs);
