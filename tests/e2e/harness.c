@@ -43,7 +43,7 @@ static struct harness_live harness_live[HARNESS_MAX_LIVE];
 
 static void harness_dump_log_path(const char *log);
 
-// At most this many lines of a daemon's log go to stderr.
+// At most this many lines of a daemon's log (its last) go to stderr.
 #define HARNESS_LOG_LINES 300
 static void harness_rmrf(const char *dir);
 
@@ -168,18 +168,27 @@ harness_dump_log_path(const char *log)
     if (f == NULL) {
         return;
     }
-    char line[512];
-    int  n = 0;
-    fprintf(stderr, "---- %s\n", log);
-    while (fgets(line, sizeof(line), f) != NULL) {
-        if (n++ < HARNESS_LOG_LINES) {
-            fputs(line, stderr);
-        }
+    // The last HARNESS_LOG_LINES lines: a failure is near the end.
+    char(*ring)[512] = calloc(HARNESS_LOG_LINES, sizeof(*ring));
+    if (ring == NULL) {
+        fclose(f);
+        return;
     }
-    if (n > HARNESS_LOG_LINES) {
-        fprintf(stderr, "---- (%d more lines)\n", n - HARNESS_LOG_LINES);
+    size_t n = 0;
+    while (fgets(ring[n % HARNESS_LOG_LINES], sizeof(ring[0]), f) != NULL) {
+        n++;
     }
     fclose(f);
+    fprintf(stderr, "---- %s\n", log);
+    if (n > HARNESS_LOG_LINES) {
+        fprintf(stderr, "---- (%zu lines before these)\n",
+            n - HARNESS_LOG_LINES);
+    }
+    for (size_t i = n > HARNESS_LOG_LINES ? n - HARNESS_LOG_LINES : 0; i < n;
+         i++) {
+        fputs(ring[i % HARNESS_LOG_LINES], stderr);
+    }
+    free(ring);
 }
 
 static void
@@ -246,6 +255,10 @@ harness_spawn(struct harness *h, const char *const *extra)
     argv[n++] = h->data;
     argv[n++] = "--keyring";
     argv[n++] = h->keyring;
+    // Every call in the log (a test's own --log-level comes later and
+    // wins): a failing test's output shows whether its calls arrived.
+    argv[n++] = "--log-level";
+    argv[n++] = "debug";
     for (int i = 0; extra != NULL && extra[i] != NULL && n < 94; i++) {
         argv[n++] = extra[i];
     }
