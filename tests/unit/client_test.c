@@ -843,6 +843,11 @@ test_silent_server_times_out(void **state)
     assert_null(reply);
     assert_non_null(strstr(st.message, "timed out after 400 ms"));
     assert_non_null(strstr(st.message, env->url));
+    // The id the server got (and logs), to find the request by.
+    char want[64];
+    assert_int_equal(strlen(fs.request_id), 16);
+    snprintf(want, sizeof(want), "request id %s)", fs.request_id);
+    assert_non_null(strstr(st.message, want));
     assert_true(took >= 350);
     assert_true(took < 1400);
     bulkupsert_status_clear(&st);

@@ -106,7 +106,8 @@ struct bulkupsert_call {
     nng_aio                         *timer_aio; // deadlines of attempts
     nng_ctx                          ctx;
     int                              timeout_ms;
-    struct bulkupsert_retry          retry;
+    char request_id[20]; // of every attempt; the server logs it
+    struct bulkupsert_retry retry;
 
     pthread_mutex_t mtx;
     pthread_cond_t  done_cv;     // signalled when state becomes CALL_DONE
@@ -150,14 +151,13 @@ call_strdup(const char *s)
 // in *msgp. Returns BULKUPSERT_OK, or fills status and returns its code.
 static int
 call_encode(struct bulkupsert_client *client, const char *method_path,
-    const ProtobufCMessage *input, nng_msg **msgp,
+    const ProtobufCMessage *input, nng_msg **msgp, char request_id[20],
     struct bulkupsert_status *status)
 {
     Bulkupsert__V1__RpcRequest env = BULKUPSERT__V1__RPC_REQUEST__INIT;
     uint8_t                   *payload = NULL;
     char                      *token = NULL;
     nng_msg                   *msg = NULL;
-    char                       request_id[20];
     int                        rv = BULKUPSERT_OK;
 
     // A NULL string in a repeated field or a missing required field would
@@ -195,8 +195,8 @@ call_encode(struct bulkupsert_client *client, const char *method_path,
         goto out;
     }
 
-    snprintf(request_id, sizeof(request_id), "%08x%08x",
-        (unsigned) nng_random(), (unsigned) nng_random());
+    snprintf(request_id, 20, "%08x%08x", (unsigned) nng_random(),
+        (unsigned) nng_random());
     // The envelope only borrows these strings; protobuf-c's init macro
     // types the fields as non-const.
     env.method = (char *) method_path;
@@ -285,19 +285,24 @@ call_fail(struct bulkupsert_call *call, int nrv, int sent)
     struct bulkupsert_status *status = &call->status;
     const char               *url = call->client->url;
 
-    if (call->cancelled) {
+    // Where the request may have arrived, its id finds it in the server's
+    // log (debug level).
+    const char *rid = call->request_id;
+    if (call->cancelled && sent) {
         bu__status_set(status, BULKUPSERT_CANCELLED, 0,
-            sent ? "%s: cancelled after the request was sent (it may have "
-                   "been applied)"
-                 : "%s: cancelled before the request was sent",
-            url);
+            "%s: cancelled after the request was sent (it may have been "
+            "applied; request id %s)",
+            url, rid);
+    } else if (call->cancelled) {
+        bu__status_set(status, BULKUPSERT_CANCELLED, 0,
+            "%s: cancelled before the request was sent", url);
     } else if (nrv == NNG_ENOMEM) {
         bu__status_set(status, BULKUPSERT_INTERNAL, 0, "out of memory");
     } else if (nrv == NNG_ETIMEDOUT && sent) {
         bu__status_set(status, BULKUPSERT_DEADLINE_EXCEEDED, 0,
             "timed out after %d ms waiting for %s (the request was sent and "
-            "may have been applied)",
-            call->timeout_ms, url);
+            "may have been applied; request id %s)",
+            call->timeout_ms, url, rid);
     } else if (nrv == NNG_ETIMEDOUT) {
         bu__status_set(status, BULKUPSERT_UNAVAILABLE, 0,
             "timed out after %d ms waiting for a connection to %s (the "
@@ -305,8 +310,9 @@ call_fail(struct bulkupsert_call *call, int nrv, int sent)
             call->timeout_ms, url);
     } else if (sent) {
         bu__status_set(status, BULKUPSERT_UNAVAILABLE, 0,
-            "%s: %s before the reply (the request may have been applied)", url,
-            nng_strerror(nrv));
+            "%s: %s before the reply (the request may have been applied; "
+            "request id %s)",
+            url, nng_strerror(nrv), rid);
     } else {
         bu__status_set(status, BULKUPSERT_UNAVAILABLE, 0,
             "%s: %s (the request was not sent)", url, nng_strerror(nrv));
@@ -615,7 +621,8 @@ call_prepare(struct bulkupsert_call *call, const char *name,
         return;
     }
     call->method = m;
-    call_encode(client, path, request, &call->request, &call->status);
+    call_encode(client, path, request, &call->request, call->request_id,
+        &call->status);
 }
 
 int
