@@ -32,6 +32,9 @@
  * request that could not be sent within it (no connection) ends with
  * UNAVAILABLE and was certainly not applied; a reply that did not come in
  * time ends with DEADLINE_EXCEEDED, and the request may have been applied.
+ * The message of a request that may have been applied names its request id
+ * (16 hex digits, the same on every attempt), which the server logs with
+ * each call at --log-level debug.
  *
  * Reconnecting: the client dials in the background and redials a lost
  * connection (after 100 ms, backing off to 1 s). When a request finds no
