@@ -206,6 +206,9 @@ class ClientTest(unittest.TestCase):
                         c.get_job("x")
                     self.assertEqual(cm.exception.code, pb.INTERNAL)
                     self.assertTrue(cm.exception.maybe_applied)
+                    # Named by the id the server logs, to find it by.
+                    self.assertRegex(cm.exception.message,
+                                     r"; request id [0-9a-f]{16}\)$")
 
 
 class _FakeServer:

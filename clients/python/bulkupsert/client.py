@@ -130,9 +130,10 @@ class Client:
             self._sock.close()
 
     def _call(self, method, request, reply_type, timeout=None):
+        request_id = uuid.uuid4().hex[:16]
         env = pb.RpcRequest(method=_SERVICE + method, token=self.token,
                             payload=request.SerializeToString(),
-                            request_id=uuid.uuid4().hex[:16])
+                            request_id=request_id)
         data = env.SerializeToString()
         if len(data) > MAX_REQUEST_BYTES:
             raise Error(pb.INVALID_ARGUMENT,
@@ -146,12 +147,14 @@ class Client:
             try:
                 self._sock.send(data, timeout_ms)
             except _nng.NngError as e:
-                raise self._transport_error(e, False, timeout_ms) from None
+                raise self._transport_error(e, False, timeout_ms,
+                                            request_id) from None
             left = timeout_ms - int((time.monotonic() - start) * 1000)
             try:
                 raw = self._sock.recv(max(1, left))
             except _nng.NngError as e:
-                raise self._transport_error(e, True, timeout_ms) from None
+                raise self._transport_error(e, True, timeout_ms,
+                                            request_id) from None
         resp, reply = pb.RpcResponse(), reply_type()
         try:
             resp.ParseFromString(raw)
@@ -162,17 +165,21 @@ class Client:
         except DecodeError as e:
             raise Error(pb.INTERNAL, f"{self.url}: malformed reply to "
                         f"{method}: {e} (the request may have been "
-                        f"applied)", maybe_applied=True) from None
+                        f"applied; request id {request_id})",
+                        maybe_applied=True) from None
         if resp.status.code != pb.OK:
             raise Error.from_status(resp.status)
         return reply
 
-    def _transport_error(self, err, sent, timeout_ms):
+    def _transport_error(self, err, sent, timeout_ms, request_id):
+        # Where the request may have arrived, its id finds it in the
+        # server's log (debug level).
         if err.errno == _nng.ETIMEDOUT and sent:
             return Error(pb.DEADLINE_EXCEEDED,
                          f"timed out after {timeout_ms} ms waiting for "
                          f"{self.url} (the request was sent and may have "
-                         f"been applied)", maybe_applied=True)
+                         f"been applied; request id {request_id})",
+                         maybe_applied=True)
         if err.errno == _nng.ETIMEDOUT:
             return Error(pb.UNAVAILABLE,
                          f"timed out after {timeout_ms} ms waiting for a "
@@ -180,8 +187,8 @@ class Client:
                          f"sent; is the server running?)")
         if sent:
             return Error(pb.UNAVAILABLE, f"{self.url}: {err.strerror} before "
-                         f"the reply (the request may have been applied)",
-                         maybe_applied=True)
+                         f"the reply (the request may have been applied; "
+                         f"request id {request_id})", maybe_applied=True)
         return Error(pb.UNAVAILABLE, f"{self.url}: {err.strerror} (the "
                      f"request was not sent)")
 
