@@ -844,7 +844,7 @@ test_silent_server_times_out(void **state)
     assert_non_null(strstr(st.message, "timed out after 400 ms"));
     assert_non_null(strstr(st.message, env->url));
     // The id the server got (and logs), to find the request by.
-    char want[64];
+    char want[96];
     assert_int_equal(strlen(fs.request_id), 16);
     snprintf(want, sizeof(want), "request id %s)", fs.request_id);
     assert_non_null(strstr(st.message, want));
