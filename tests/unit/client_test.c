@@ -64,6 +64,9 @@ struct fake_server {
                              // numbered drop_at (1, 2, ...); 0 = none
     int             reply_ms;  // FAKE_REPLY: wait this long before replying,
     int             jitter_ms; // give or take up to jitter_ms (random)
+    int             untimed;   // receive without a timeout (closed by the
+                               // test): nng 1.5.2 must not be expiring a
+                               // receive on a socket another thread closes
     pthread_t       thread;
     nng_socket      sock;
     pthread_mutex_t mtx;
@@ -137,7 +140,9 @@ fake_main(void *arg)
     if (fs->delay_ms > 0) {
         nng_msleep(fs->delay_ms);
     }
-    nng_socket_set_ms(fs->sock, NNG_OPT_RECVTIMEO, 5000);
+    if (!fs->untimed) {
+        nng_socket_set_ms(fs->sock, NNG_OPT_RECVTIMEO, 5000);
+    }
     fs->listen_rv = nng_listen(fs->sock, fs->url, NULL, 0);
     pthread_mutex_lock(&fs->mtx);
     fs->listening = 1;
@@ -1889,19 +1894,21 @@ test_reply_at_deadline_then_close(void **state)
         snprintf(args[t].url, sizeof(args[t].url), "%s", env.url);
         fake_set_reply(&fs[t], &wst, &job.base);
         fs[t].reply_ms = STRESS_TIMEOUT_MS;
+        fs[t].untimed = 1; // closed below from this thread
         fs[t].jitter_ms = 3;
         fake_start(&fs[t], &env, FAKE_REPLY, 1000000);
     }
-    for (int t = 0; t < STRESS_THREADS; t++) {
-        if (pthread_create(&threads[t], NULL, stress_main, &args[t]) != 0) {
-            fail_msg("pthread_create"); // the servers are not stopped
-        }
+    int started = 0;
+    while (started < STRESS_THREADS
+        && pthread_create(&threads[started], NULL, stress_main, &args[started])
+            == 0) {
+        started++;
     }
     // Every thread and server ends before anything is asserted: a failed
     // assertion leaves the function, and they use its frame.
-    int nbad = 0;
+    int nbad = STRESS_THREADS - started;
     for (int t = 0; t < STRESS_THREADS; t++) {
-        if (pthread_join(threads[t], NULL) != 0) {
+        if (t < started && pthread_join(threads[t], NULL) != 0) {
             nbad++;
         }
         // The server may be asleep before a reply nobody waits for.
